@@ -1,0 +1,202 @@
+"""Start and stop the embedded LocalStack: the real LocalStack runtime as a host process.
+
+Used by ``photopipe up/down`` and by the integration-test fixture. It starts LocalStack in the background
+with the settings that make it work offline and without Docker, keeps its log and PID file in the state
+folder, waits for health with a deadline, reuses a healthy instance it started, and stops exactly what it
+started (by PID, Lambda processes included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from photopipe_infra import venvs
+from photopipe_infra.paths import state_dir
+
+LOG = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 4566
+START_TIMEOUT_SECONDS = 120.0
+STOP_TIMEOUT_SECONDS = 20.0
+
+
+class LauncherError(RuntimeError):
+    """Something stops LocalStack from starting; the message says what and what to do."""
+
+
+class PortInUse(LauncherError):
+    pass
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    reused: bool
+    seconds: float
+
+
+@dataclass
+class EmbeddedLocalStack:
+    """One embedded LocalStack instance, owned through the PID file in ``folder``."""
+
+    port: int = DEFAULT_PORT
+    folder: Path = field(default_factory=lambda: state_dir() / "localstack")
+
+    @property
+    def pid_file(self) -> Path:
+        return self.folder / "localstack.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.folder / "localstack.log"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    # --- queries ---------------------------------------------------------------------------------------------
+    def environment(self) -> dict[str, str]:
+        """LocalStack's settings: offline, no Docker, Lambdas as host processes, DynamoDB from moto."""
+        volume = self.folder / "volume"
+        tmp = self.folder / "tmp"
+        for path in (volume, tmp):
+            path.mkdir(parents=True, exist_ok=True)
+        inherited = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV", "LOCALSTACK_", "LAMBDA_"))
+        }
+        return {
+            **inherited,
+            "GATEWAY_LISTEN": f"{HOST}:{self.port}",
+            "LOCALSTACK_HOST": f"localhost:{self.port}",
+            "SQS_ENDPOINT_STRATEGY": "path",
+            "DNS_ADDRESS": "0",
+            "SKIP_SSL_CERT_DOWNLOAD": "1",
+            "DISABLE_EVENTS": "1",
+            "S3_SKIP_SIGNATURE_VALIDATION": "0",
+            "LOCALSTACK_VOLUME_DIR": str(volume),
+            "TMPDIR": str(tmp),
+            "LAMBDA_RUNTIME_EXECUTOR": "process",
+            "LAMBDA_PROCESS_PYTHON": str(venvs.LAMBDA_PYTHON.python),
+            "PROVIDER_OVERRIDE_DYNAMODB": "moto",
+            "PROVIDER_OVERRIDE_DYNAMODBSTREAMS": "moto",
+        }
+
+    def owned_pid(self) -> int | None:
+        """The PID of the LocalStack this launcher started, if it is still that process (a stale file is ignored)."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+            process = psutil.Process(pid)
+            if "localstack.runtime.main" in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
+                return pid
+        except (OSError, ValueError, IndexError, psutil.Error):
+            pass
+        return None
+
+    def is_healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{self.port}/_localstack/health", timeout=2) as response:
+                return response.status == 200 and "services" in json.loads(response.read())
+        except (OSError, ValueError, urllib.error.URLError):
+            return False
+
+    def port_holder(self) -> str | None:
+        """Who listens on the port, as 'PID n (name)', or None when nothing does."""
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            if probe.connect_ex((HOST, self.port)) != 0:
+                return None
+        with contextlib.suppress(psutil.Error):
+            for conn in psutil.net_connections("tcp"):
+                if conn.laddr and conn.laddr.port == self.port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                    return f"PID {conn.pid} ({psutil.Process(conn.pid).name()})"
+        return "an unknown process"
+
+    def processes(self) -> list[psutil.Process]:
+        """The LocalStack process and everything it started (Lambda runtimes included)."""
+        pid = self.owned_pid()
+        if pid is None:
+            return []
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def start(self, timeout: float = START_TIMEOUT_SECONDS) -> Started:
+        """Start LocalStack (or reuse the healthy one this launcher started) and wait until it is healthy."""
+        began = time.monotonic()
+        pid = self.owned_pid()
+        if pid is not None and self.is_healthy():
+            return Started(pid=pid, reused=True, seconds=time.monotonic() - began)
+        if pid is not None:
+            LOG.info("LocalStack (PID %s) is not healthy; restarting it", pid)
+            self.stop()
+        self.pid_file.unlink(missing_ok=True)
+        holder = self.port_holder()
+        if holder is not None:
+            raise PortInUse(
+                f"Port {self.port} is already taken by {holder}, which photopipe did not start. "
+                f"Stop it (or point photopipe at it with --endpoint-url) and run again."
+            )
+        localstack = venvs.ensure(venvs.LOCALSTACK)
+        venvs.ensure(venvs.LAMBDA_PYTHON)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(  # noqa: S603 - fixed argv
+                [str(localstack.python), "-m", "localstack.runtime.main"],
+                env=self.environment(),
+                cwd=self.folder,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # not killed by the terminal's Ctrl-C; stopped by `down`
+            )
+        self.pid_file.write_text(f"{process.pid}\n")
+        deadline = began + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise LauncherError(f"LocalStack exited during start (code {process.returncode}):\n{self.log_tail()}")
+            if self.is_healthy():
+                return Started(pid=process.pid, reused=False, seconds=time.monotonic() - began)
+            time.sleep(0.2)
+        self.stop()
+        raise LauncherError(f"LocalStack was not healthy within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> list[int]:
+        """Stop the LocalStack this launcher started and every process it started; return their PIDs."""
+        processes = self.processes()
+        if not processes:
+            self.pid_file.unlink(missing_ok=True)
+            return []
+        root, *children = processes
+        with contextlib.suppress(psutil.Error):
+            root.send_signal(signal.SIGTERM)
+        _, alive = psutil.wait_procs([root], timeout=timeout)
+        # Lambda runtimes run in their own sessions; they exit with LocalStack, and whatever is left is killed.
+        _, alive_children = psutil.wait_procs(children, timeout=2)
+        for process in [*alive, *alive_children]:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs([*alive, *alive_children], timeout=5)
+        self.pid_file.unlink(missing_ok=True)
+        return [p.pid for p in processes]
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        return ""

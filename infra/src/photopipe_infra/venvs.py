@@ -1,0 +1,94 @@
+"""The tool venvs photopipe keeps in its state folder, created on demand and reused while their inputs match.
+
+- ``localstack``: localstack-core 4.14.0 with LocalStack's own pins, plus this package's plugins. It has
+  moto-ext (which installs the module ``moto``), so it never shares a venv with the project.
+- ``lambda-python``: the clean interpreter that runs Lambda handlers: only what the AWS runtime has (boto3).
+- ``sam``: the AWS SAM CLI, apart because its pins are its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from photopipe_infra.paths import INFRA_DIR, state_dir
+from photopipe_infra.pythons import find_python
+
+LOG = logging.getLogger(__name__)
+
+STAMP = ".photopipe-stamp"
+LOCALSTACK_VERSION = "4.14.0"
+
+
+@dataclass(frozen=True)
+class VenvSpec:
+    name: str
+    requirements: tuple[str, ...]
+    inputs: tuple[Path, ...]
+    editable: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        return state_dir() / self.name
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+    def bin(self, name: str) -> Path:
+        return self.path / "bin" / name
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for item in self.requirements:
+            digest.update(item.encode())
+        for path in self.inputs:
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+
+LOCALSTACK = VenvSpec(
+    name="localstack-venv",
+    requirements=(
+        f"localstack-core[runtime]=={LOCALSTACK_VERSION}",
+        "-c",
+        str(INFRA_DIR / "constraints" / f"localstack-{LOCALSTACK_VERSION}.txt"),
+    ),
+    inputs=(INFRA_DIR / "constraints" / f"localstack-{LOCALSTACK_VERSION}.txt", INFRA_DIR / "pyproject.toml"),
+    editable=INFRA_DIR,
+)
+LAMBDA_PYTHON = VenvSpec(
+    name="lambda-python",
+    requirements=("-r", str(INFRA_DIR / "requirements" / "lambda-runtime.txt")),
+    inputs=(INFRA_DIR / "requirements" / "lambda-runtime.txt",),
+)
+SAM = VenvSpec(
+    name="sam-venv",
+    requirements=("-r", str(INFRA_DIR / "requirements" / "sam.txt")),
+    inputs=(INFRA_DIR / "requirements" / "sam.txt",),
+)
+
+
+def is_current(spec: VenvSpec) -> bool:
+    stamp = spec.path / STAMP
+    return spec.python.exists() and stamp.exists() and stamp.read_text() == spec.fingerprint()
+
+
+def ensure(spec: VenvSpec) -> VenvSpec:
+    """Create or refresh the venv when its requirements changed; a no-op (a file read) when it is current."""
+    if is_current(spec):
+        return spec
+    LOG.info("Preparing %s (one-time set-up) ...", spec.path)
+    if spec.path.exists():
+        shutil.rmtree(spec.path)
+    subprocess.run([find_python(), "-m", "venv", str(spec.path)], check=True)  # noqa: S603
+    pip = [str(spec.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, *spec.requirements], check=True)  # noqa: S603
+    if spec.editable is not None:
+        subprocess.run([*pip, "--no-deps", "-e", str(spec.editable)], check=True)  # noqa: S603
+    (spec.path / STAMP).write_text(spec.fingerprint())
+    return spec

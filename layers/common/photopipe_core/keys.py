@@ -1,0 +1,53 @@
+"""S3 key layout and media ids (the names in DESIGN §4.4 that users and tools rely on)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+UPLOADS_PREFIX = "uploads/"
+DROP_PREFIX = "drop/"
+WORK_PREFIX = "work/"
+MEDIA_PREFIX = "media/"
+INGEST_PREFIXES = (UPLOADS_PREFIX, DROP_PREFIX)
+
+# ULIDs (API uploads) and derived ids (drop folder) are both 26 characters of Crockford base32.
+MEDIA_ID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+_UPLOAD_KEY = re.compile(rf"^{UPLOADS_PREFIX}(?P<media_id>[0-9A-HJKMNP-TV-Z]{{26}})/original$")
+_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+class NotAnIngestKey(ValueError):
+    """The object key is outside the prefixes that start the pipeline."""
+
+
+def upload_key(media_id: str) -> str:
+    return f"{UPLOADS_PREFIX}{media_id}/original"
+
+
+def variant_key(media_id: str, variant: str) -> str:
+    return f"{MEDIA_PREFIX}{media_id}/{variant}.webp"
+
+
+def work_prefix(media_id: str) -> str:
+    return f"{WORK_PREFIX}{media_id}/"
+
+
+def is_ingest_key(key: str) -> bool:
+    return key.startswith(INGEST_PREFIXES)
+
+
+def derived_media_id(bucket: str, key: str, etag: str) -> str:
+    """A stable id for a drop-folder object: the same (bucket, key, ETag) always maps to the same media."""
+    digest = hashlib.sha256(f"{bucket}\0{key}\0{etag.strip(chr(34))}".encode()).digest()
+    return base64.b32encode(digest[:20]).decode().translate(_CROCKFORD)[:26]
+
+
+def media_id_for_object(bucket: str, key: str, etag: str) -> str:
+    """The media id an S3 object belongs to: the id in an API upload key, or one derived for the drop folder."""
+    if match := _UPLOAD_KEY.match(key):
+        return match["media_id"]
+    if key.startswith(DROP_PREFIX) and key != DROP_PREFIX:
+        return derived_media_id(bucket, key, etag)
+    raise NotAnIngestKey(f"'{key}' is not under {' or '.join(INGEST_PREFIXES)}")
