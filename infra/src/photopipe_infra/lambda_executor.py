@@ -51,9 +51,21 @@ def lambda_python() -> Path:
     return Path(value)
 
 
+# How the AWS runtime words the common fatal signals (Go's names for them).
+SIGNAL_WORDS = {
+    signal.SIGKILL: "killed",
+    signal.SIGTERM: "terminated",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGABRT: "aborted",
+    signal.SIGBUS: "bus error",
+}
+
+
 def describe_exit(returncode: int) -> str:
+    """'exit status 3' or 'signal: killed', as AWS reports a runtime that exited."""
     if returncode < 0:
-        return f"signal: {signal.Signals(-returncode).name.removeprefix('SIG').lower()}"
+        number = signal.Signals(-returncode)
+        return f"signal: {SIGNAL_WORDS.get(number, number.name.removeprefix('SIG').lower())}"
     return f"exit status {returncode}"
 
 

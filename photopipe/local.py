@@ -1,0 +1,75 @@
+"""Bringing the stack up and down on this machine: embedded LocalStack (default) or the Docker image."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from photopipe_infra.deploy import Deployed, deploy
+from photopipe_infra.launcher import DEFAULT_PORT, EmbeddedLocalStack, LauncherError, Started
+from photopipe_infra.paths import INFRA_DIR
+
+from photopipe.config import ClientSettings
+from photopipe.stack import Stack, StackOutputs
+
+COMPOSE_FILE = INFRA_DIR / "docker-compose.yml"
+
+
+class DockerUnavailable(LauncherError):
+    pass
+
+
+@dataclass(frozen=True)
+class UpResult:
+    runtime: str
+    started: Started | None
+    deployed: Deployed
+    outputs: StackOutputs
+    seconds: float
+
+
+def launcher(settings: ClientSettings) -> EmbeddedLocalStack:
+    return EmbeddedLocalStack(port=urlsplit(settings.endpoint_url).port or DEFAULT_PORT)
+
+
+def docker_engine_error() -> str | None:
+    """Why no Docker engine can be used here, or None when one answers."""
+    if shutil.which("docker") is None:
+        return "the docker command is not installed"
+    try:
+        result = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=15)  # noqa: S607
+    except subprocess.TimeoutExpired:
+        return "`docker info` did not answer within 15 s"
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else f"`docker info` exited with {result.returncode}"
+    return None
+
+
+def up(settings: ClientSettings, docker: bool = False) -> UpResult:
+    """Start LocalStack (or reuse the one running) and deploy the stack; safe to run again."""
+    began = time.monotonic()
+    started: Started | None = None
+    if docker:
+        reason = docker_engine_error()
+        if reason is not None:
+            raise DockerUnavailable(f"--docker needs a Docker engine, and none can be used: {reason}")
+        subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), "up", "-d", "--wait"], check=True)  # noqa: S607
+        runtime = "docker"
+    else:
+        started = launcher(settings).start()
+        runtime = "embedded"
+    deployed = deploy(settings.endpoint_url, settings.stack_name)
+    outputs = Stack(settings).outputs
+    return UpResult(runtime, started, deployed, outputs, time.monotonic() - began)
+
+
+def down(settings: ClientSettings, docker: bool = False) -> list[int]:
+    """Stop what `up` started; returns the PIDs stopped (embedded) or [] (Docker)."""
+    if docker:
+        subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), "down"], check=True)  # noqa: S607
+        return []
+    return launcher(settings).stop()

@@ -1,0 +1,67 @@
+"""Reading what happened to a photo: its media item, history and pipeline execution."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from photopipe_core.models import MediaItem
+from photopipe_core.repository import MediaRepository
+
+from photopipe.stack import LOCAL_CREDENTIALS, Stack
+
+RUNNING = "RUNNING"
+
+
+class WaitTimeout(TimeoutError):
+    pass
+
+
+@dataclass(frozen=True)
+class Execution:
+    name: str
+    arn: str
+    status: str
+    start: Any
+    stop: Any | None
+
+    @property
+    def seconds(self) -> float | None:
+        return (self.stop - self.start).total_seconds() if self.stop else None
+
+
+class MediaReader:
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        kwargs: dict[str, Any] = {"region_name": stack.settings.region, "endpoint_url": stack.settings.endpoint_url}
+        if stack.settings.is_local:
+            kwargs |= LOCAL_CREDENTIALS
+        table = boto3.resource("dynamodb", **kwargs).Table(stack.outputs.MediaTableName)
+        self._repository = MediaRepository(table)
+        self._sfn = stack.client("stepfunctions")
+
+    def get(self, media_id: str) -> MediaItem | None:
+        return self._repository.get(media_id)
+
+    def history(self, media_id: str) -> list[dict[str, Any]]:
+        return self._repository.history(media_id)
+
+    def execution(self, media_id: str) -> Execution | None:
+        arn = self._stack.outputs.execution_arn(media_id)
+        try:
+            described = self._sfn.describe_execution(executionArn=arn)
+        except self._sfn.exceptions.ExecutionDoesNotExist:
+            return None
+        return Execution(media_id, arn, described["status"], described["startDate"], described.get("stopDate"))
+
+    def wait_for_execution(self, media_id: str, timeout: float = 60.0, interval: float = 0.25) -> Execution:
+        """Wait until the media's execution exists and has finished, or raise WaitTimeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            execution = self.execution(media_id)
+            if execution is not None and execution.status != RUNNING:
+                return execution
+            time.sleep(interval)
+        raise WaitTimeout(f"the execution for media {media_id} did not finish within {timeout:.0f} s")

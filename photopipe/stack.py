@@ -1,0 +1,54 @@
+"""The deployed stack as the client sees it: its outputs and boto3 clients for its endpoint."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from photopipe.config import ClientSettings
+
+LOCAL_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+
+class StackNotFound(RuntimeError):
+    pass
+
+
+class StackOutputs(BaseModel):
+    """The stack outputs of DESIGN §4.4."""
+
+    ApiUrl: str
+    MediaBucketName: str
+    MediaTableName: str
+    PipelineStateMachineArn: str
+    IngestQueueUrl: str
+    IngestDLQUrl: str
+    FailedQueueUrl: str
+
+    def execution_arn(self, name: str) -> str:
+        return f"{self.PipelineStateMachineArn.replace(':stateMachine:', ':execution:')}:{name}"
+
+
+class Stack:
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+
+    def client(self, service: str) -> Any:
+        kwargs: dict[str, Any] = {"region_name": self.settings.region, "endpoint_url": self.settings.endpoint_url}
+        if self.settings.is_local:
+            kwargs |= LOCAL_CREDENTIALS
+        return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+
+    @cached_property
+    def outputs(self) -> StackOutputs:
+        try:
+            stacks = self.client("cloudformation").describe_stacks(StackName=self.settings.stack_name)["Stacks"]
+        except ClientError as error:
+            raise StackNotFound(
+                f"Stack '{self.settings.stack_name}' not found at {self.settings.endpoint_url}; run `photopipe up`"
+            ) from error
+        return StackOutputs(**{o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])})

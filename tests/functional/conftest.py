@@ -1,0 +1,86 @@
+"""Handlers in-process against moto: AWS is mocked before any client is created."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from photopipe_core import aws, pipeline, repository, settings, storage
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+PASS_STATE_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "photopipe",
+        "POWERTOOLS_METRICS_NAMESPACE": "photopipe",
+        "MEDIA_BUCKET": "media",
+        "MEDIA_TABLE": "media-table",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    yield
+    for factory in (aws.client, aws.resource, settings.get_settings, repository.media_repository,
+                    pipeline.pipeline_starter, storage.object_store):
+        factory.cache_clear()
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The stack's resources in moto: bucket, table and a state machine."""
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="media")
+        boto3.client("dynamodb").create_table(
+            TableName="media-table",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        )
+        sfn = boto3.client("stepfunctions")
+        arn = sfn.create_state_machine(
+            name="pipeline", definition=json.dumps(PASS_STATE_MACHINE),
+            roleArn="arn:aws:iam::123456789012:role/pipeline",
+        )["stateMachineArn"]
+        monkeypatch.setenv("PIPELINE_ARN", arn)
+        yield {"bucket": "media", "table": "media-table", "state_machine_arn": arn}
+
+
+class FakeContext:
+    function_name = "test"
+    memory_limit_in_mb = 128
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
+    aws_request_id = "request-1"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+@pytest.fixture
+def context() -> FakeContext:
+    return FakeContext()
+
+
+def load_function(name: str, module: str = "handler") -> ModuleType:
+    """Import functions/<name>/<module>.py under a unique module name (every function has a handler.py)."""
+    unique = f"photopipe_function_{name}_{module}"
+    spec = importlib.util.spec_from_file_location(unique, FUNCTIONS_DIR / name / f"{module}.py")
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded

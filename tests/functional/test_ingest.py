@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from photopipe_core.keys import derived_media_id, upload_key
+
+from tests.events import s3_object_created, sqs_batch
+from tests.functional.conftest import FakeContext, load_function
+
+
+def executions(arn: str) -> list[dict[str, Any]]:
+    return boto3.client("stepfunctions").list_executions(stateMachineArn=arn)["executions"]
+
+
+def test_drop_folder_object_starts_an_execution_named_after_its_media_id(stack: dict[str, Any],
+                                                                        context: FakeContext) -> None:
+    # Given
+    ingest = load_function("ingest")
+    event = sqs_batch(s3_object_created("media", "drop/trip/a.jpg", etag="e1", size=99))
+    # When
+    result = ingest.lambda_handler(event, context)
+    # Then
+    assert result == {"batchItemFailures": []}
+    [execution] = executions(stack["state_machine_arn"])
+    media_id = derived_media_id("media", "drop/trip/a.jpg", "e1")
+    assert execution["name"] == media_id
+    described = boto3.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {"media_id": media_id, "bucket": "media", "key": "drop/trip/a.jpg",
+                                              "etag": "e1", "size": 99}
+
+
+def test_duplicate_message_does_not_start_a_second_execution(stack: dict[str, Any], context: FakeContext) -> None:
+    ingest = load_function("ingest")
+    body = s3_object_created("media", upload_key("01JD3X4Y5Z6A7B8C9D0EFGHJKM"), etag="e1")
+    # The same event twice in one batch, then once more in a later batch (S3/EventBridge deliver at least once).
+    assert ingest.lambda_handler(sqs_batch(body, body), context) == {"batchItemFailures": []}
+    assert ingest.lambda_handler(sqs_batch(body), context) == {"batchItemFailures": []}
+    assert [e["name"] for e in executions(stack["state_machine_arn"])] == ["01JD3X4Y5Z6A7B8C9D0EFGHJKM"]
+
+
+def test_key_outside_the_ingest_prefixes_starts_nothing(stack: dict[str, Any], context: FakeContext) -> None:
+    ingest = load_function("ingest")
+    result = ingest.lambda_handler(sqs_batch(s3_object_created("media", "media/X/thumb.webp")), context)
+    assert result == {"batchItemFailures": []}
+    assert executions(stack["state_machine_arn"]) == []
+
+
+def test_unparseable_message_is_reported_as_a_batch_item_failure(stack: dict[str, Any],
+                                                                context: FakeContext) -> None:
+    ingest = load_function("ingest")
+    good = s3_object_created("media", "drop/good.jpg")
+    event = sqs_batch(good, {"not": "an s3 event"})
+    result = ingest.lambda_handler(event, context)
+    # Only the bad record goes back to the queue (and, after maxReceiveCount, to IngestDLQ).
+    assert result == {"batchItemFailures": [{"itemIdentifier": "message-1"}]}
+    assert len(executions(stack["state_machine_arn"])) == 1

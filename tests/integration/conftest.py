@@ -1,0 +1,94 @@
+"""One embedded LocalStack per test session, with the stack deployed; always stopped at the end.
+
+It listens on its own port (PHOTOPIPE_TEST_PORT, default 4599) and keeps its files apart, so a stack a developer
+runs on 4566 with `make up` is neither used nor disturbed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from photopipe_infra.deploy import deploy
+from photopipe_infra.launcher import EmbeddedLocalStack
+from photopipe_infra.paths import state_dir
+
+from photopipe.config import ClientSettings
+from photopipe.stack import Stack
+
+TEST_PORT = int(os.environ.get("PHOTOPIPE_TEST_PORT", "4599"))
+LAMBDA_ROLE = "arn:aws:iam::000000000000:role/lambda-test"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def localstack() -> Iterator[EmbeddedLocalStack]:
+    instance = EmbeddedLocalStack(port=TEST_PORT, folder=state_dir() / "test-localstack")
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="session")
+def endpoint(localstack: EmbeddedLocalStack) -> str:
+    return localstack.endpoint
+
+
+@pytest.fixture(scope="session")
+def aws_client(endpoint: str) -> Callable[[str], Any]:
+    def make(service: str) -> Any:
+        return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test")
+    return make
+
+
+@pytest.fixture(scope="session")
+def stack(endpoint: str) -> Stack:
+    deploy(endpoint, "photopipe")
+    return Stack(ClientSettings(endpoint_url=endpoint, stack_name="photopipe"))
+
+
+def zip_files(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def lambda_function(aws_client: Callable[[str], Any]) -> Iterator[Callable[..., str]]:
+    """Factory: create a uniquely named Python function from source files; deleted after the test."""
+    lam = aws_client("lambda")
+    created: list[str] = []
+
+    def create(files: dict[str, str], handler: str = "handler.handler", timeout: int = 10,
+               layers: list[str] | None = None, environment: dict[str, str] | None = None) -> str:
+        name = f"test-{uuid.uuid4().hex[:10]}"
+        lam.create_function(
+            FunctionName=name, Runtime="python3.13", Handler=handler, Role=LAMBDA_ROLE, Timeout=timeout,
+            Code={"ZipFile": zip_files(files)}, Layers=layers or [],
+            Environment={"Variables": environment or {}},
+        )
+        created.append(name)
+        lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+        return name
+
+    yield create
+    for name in created:
+        with contextlib.suppress(lam.exceptions.ResourceNotFoundException):  # a test may have deleted it
+            lam.delete_function(FunctionName=name)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from photopipe_infra import pythons
+
+
+def fake_python(folder: Path, name: str, version: str) -> Path:
+    """An executable that answers the version probe like a Python of ``version`` would."""
+    path = folder / name
+    path.write_text(f"#!/bin/sh\necho {version.replace('.', ' ')}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
+    return tmp_path
+
+
+def test_prefers_313_over_newer_and_older(isolated: Path) -> None:
+    fake_python(isolated / "bin", "python3.12", "3.12")
+    fake_python(isolated / "bin", "python3.14", "3.14")
+    preferred = fake_python(isolated / "bin", "python3.13", "3.13")
+    assert pythons.find_python() == os.path.realpath(preferred)
+
+
+def test_finds_pyenv_versions_when_path_has_only_an_old_python(isolated: Path) -> None:
+    fake_python(isolated / "bin", "python3", "3.11")
+    version_bin = isolated / "pyenv" / "versions" / "3.12.1" / "bin"
+    version_bin.mkdir(parents=True)
+    found = fake_python(version_bin, "python3", "3.12")
+    assert pythons.find_python() == os.path.realpath(found)
+
+
+def test_no_suitable_python_names_what_was_searched(isolated: Path) -> None:
+    fake_python(isolated / "bin", "python3", "3.11")
+    with pytest.raises(pythons.NoSuitablePython) as error:
+        pythons.find_python()
+    message = str(error.value)
+    assert "3.12" in message
+    assert "python3.13" in message
+    assert str(isolated / "pyenv") in message
