@@ -1,0 +1,104 @@
+"""The launcher owns exactly what it starts. These tests use their own instance, apart from the session's."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import psutil
+import pytest
+from photopipe_infra.deploy import deploy
+from photopipe_infra.launcher import EmbeddedLocalStack, PortInUse
+from photopipe_infra.paths import state_dir
+
+from photopipe.stack import Stack
+from tests.integration.conftest import LAMBDA_ROLE, TEST_PORT, zip_files
+
+OWN_PORT = TEST_PORT - 1
+
+
+@pytest.fixture
+def own_instance() -> Iterator[EmbeddedLocalStack]:
+    instance = EmbeddedLocalStack(port=OWN_PORT, folder=state_dir() / "test-launcher")
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def start_a_lambda_process(endpoint: str) -> None:
+    lam = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    lam.create_function(FunctionName="probe", Runtime="python3.13", Handler="h.handler", Role=LAMBDA_ROLE,
+                        Code={"ZipFile": zip_files({"h.py": "def handler(e, c):\n    return 'ok'\n"})})
+    lam.get_waiter("function_active_v2").wait(FunctionName="probe", WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+    assert json.loads(lam.invoke(FunctionName="probe")["Payload"].read()) == "ok"
+
+
+def test_start_twice_reuses_the_instance_and_stop_leaves_no_process(own_instance: EmbeddedLocalStack) -> None:
+    first = own_instance.start()
+    again = own_instance.start()
+    assert not first.reused
+    assert again.reused
+    assert again.pid == first.pid
+    start_a_lambda_process(own_instance.endpoint)
+    pids = [p.pid for p in own_instance.processes()]
+    assert pids[0] == first.pid
+    assert any("lambda_bootstrap" in " ".join(psutil.Process(pid).cmdline()) for pid in pids[1:])
+
+    stopped = own_instance.stop()
+
+    assert set(pids) <= set(stopped)
+    assert [pid for pid in pids if alive(pid)] == []
+    assert not own_instance.pid_file.exists()
+    assert own_instance.port_holder() is None
+
+
+@pytest.mark.parametrize("stale", ["own-pid", "dead-pid", "garbage"])
+def test_a_stale_pid_file_does_not_break_start(own_instance: EmbeddedLocalStack, stale: str) -> None:
+    own_instance.folder.mkdir(parents=True, exist_ok=True)
+    dead = psutil.Popen(["true"])
+    dead.wait()
+    content = {"own-pid": str(os.getpid()), "dead-pid": str(dead.pid), "garbage": "not a pid"}[stale]
+    own_instance.pid_file.write_text(content)
+
+    started = own_instance.start()
+
+    assert not started.reused
+    assert started.pid != os.getpid()
+    assert own_instance.is_healthy()
+    assert alive(os.getpid())  # the launcher never touched the process the stale file named
+
+
+def test_a_port_taken_by_something_else_is_reported(own_instance: EmbeddedLocalStack) -> None:
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", OWN_PORT))
+        squatter.listen()
+        with pytest.raises(PortInUse) as error:
+            own_instance.start()
+    assert f"Port {OWN_PORT}" in str(error.value)
+    assert f"PID {os.getpid()}" in str(error.value)
+
+
+def test_deploy_twice_is_idempotent(stack: Stack, aws_client: Callable[[str], Any]) -> None:
+    cfn = aws_client("cloudformation")
+    before = cfn.describe_stack_resources(StackName="photopipe")["StackResources"]
+    result = deploy(stack.settings.endpoint_url, "photopipe")
+    assert not result.changed
+    after = cfn.describe_stack_resources(StackName="photopipe")["StackResources"]
+    assert sorted(r["PhysicalResourceId"] for r in after) == sorted(r["PhysicalResourceId"] for r in before)
+    stacks = [s for s in cfn.list_stacks()["StackSummaries"]
+              if s["StackName"] == "photopipe" and s["StackStatus"] != "DELETE_COMPLETE"]
+    assert len(stacks) == 1
