@@ -58,13 +58,15 @@ def _bring_up(ctx: Context, docker: bool = False) -> None:
     try:
         with console.status("Starting LocalStack and deploying the stack ..."):
             result = local.up(ctx.settings, docker=docker)
-    except (local.LauncherError, RuntimeError) as error:
+    except RuntimeError as error:
         raise _fail(str(error)) from error
     started = result.started
     how = "reused" if started and started.reused else "started"
     pid = f" (PID {started.pid})" if started else ""
-    console.print(f"LocalStack {result.runtime} {how}{pid}; stack "
-                  f"{'deployed' if result.deployed.changed else 'already up to date'} in {result.seconds:.1f} s")
+    console.print(
+        f"LocalStack {result.runtime} {how}{pid}; stack "
+        f"{'deployed' if result.deployed.changed else 'already up to date'} in {result.seconds:.1f} s"
+    )
     for key, value in result.outputs.model_dump().items():
         out.print(f"{key:<24} {value}", soft_wrap=True, highlight=False)
 
@@ -100,7 +102,9 @@ def status(ctx: Context, media_id: str, as_json: bool) -> None:
     out.print(f"[bold]{item.media_id}[/]  {item.status}  ({item.source.key}, {item.source.size} bytes)")
     table = Table("at", "status", "step", "execution")
     for entry in history:
-        table.add_row(entry.get("at", ""), entry.get("status", ""), entry.get("step", ""), entry.get("execution_arn", ""))
+        table.add_row(
+            entry.get("at", ""), entry.get("status", ""), entry.get("step", ""), entry.get("execution_arn", "")
+        )
     out.print(table)
 
 
@@ -120,8 +124,9 @@ def demo(ctx: Context, timeout: float) -> None:
     stack = ctx.stack
     key = f"{DROP_PREFIX}demo/photo-{int(time.time())}.jpg"
     body = samples.jpeg_bytes(samples.photo(1600, 1200, seed=7))
-    put = stack.client("s3").put_object(Bucket=stack.outputs.MediaBucketName, Key=key, Body=body,
-                                        ContentType="image/jpeg")
+    put = stack.client("s3").put_object(
+        Bucket=stack.outputs.MediaBucketName, Key=key, Body=body, ContentType="image/jpeg"
+    )
     media_id = media_id_for_object(stack.outputs.MediaBucketName, key, put["ETag"])
     console.print(f"Dropped s3://{stack.outputs.MediaBucketName}/{key} ({len(body)} bytes) → media {media_id}")
     reader = _reader(ctx)
@@ -140,7 +145,7 @@ def demo(ctx: Context, timeout: float) -> None:
         f"  aws --endpoint-url {ctx.settings.endpoint_url} stepfunctions describe-execution "
         f"--execution-arn {stack.outputs.execution_arn(media_id)}\n"
         f"  aws --endpoint-url {ctx.settings.endpoint_url} dynamodb get-item --table-name "
-        f"{stack.outputs.MediaTableName} --key '{{\"pk\":{{\"S\":\"MEDIA#{media_id}\"}},\"sk\":{{\"S\":\"META\"}}}}'\n"
+        f'{stack.outputs.MediaTableName} --key \'{{"pk":{{"S":"MEDIA#{media_id}"}},"sk":{{"S":"META"}}}}\'\n'
         "Stop everything with: make down"
     )
     if execution.status != "SUCCEEDED" or item is None:

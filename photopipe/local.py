@@ -40,7 +40,7 @@ def docker_engine_error() -> str | None:
     if shutil.which("docker") is None:
         return "the docker command is not installed"
     try:
-        result = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=15)  # noqa: S607
+        result = subprocess.run(["docker", "info"], check=False, capture_output=True, text=True, timeout=15)  # noqa: S607
     except subprocess.TimeoutExpired:
         return "`docker info` did not answer within 15 s"
     if result.returncode != 0:

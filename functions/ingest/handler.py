@@ -19,8 +19,9 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> None:
     event = S3EventNotificationEventBridgeModel.model_validate_json(record.body)
-    outcome = ingest_object_created(event.detail.bucket.name, event.detail.object.key, event.detail.object.etag or "",
-                                    event.detail.object.size or 0)
+    outcome = ingest_object_created(
+        event.detail.bucket.name, event.detail.object.key, event.detail.object.etag or "", event.detail.object.size or 0
+    )
     metrics.add_metric(name=f"ingest_{outcome.value}", unit=MetricUnit.Count, value=1)
 
 

@@ -33,8 +33,14 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     yield
-    for factory in (aws.client, aws.resource, settings.get_settings, repository.media_repository,
-                    pipeline.pipeline_starter, storage.object_store):
+    for factory in (
+        aws.client,
+        aws.resource,
+        settings.get_settings,
+        repository.media_repository,
+        pipeline.pipeline_starter,
+        storage.object_store,
+    ):
         factory.cache_clear()
 
 
@@ -46,13 +52,16 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         boto3.client("dynamodb").create_table(
             TableName="media-table",
             BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         )
         sfn = boto3.client("stepfunctions")
         arn = sfn.create_state_machine(
-            name="pipeline", definition=json.dumps(PASS_STATE_MACHINE),
+            name="pipeline",
+            definition=json.dumps(PASS_STATE_MACHINE),
             roleArn="arn:aws:iam::123456789012:role/pipeline",
         )["stateMachineArn"]
         monkeypatch.setenv("PIPELINE_ARN", arn)

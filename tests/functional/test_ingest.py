@@ -14,8 +14,9 @@ def executions(arn: str) -> list[dict[str, Any]]:
     return boto3.client("stepfunctions").list_executions(stateMachineArn=arn)["executions"]
 
 
-def test_drop_folder_object_starts_an_execution_named_after_its_media_id(stack: dict[str, Any],
-                                                                        context: FakeContext) -> None:
+def test_drop_folder_object_starts_an_execution_named_after_its_media_id(
+    stack: dict[str, Any], context: FakeContext
+) -> None:
     # Given
     ingest = load_function("ingest")
     event = sqs_batch(s3_object_created("media", "drop/trip/a.jpg", etag="e1", size=99))
@@ -27,8 +28,13 @@ def test_drop_folder_object_starts_an_execution_named_after_its_media_id(stack: 
     media_id = derived_media_id("media", "drop/trip/a.jpg", "e1")
     assert execution["name"] == media_id
     described = boto3.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
-    assert json.loads(described["input"]) == {"media_id": media_id, "bucket": "media", "key": "drop/trip/a.jpg",
-                                              "etag": "e1", "size": 99}
+    assert json.loads(described["input"]) == {
+        "media_id": media_id,
+        "bucket": "media",
+        "key": "drop/trip/a.jpg",
+        "etag": "e1",
+        "size": 99,
+    }
 
 
 def test_duplicate_message_does_not_start_a_second_execution(stack: dict[str, Any], context: FakeContext) -> None:
@@ -47,8 +53,7 @@ def test_key_outside_the_ingest_prefixes_starts_nothing(stack: dict[str, Any], c
     assert executions(stack["state_machine_arn"]) == []
 
 
-def test_unparseable_message_is_reported_as_a_batch_item_failure(stack: dict[str, Any],
-                                                                context: FakeContext) -> None:
+def test_unparseable_message_is_reported_as_a_batch_item_failure(stack: dict[str, Any], context: FakeContext) -> None:
     ingest = load_function("ingest")
     good = s3_object_created("media", "drop/good.jpg")
     event = sqs_batch(good, {"not": "an s3 event"})

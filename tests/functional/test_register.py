@@ -4,7 +4,7 @@ from typing import Any
 
 import boto3
 import pytest
-from photopipe_core.models import Status
+from photopipe_core.models import PipelineInput, Status
 from photopipe_core.repository import InvalidTransition, media_repository
 
 from tests.functional.conftest import FakeContext, load_function
@@ -38,10 +38,18 @@ def test_register_is_safe_to_repeat_and_keeps_created_at(stack: dict[str, Any], 
 
 def test_a_finished_media_cannot_be_registered_by_another_execution(stack: dict[str, Any]) -> None:
     table = boto3.resource("dynamodb").Table(stack["table"])
-    table.put_item(Item={"pk": "MEDIA#M1", "sk": "META", "media_id": "M1", "status": Status.READY.value,
-                         "execution_arn": "arn:exec:first", "source": {}, "created_at": "t", "updated_at": "t"})
-    from photopipe_core.models import PipelineInput
-
+    table.put_item(
+        Item={
+            "pk": "MEDIA#M1",
+            "sk": "META",
+            "media_id": "M1",
+            "status": Status.READY.value,
+            "execution_arn": "arn:exec:first",
+            "source": {},
+            "created_at": "t",
+            "updated_at": "t",
+        }
+    )
     with pytest.raises(InvalidTransition):
         media_repository().mark_processing(PipelineInput(**MEDIA), "arn:exec:second")
     assert meta(stack["table"], "M1")["status"] == "READY"

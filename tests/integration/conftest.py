@@ -51,8 +51,14 @@ def endpoint(localstack: EmbeddedLocalStack) -> str:
 @pytest.fixture(scope="session")
 def aws_client(endpoint: str) -> Callable[[str], Any]:
     def make(service: str) -> Any:
-        return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
+        return boto3.client(
+            service,
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
     return make
 
 
@@ -76,12 +82,22 @@ def lambda_function(aws_client: Callable[[str], Any]) -> Iterator[Callable[..., 
     lam = aws_client("lambda")
     created: list[str] = []
 
-    def create(files: dict[str, str], handler: str = "handler.handler", timeout: int = 10,
-               layers: list[str] | None = None, environment: dict[str, str] | None = None) -> str:
+    def create(
+        files: dict[str, str],
+        handler: str = "handler.handler",
+        timeout: int = 10,
+        layers: list[str] | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> str:
         name = f"test-{uuid.uuid4().hex[:10]}"
         lam.create_function(
-            FunctionName=name, Runtime="python3.13", Handler=handler, Role=LAMBDA_ROLE, Timeout=timeout,
-            Code={"ZipFile": zip_files(files)}, Layers=layers or [],
+            FunctionName=name,
+            Runtime="python3.13",
+            Handler=handler,
+            Role=LAMBDA_ROLE,
+            Timeout=timeout,
+            Code={"ZipFile": zip_files(files)},
+            Layers=layers or [],
             Environment={"Variables": environment or {}},
         )
         created.append(name)

@@ -137,37 +137,47 @@ def test_five_concurrent_invokes_run_in_parallel_processes(lam: Any, echo: str) 
     assert elapsed < 5 * 1.5  # they overlapped instead of queueing behind one process
 
 
-def test_handler_boto3_calls_reach_localstack(aws_client: Callable[[str], Any],
-                                              lambda_function: Callable[..., str], lam: Any) -> None:
+def test_handler_boto3_calls_reach_localstack(
+    aws_client: Callable[[str], Any], lambda_function: Callable[..., str], lam: Any
+) -> None:
     bucket = f"from-lambda-{int(time.time() * 1000)}"
-    name = lambda_function({"handler.py": textwrap.dedent(
-        """
+    name = lambda_function(
+        {
+            "handler.py": textwrap.dedent(
+                """
         import boto3
 
         def handler(event, context):
             boto3.client("s3").create_bucket(Bucket=event["bucket"])
             return [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
         """
-    )})
+            )
+        }
+    )
     response, body = invoke(lam, name, {"bucket": bucket})
     assert "FunctionError" not in response, body
     assert bucket in body
     aws_client("s3").head_bucket(Bucket=bucket)  # the bucket exists outside the Lambda too
 
 
-def test_async_event_invoke_runs(aws_client: Callable[[str], Any], lambda_function: Callable[..., str],
-                                 lam: Any) -> None:
+def test_async_event_invoke_runs(
+    aws_client: Callable[[str], Any], lambda_function: Callable[..., str], lam: Any
+) -> None:
     s3 = aws_client("s3")
     bucket = f"async-{int(time.time() * 1000)}"
     s3.create_bucket(Bucket=bucket)
-    name = lambda_function({"handler.py": textwrap.dedent(
-        """
+    name = lambda_function(
+        {
+            "handler.py": textwrap.dedent(
+                """
         import boto3
 
         def handler(event, context):
             boto3.client("s3").put_object(Bucket=event["bucket"], Key="done", Body=b"async")
         """
-    )})
+            )
+        }
+    )
     response = lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"bucket": bucket}).encode())
     assert response["StatusCode"] == 202
     s3.get_waiter("object_exists").wait(Bucket=bucket, Key="done", WaiterConfig={"Delay": 0.5, "MaxAttempts": 40})

@@ -38,10 +38,16 @@ def alive(pid: int) -> bool:
 
 
 def start_a_lambda_process(endpoint: str) -> None:
-    lam = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1",
-                       aws_access_key_id="test", aws_secret_access_key="test")
-    lam.create_function(FunctionName="probe", Runtime="python3.13", Handler="h.handler", Role=LAMBDA_ROLE,
-                        Code={"ZipFile": zip_files({"h.py": "def handler(e, c):\n    return 'ok'\n"})})
+    lam = boto3.client(
+        "lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+    lam.create_function(
+        FunctionName="probe",
+        Runtime="python3.13",
+        Handler="h.handler",
+        Role=LAMBDA_ROLE,
+        Code={"ZipFile": zip_files({"h.py": "def handler(e, c):\n    return 'ok'\n"})},
+    )
     lam.get_waiter("function_active_v2").wait(FunctionName="probe", WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
     assert json.loads(lam.invoke(FunctionName="probe")["Payload"].read()) == "ok"
 
@@ -99,6 +105,9 @@ def test_deploy_twice_is_idempotent(stack: Stack, aws_client: Callable[[str], An
     assert not result.changed
     after = cfn.describe_stack_resources(StackName="photopipe")["StackResources"]
     assert sorted(r["PhysicalResourceId"] for r in after) == sorted(r["PhysicalResourceId"] for r in before)
-    stacks = [s for s in cfn.list_stacks()["StackSummaries"]
-              if s["StackName"] == "photopipe" and s["StackStatus"] != "DELETE_COMPLETE"]
+    stacks = [
+        s
+        for s in cfn.list_stacks()["StackSummaries"]
+        if s["StackName"] == "photopipe" and s["StackStatus"] != "DELETE_COMPLETE"
+    ]
     assert len(stacks) == 1

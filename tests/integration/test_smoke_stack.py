@@ -14,8 +14,9 @@ from photopipe.media import MediaReader
 from photopipe.stack import Stack
 
 
-def test_drop_folder_object_ends_with_the_item_written_by_the_pipeline(stack: Stack,
-                                                                      aws_client: Callable[[str], Any]) -> None:
+def test_drop_folder_object_ends_with_the_item_written_by_the_pipeline(
+    stack: Stack, aws_client: Callable[[str], Any]
+) -> None:
     outputs = stack.outputs
     key = f"drop/smoke/{time.time_ns()}.jpg"
     put = aws_client("s3").put_object(Bucket=outputs.MediaBucketName, Key=key, Body=b"not yet checked")

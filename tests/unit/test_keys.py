@@ -30,8 +30,17 @@ def test_drop_folder_id_is_a_valid_execution_name() -> None:
     assert media_id.isalnum()
 
 
-@pytest.mark.parametrize("key", ["media/X/thumb.webp", "work/X/tmp", "other/x.jpg", "uploads/not-an-id/original",
-                                 "uploads/01JD3X4Y5Z6A7B8C9D0EFGHJKM/extra", "drop/"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "media/X/thumb.webp",
+        "work/X/tmp",
+        "other/x.jpg",
+        "uploads/not-an-id/original",
+        "uploads/01JD3X4Y5Z6A7B8C9D0EFGHJKM/extra",
+        "drop/",
+    ],
+)
 def test_keys_outside_the_ingest_layout_are_refused(key: str) -> None:
     with pytest.raises(keys.NotAnIngestKey):
         keys.media_id_for_object("bucket", key, "etag")

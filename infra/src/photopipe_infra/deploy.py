@@ -53,7 +53,13 @@ def local_environment(endpoint: str) -> dict[str, str]:
 
 
 def deployed_fingerprint(endpoint: str, stack_name: str) -> str | None:
-    cfn = boto3.client("cloudformation", endpoint_url=endpoint, **_boto_credentials())
+    cfn = boto3.client(
+        "cloudformation",
+        endpoint_url=endpoint,
+        region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
     try:
         stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     except ClientError:
@@ -61,14 +67,6 @@ def deployed_fingerprint(endpoint: str, stack_name: str) -> str | None:
     if not stack["StackStatus"].endswith("_COMPLETE") or "ROLLBACK" in stack["StackStatus"]:
         return None
     return next((t["Value"] for t in stack.get("Tags", []) if t["Key"] == SOURCE_TAG), None)
-
-
-def _boto_credentials() -> dict[str, str]:
-    return {
-        "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        "region_name": LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
-    }
 
 
 def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) -> Deployed:
@@ -95,7 +93,7 @@ def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) ->
         ],
     ]
     for command in commands:
-        result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)  # noqa: S603
+        result = subprocess.run(command, check=False, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)  # noqa: S603
         if result.returncode != 0:
             raise DeployError(f"`{' '.join(command[:2])}` failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
         LOG.debug("%s", result.stdout)

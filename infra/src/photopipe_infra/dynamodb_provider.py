@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from localstack.aws.api.dynamodb import DynamodbApi
 from localstack.aws.api.dynamodbstreams import DynamodbstreamsApi
+from localstack.services.moto import MotoFallbackDispatcher
 from localstack.services.plugins import Service, ServiceLifecycleHook, aws_provider
 
 
@@ -23,13 +24,9 @@ class MotoDynamoDBStreamsProvider(DynamodbstreamsApi, ServiceLifecycleHook):
 
 @aws_provider(api="dynamodb", name="moto")
 def dynamodb_moto() -> Service:
-    from localstack.services.moto import MotoFallbackDispatcher
-
     return Service.for_provider(MotoDynamoDBProvider(), dispatch_table_factory=MotoFallbackDispatcher)
 
 
 @aws_provider(api="dynamodbstreams", name="moto")
 def dynamodbstreams_moto() -> Service:
-    from localstack.services.moto import MotoFallbackDispatcher
-
     return Service.for_provider(MotoDynamoDBStreamsProvider(), dispatch_table_factory=MotoFallbackDispatcher)

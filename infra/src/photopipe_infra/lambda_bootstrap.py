@@ -16,6 +16,7 @@ which owns this process.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -140,10 +141,8 @@ def exit_with_parent() -> None:
 
 def flush_output() -> None:
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
 
 
 def run_invocation(client: RuntimeClient, handler: Any, init_error: dict[str, Any] | None, inv: dict[str, Any]) -> None:

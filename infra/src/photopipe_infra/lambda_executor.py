@@ -25,6 +25,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import requests
+from localstack import config
 from localstack.services.lambda_.invocation.executor_endpoint import ExecutorEndpoint
 from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
@@ -212,11 +213,15 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             except FutureTimeout:
                 if self._process.poll() is not None:
                     failure = f"Runtime exited with error: {describe_exit(self._process.returncode)}"
-                    result = self._error_result(request_id, "Runtime.ExitError", f"RequestId: {request_id} Error: {failure}")
+                    result = self._error_result(
+                        request_id, "Runtime.ExitError", f"RequestId: {request_id} Error: {failure}"
+                    )
                 elif time.monotonic() >= deadline:
                     self._kill()
                     failure = f"Task timed out after {timeout:.2f} seconds"
-                    result = self._error_result(request_id, "Sandbox.Timedout", f"RequestId: {request_id} Error: {failure}")
+                    result = self._error_result(
+                        request_id, "Sandbox.Timedout", f"RequestId: {request_id} Error: {failure}"
+                    )
         duration_ms = (time.monotonic() - started) * 1000
         logs = self._invocation_log(request_id, duration_ms, failure)
         return dataclasses.replace(result, logs=logs)
@@ -253,8 +258,6 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         return "127.0.0.1"
 
     def get_runtime_endpoint(self) -> str:
-        from localstack import config
-
         port = config.GATEWAY_LISTEN[0].port
         return f"http://127.0.0.1:{port}{self.executor_endpoint.get_endpoint_prefix()}"
 

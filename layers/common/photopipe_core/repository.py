@@ -81,8 +81,13 @@ class MediaRepository:
     def _append_history(self, media_id: str, status: Status, at: str, **details: str) -> None:
         try:
             self._table.put_item(
-                Item={"pk": media_pk(media_id), "sk": f"HISTORY#{at}#{status}", "status": status.value, "at": at,
-                      **details},
+                Item={
+                    "pk": media_pk(media_id),
+                    "sk": f"HISTORY#{at}#{status}",
+                    "status": status.value,
+                    "at": at,
+                    **details,
+                },
                 ConditionExpression="attribute_not_exists(sk)",
             )
         except ClientError as error:
