@@ -25,6 +25,23 @@ class Status(StrEnum):
         return self in {Status.READY, Status.DUPLICATE, Status.REJECTED, Status.FAILED}
 
 
+class GpsPosition(BaseModel):
+    latitude: float
+    longitude: float
+
+
+class PhotoFacts(BaseModel):
+    """Facts worth keeping about the original (GPS is kept here only, never in outputs)."""
+
+    width: int
+    height: int
+    orientation: int | None = None
+    taken_at: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    gps: GpsPosition | None = None
+
+
 class SourceObject(BaseModel):
     """The S3 object a media came from."""
 

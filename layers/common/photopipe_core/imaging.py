@@ -1,0 +1,369 @@
+"""The imaging core: pure functions over bytes and Pillow images (no AWS anywhere).
+
+- ``inspect`` decides the type by content and enforces the limits from the header alone, before any decode,
+  so a decompression bomb costs a few kilobytes of reading.
+- ``render`` decodes once (JPEG ``draft()`` to the largest size needed), resizes the largest variant from the
+  source and each smaller one from the previous (a cascade), then applies EXIF orientation and converts to sRGB
+  on the already reduced image. Animated inputs contribute their first frame.
+- ``encode_webp`` writes a variant with no EXIF, XMP or ICC data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from PIL import Image, ImageCms, ImageOps, features
+
+from photopipe_core.errors import (
+    CorruptImage,
+    EmptyInput,
+    TooLarge,
+    TooManyFrames,
+    TooManyPixels,
+    TypeMismatch,
+    UnsupportedType,
+)
+from photopipe_core.models import GpsPosition, PhotoFacts
+
+# Pillow's own bomb check warns or raises at its own thresholds; photopipe enforces its limits itself, before decode.
+Image.MAX_IMAGE_PIXELS = None
+
+CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "AVIF": "image/avif",
+}
+# Declared types that say nothing about the content (what `aws s3 cp` or a browser sends for unknown files).
+GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+TYPE_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-png": "image/png",
+    "image/tif": "image/tiff",
+}
+_SRGB = ImageCms.createProfile("sRGB")
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+_ORIENTATION, _MAKE, _MODEL, _DATETIME_ORIGINAL = 0x0112, 0x010F, 0x0110, 0x9003
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    max_frames: int = 100
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    long_edge: int
+
+
+@dataclass(frozen=True)
+class WebpSettings:
+    quality: int = 80
+    method: int = 4
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the header says about an acceptable input."""
+
+    format: str
+    content_type: str
+    declared_type: str
+    width: int
+    height: int
+    frames: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    variants: dict[str, Image.Image]
+    facts: PhotoFacts
+    phash: str
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sniff(data: bytes) -> str:
+    """The Pillow format of ``data`` judged by its magic bytes; never by a file name or declared type."""
+    if not data:
+        raise EmptyInput("the file is empty (0 bytes)")
+    head = data[:64]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis") and features.check("avif"):
+        return "AVIF"
+    raise UnsupportedType(
+        f"not a supported image ({describe_content(head)}); accepted: JPEG, PNG, GIF, WebP, TIFF"
+        + (", AVIF" if features.check("avif") else "")
+    )
+
+
+def describe_content(head: bytes) -> str:
+    """A human name for common non-image content, for error messages."""
+    text = head.lstrip().lower()
+    if head[4:8] == b"ftyp":
+        return f"ISO media '{head[8:12].decode(errors='replace')}'"
+    for prefix, name in (
+        (b"%pdf", "a PDF document"),
+        (b"<svg", "an SVG drawing"),
+        (b"<?xml", "an XML document"),
+        (b"<!doctype html", "an HTML page"),
+        (b"<html", "an HTML page"),
+        (b"#!", "a script"),
+        (b"pk\x03\x04", "a ZIP archive"),
+    ):
+        if text.startswith(prefix):
+            return name
+    return "unrecognised content"
+
+
+def normalise_declared(declared: str | None) -> str:
+    value = (declared or "").split(";")[0].strip().lower()
+    return TYPE_ALIASES.get(value, value)
+
+
+def inspect(data: bytes, limits: Limits, declared_type: str | None = None) -> SourceInfo:
+    """Check an input against the rules before any pixel is decoded; raise a RejectedInput subclass if it fails.
+
+    Type policy: a declared type that names a *different* image type than the content is ``type_mismatch``;
+    generic declared types (application/octet-stream, none) are accepted and the sniffed type is recorded.
+    """
+    if len(data) > limits.max_bytes:
+        raise TooLarge(f"{len(data)} bytes is over the limit of {limits.max_bytes} bytes")
+    fmt = sniff(data)
+    content_type = CONTENT_TYPES[fmt]
+    declared = normalise_declared(declared_type)
+    if declared not in GENERIC_TYPES and declared != content_type:
+        raise TypeMismatch(f"declared as {declared} but the content is {content_type}")
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as image:  # reads the header only
+            width, height = image.size
+            if width * height > limits.max_pixels:
+                raise TooManyPixels(
+                    f"{width}×{height} = {width * height / 1e6:.1f} MP is over the limit of "
+                    f"{limits.max_pixels / 1e6:.1f} MP"
+                )
+            frames = count_frames(image, limits.max_frames)
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise CorruptImage(f"the {fmt} header cannot be read: {error}") from error
+    if width <= 0 or height <= 0:
+        raise CorruptImage(f"the {fmt} image has no pixels ({width}×{height})")
+    return SourceInfo(fmt, content_type, declared, width, height, frames, len(data), sha256_hex(data))
+
+
+def count_frames(image: Image.Image, limit: int) -> int:
+    """Frames in the image, counting no further than one past ``limit``."""
+    if not getattr(image, "is_animated", False):
+        return 1
+    frames = 1
+    while frames <= limit:
+        try:
+            image.seek(frames)
+        except EOFError:
+            break
+        frames += 1
+    if frames > limit:
+        raise TooManyFrames(f"more than {limit} frames")
+    image.seek(0)
+    return frames
+
+
+def target_size(width: int, height: int, long_edge: int) -> tuple[int, int]:
+    """The size with the long edge at ``long_edge`` (never larger than the original), aspect kept."""
+    scale = min(1.0, long_edge / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered:
+    """Decode once and produce every variant, upright and in sRGB, largest first, each from the previous."""
+    ordered = sorted(specs, key=lambda spec: spec.long_edge, reverse=True)
+    image = Image.open(io.BytesIO(data), formats=[info.format])
+    try:
+        facts = photo_facts(image)
+        largest = target_size(info.width, info.height, ordered[0].long_edge)
+        if info.format == "JPEG":
+            image.draft(image.mode if image.mode in ("RGB", "L") else None, largest)
+        image.seek(0)
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise CorruptImage(f"the {info.format} data cannot be decoded: {error}") from error
+    orientation = facts.orientation or 1
+    base = to_working_mode(image)
+    variants: dict[str, Image.Image] = {}
+    previous = base
+    for spec in ordered:
+        size = target_size(info.width, info.height, spec.long_edge)
+        resized = previous if previous.size == size else previous.resize(size, Image.Resampling.LANCZOS)
+        previous = resized
+        variants[spec.name] = resized
+    icc = image.info.get("icc_profile")
+    finished = {name: to_srgb(upright(img, orientation), icc) for name, img in variants.items()}
+    smallest = finished[ordered[-1].name]
+    oriented_w, oriented_h = (info.height, info.width) if orientation in (5, 6, 7, 8) else (info.width, info.height)
+    facts = facts.model_copy(update={"width": oriented_w, "height": oriented_h})
+    return Rendered(variants=finished, facts=facts, phash=perceptual_hash(smallest))
+
+
+def to_working_mode(image: Image.Image) -> Image.Image:
+    """An 8-bit L, RGB or RGBA image (alpha kept; 16-bit scaled, not clipped; palettes expanded)."""
+    mode = image.mode
+    if mode in ("RGB", "RGBA", "L"):
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        maximum = 65535 if mode.startswith("I;16") or (image.getextrema()[1] or 0) > 255 else 255  # type: ignore[operator]
+        return image.convert("I").point(lambda value: value * (255 / maximum)).convert("L")
+    if mode == "F":
+        return image.convert("L")
+    if mode in ("P", "PA"):
+        return image.convert("RGBA" if image.has_transparency_data else "RGB")
+    if mode in ("LA", "La"):
+        return image.convert("RGBA")
+    if mode == "1":
+        return image.convert("L")
+    if mode == "CMYK":
+        return image  # converted with its ICC profile (or plainly) in to_srgb
+    return image.convert("RGBA" if image.has_transparency_data else "RGB")
+
+
+def upright(image: Image.Image, orientation: int) -> Image.Image:
+    """Apply an EXIF orientation (1–8) to pixels."""
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }.get(orientation)
+    return image.transpose(method) if method is not None else image
+
+
+def to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
+    """Convert to sRGB through the embedded ICC profile when there is one."""
+    if icc:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            output_mode = "RGBA" if image.mode == "RGBA" else ("L" if image.mode == "L" else "RGB")
+            if output_mode == "L":
+                return image  # a grey profile: nothing to gain from a colour transform
+            converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode=output_mode)
+            if converted is not None:
+                return converted
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # a broken profile is ignored: the pixels are used as they are
+    if image.mode == "CMYK":
+        return image.convert("RGB")
+    return image
+
+
+def encode_webp(image: Image.Image, settings: WebpSettings) -> bytes:
+    """WebP bytes with no metadata at all (no EXIF, XMP or ICC)."""
+    buffer = io.BytesIO()
+    image.save(buffer, "WEBP", quality=settings.quality, method=settings.method, exif=b"", xmp=b"", icc_profile=b"")
+    return buffer.getvalue()
+
+
+def to_intermediate(image: Image.Image) -> bytes:
+    """Lossless, uncompressed bytes for passing a variant between steps (cheap to write and read)."""
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF", compression=None)
+    return buffer.getvalue()
+
+
+def from_intermediate(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data), formats=["TIFF"])
+    image.load()
+    return image
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """A 64-bit difference hash (16 hex digits): close pictures give hashes a few bits apart."""
+    grey = image.convert("L").resize((9, 8), Image.Resampling.BILINEAR)
+    pixels = grey.tobytes()
+    bits = 0
+    for row in range(8):
+        for col in range(8):
+            bits = (bits << 1) | (pixels[row * 9 + col] > pixels[row * 9 + col + 1])
+    return f"{bits:016x}"
+
+
+def hamming(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def photo_facts(image: Image.Image) -> PhotoFacts:
+    """Facts worth keeping from EXIF (GPS only here, never in outputs)."""
+    try:
+        exif = image.getexif()
+    except (OSError, SyntaxError, ValueError):
+        return PhotoFacts(width=image.width, height=image.height)
+    orientation = exif.get(_ORIENTATION)
+    details = exif.get_ifd(_EXIF_IFD)
+    return PhotoFacts(
+        width=image.width,
+        height=image.height,
+        orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else None,
+        taken_at=exif_datetime(details.get(_DATETIME_ORIGINAL) or exif.get(0x0132)),
+        camera_make=clean_text(exif.get(_MAKE)),
+        camera_model=clean_text(exif.get(_MODEL)),
+        gps=gps_position(exif.get_ifd(_GPS_IFD)),
+    )
+
+
+def clean_text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    if not isinstance(value, str):
+        return None
+    value = value.strip("\x00 ").strip()
+    return value[:128] or None
+
+
+def exif_datetime(value: Any) -> str | None:
+    text = clean_text(value)
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+    except ValueError:
+        return None
+
+
+def gps_position(gps: dict[int, Any]) -> GpsPosition | None:
+    try:
+        lat = _degrees(gps[2]) * (-1 if clean_text(gps.get(1)) == "S" else 1)
+        lon = _degrees(gps[4]) * (-1 if clean_text(gps.get(3)) == "W" else 1)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, IndexError):
+        return None
+    if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    return GpsPosition(latitude=round(lat, 7), longitude=round(lon, 7))
+
+
+def _degrees(value: Any) -> float:
+    d, m, s = (float(part) for part in value)
+    return d + m / 60 + s / 3600

@@ -1,0 +1,127 @@
+"""Generated test images: every input the imaging rules care about, made on the fly (nothing binary committed)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+from PIL import Image
+
+# The four quadrant colours of the upright reference picture: top-left, top-right, bottom-left, bottom-right.
+QUADRANTS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255))
+# Pixels to apply for each EXIF orientation so that the *displayed* picture is the upright reference.
+INVERSE = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def quadrants(width: int = 400, height: int = 300) -> Image.Image:
+    image = Image.new("RGB", (width, height))
+    half_w, half_h = width // 2, height // 2
+    for index, color in enumerate(QUADRANTS):
+        x, y = (index % 2) * half_w, (index // 2) * half_h
+        image.paste(color, (x, y, x + half_w, y + half_h))
+    return image
+
+
+def save(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def exif_with(
+    orientation: int | None = None, gps: bool = False, camera: bool = False, taken_at: str | None = None
+) -> Image.Exif:
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    if camera:
+        exif[0x010F] = "PhotoCam"
+        exif[0x0110] = "PC-1"
+    if taken_at:
+        exif.get_ifd(0x8769)[0x9003] = taken_at
+    if gps:
+        exif[0x8825] = {1: "N", 2: (52.0, 22.0, 12.0), 3: "W", 4: (4.0, 53.0, 30.0)}
+    return exif
+
+
+def oriented_jpeg(orientation: int) -> bytes:
+    """A JPEG whose pixels, shown with EXIF ``orientation`` applied, are the upright quadrant picture."""
+    method = INVERSE[orientation]
+    pixels = quadrants() if method is None else quadrants().transpose(method)
+    return save(pixels, "JPEG", quality=95, exif=exif_with(orientation))
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of ``width``×``height`` zeros: tiny on disk, enormous when decoded."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + (width + 7) // 8)
+    compressor = zlib.compressobj(9)
+    parts = [compressor.compress(row) for _ in range(height)]
+    parts.append(compressor.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+def swapped_primaries_icc() -> bytes:
+    """An RGB ICC profile whose red and green primaries are swapped relative to sRGB (linear curves).
+
+    Pixels (255, 0, 0) tagged with it are *green* in sRGB: a test can see whether the profile was applied.
+    """
+
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + b"\0" * 4 + s15(x) + s15(y) + s15(z)
+
+    text = b"swapped primaries"
+    desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(text) + 1) + text + b"\0" + b"\0" * 8 + b"\0" * 3 + b"\0" * 67
+    curve = b"curv" + b"\0" * 4 + struct.pack(">I", 0)  # identity
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(0.3851, 0.7169, 0.0971)),  # sRGB's green
+        (b"gXYZ", xyz(0.4361, 0.2225, 0.0139)),  # sRGB's red
+        (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for signature, body in tags:
+        padded = body + b"\0" * (-len(body) % 4)
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += padded
+    size = offset + len(data)
+    header = (
+        struct.pack(">I", size)
+        + b"\0" * 4
+        + struct.pack(">I", 0x02100000)
+        + b"mntrRGB XYZ "
+        + b"\0" * 12
+        + b"acsp"
+        + b"\0" * 24
+        + struct.pack(">I", 0)
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)
+        + b"\0" * 4
+        + b"\0" * 16
+        + b"\0" * 28
+    )
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
