@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import click
-from photopipe_core.keys import DROP_PREFIX, media_id_for_object
 from rich.console import Console
 from rich.table import Table
 
@@ -15,6 +14,7 @@ from photopipe import local, samples
 from photopipe.config import ClientSettings
 from photopipe.media import MediaReader, WaitTimeout
 from photopipe.stack import Stack, StackNotFound
+from photopipe_core.keys import DROP_PREFIX, media_id_for_object
 
 console = Console(stderr=True)
 out = Console()

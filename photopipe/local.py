@@ -8,12 +8,11 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from photopipe.config import ClientSettings
+from photopipe.stack import Stack, StackOutputs
 from photopipe_infra.deploy import Deployed, deploy
 from photopipe_infra.launcher import DEFAULT_PORT, EmbeddedLocalStack, LauncherError, Started
 from photopipe_infra.paths import INFRA_DIR
-
-from photopipe.config import ClientSettings
-from photopipe.stack import Stack, StackOutputs
 
 COMPOSE_FILE = INFRA_DIR / "docker-compose.yml"
 

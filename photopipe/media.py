@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from photopipe_core.models import MediaItem
-from photopipe_core.repository import MediaRepository
 
 from photopipe.stack import LOCAL_CREDENTIALS, Stack
+from photopipe_core.models import MediaItem
+from photopipe_core.repository import MediaRepository
 
 RUNNING = "RUNNING"
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from chalice import Chalice, Response
+
 from photopipe_core.pipeline import pipeline_starter
 from photopipe_core.repository import media_repository
 from photopipe_core.storage import object_store

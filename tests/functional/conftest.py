@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+
 from photopipe_core import aws, pipeline, repository, settings, storage
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"

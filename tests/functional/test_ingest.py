@@ -4,8 +4,8 @@ import json
 from typing import Any
 
 import boto3
-from photopipe_core.keys import derived_media_id, upload_key
 
+from photopipe_core.keys import derived_media_id, upload_key
 from tests.events import s3_object_created, sqs_batch
 from tests.functional.conftest import FakeContext, load_function
 

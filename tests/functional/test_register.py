@@ -4,9 +4,9 @@ from typing import Any
 
 import boto3
 import pytest
+
 from photopipe_core.models import PipelineInput, Status
 from photopipe_core.repository import InvalidTransition, media_repository
-
 from tests.functional.conftest import FakeContext, load_function
 
 MEDIA = {"media_id": "M1", "bucket": "media", "key": "drop/a.jpg", "etag": "e1", "size": 10}

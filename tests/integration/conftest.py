@@ -16,12 +16,12 @@ from typing import Any
 
 import boto3
 import pytest
-from photopipe_infra.deploy import deploy
-from photopipe_infra.launcher import EmbeddedLocalStack
-from photopipe_infra.paths import state_dir
 
 from photopipe.config import ClientSettings
 from photopipe.stack import Stack
+from photopipe_infra.deploy import deploy
+from photopipe_infra.launcher import EmbeddedLocalStack
+from photopipe_infra.paths import state_dir
 
 TEST_PORT = int(os.environ.get("PHOTOPIPE_TEST_PORT", "4599"))
 LAMBDA_ROLE = "arn:aws:iam::000000000000:role/lambda-test"

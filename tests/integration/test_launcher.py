@@ -11,11 +11,11 @@ from typing import Any
 import boto3
 import psutil
 import pytest
+
+from photopipe.stack import Stack
 from photopipe_infra.deploy import deploy
 from photopipe_infra.launcher import EmbeddedLocalStack, PortInUse
 from photopipe_infra.paths import state_dir
-
-from photopipe.stack import Stack
 from tests.integration.conftest import LAMBDA_ROLE, TEST_PORT, zip_files
 
 OWN_PORT = TEST_PORT - 1

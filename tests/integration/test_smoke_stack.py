@@ -8,10 +8,9 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from photopipe_core.keys import media_id_for_object
-
 from photopipe.media import MediaReader
 from photopipe.stack import Stack
+from photopipe_core.keys import media_id_for_object
 
 
 def test_drop_folder_object_ends_with_the_item_written_by_the_pipeline(

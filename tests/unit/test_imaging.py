@@ -6,10 +6,10 @@ import tracemalloc
 
 import pytest
 from PIL import Image
-from photopipe_core import errors, imaging
-from photopipe_core.imaging import Limits, VariantSpec, WebpSettings
 
 from photopipe import samples
+from photopipe_core import errors, imaging
+from photopipe_core.imaging import Limits, VariantSpec, WebpSettings
 from tests import corpus
 
 VARIANTS = [VariantSpec("thumb", 256), VariantSpec("medium", 1024), VariantSpec("large", 2048)]

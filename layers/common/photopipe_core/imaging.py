@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from PIL import Image, ImageCms, ImageOps, features
+from PIL import Image, ImageCms, features
 
 from photopipe_core.errors import (
     CorruptImage,
