@@ -30,6 +30,10 @@ def variant_key(media_id: str, variant: str) -> str:
     return f"{MEDIA_PREFIX}{media_id}/{variant}.webp"
 
 
+def media_prefix(media_id: str) -> str:
+    return f"{MEDIA_PREFIX}{media_id}/"
+
+
 def work_prefix(media_id: str) -> str:
     return f"{WORK_PREFIX}{media_id}/"
 

@@ -54,16 +54,67 @@ class SourceObject(BaseModel):
 
 
 class PipelineInput(SourceObject):
-    """The input of one pipeline execution (its name is ``media_id``)."""
+    """The input of one pipeline execution (named ``media_id``, or ``media_id-<attempt>`` when redriven)."""
 
     media_id: str
 
 
+class SourceFacts(BaseModel):
+    """What validation learnt from the original's header (type by content, size, digest)."""
+
+    format: str
+    content_type: str
+    declared_type: str = ""
+    width: int
+    height: int
+    frames: int = 1
+    bytes: int
+    sha256: str
+
+
+class VariantRef(BaseModel):
+    """A variant between steps: an intermediate under work/ or, once encoded, the output under media/."""
+
+    name: str
+    key: str
+    width: int
+    height: int
+    bytes: int | None = None
+
+
 class StepInput(BaseModel):
-    """What every pipeline step receives: the media and the execution it runs in."""
+    """What every pipeline step receives: the media, the execution, and what earlier steps found."""
 
     media: PipelineInput
     execution_arn: str
+    source: SourceFacts | None = None
+    variants: list[VariantRef] = Field(default_factory=list)
+    phash: str | None = None
+    facts: PhotoFacts | None = None
+    outputs: list[VariantRef] = Field(default_factory=list)
+
+
+class StepError(BaseModel):
+    """A Step Functions Catch result (``$.error``): the error name and its cause (a JSON document from Lambda)."""
+
+    Error: str
+    Cause: str = ""
+
+
+class OutcomeInput(StepInput):
+    """Input of the terminal-outcome steps (reject, duplicate, fail)."""
+
+    error: StepError | None = None
+    failed_step: str | None = None
+    duplicate_of: str | None = None
+
+
+class Variant(BaseModel):
+    key: str
+    width: int
+    height: int
+    bytes: int
+    format: str = "webp"
 
 
 class MediaItem(BaseModel):
@@ -73,5 +124,27 @@ class MediaItem(BaseModel):
     status: Status
     source: SourceObject
     execution_arn: str | None = None
+    reason: str | None = None
+    reason_detail: str | None = None
+    error: str | None = None
+    duplicate_of: str | None = None
+    similar_to: list[str] = Field(default_factory=list)
+    sha256: str | None = None
+    phash: str | None = None
+    content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    taken_at: str | None = None
+    facts: PhotoFacts | None = None
+    variants: dict[str, Variant] = Field(default_factory=dict)
+    attempts: int = 0
     created_at: str
     updated_at: str
+
+
+class VariantTask(BaseModel):
+    """One iteration of the WebP Map: which intermediate to encode, for which media and run."""
+
+    media_id: str
+    execution_arn: str
+    variant: VariantRef

@@ -3,20 +3,32 @@
 Item types (one table, ``pk``/``sk``):
 - ``MEDIA#<media_id>`` / ``META``: the media item (status, source, variants …).
 - ``MEDIA#<media_id>`` / ``HISTORY#<timestamp>#<status>``: one entry per status change, appended, never rewritten.
+- ``SHA256#<hex>`` / ``CLAIM``: the first media with these exact bytes (later ones are its duplicates).
+- ``PHASH#<band>#<bits>`` / ``<media_id>``: perceptual-hash bands, to find near-duplicates.
+
+Every status change is a conditional write: a run may only finish a media it is processing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from photopipe_core import aws
-from photopipe_core.models import MediaItem, PipelineInput, Status, utc_now
+from photopipe_core.imaging import hamming
+from photopipe_core.models import MediaItem, PipelineInput, SourceFacts, Status, utc_now
 from photopipe_core.settings import get_settings
 
 META = "META"
+CLAIM = "CLAIM"
+# Near-duplicate search: the 64-bit hash in 4 bands of 16 bits; hashes within 3 bits always share a band.
+PHASH_BANDS = 4
+SIMILAR_MAX_DISTANCE = 6
+REDRIVABLE_FROM = (Status.PENDING_UPLOAD, Status.PROCESSING, Status.FAILED)
 
 
 def media_pk(media_id: str) -> str:
@@ -24,44 +36,18 @@ def media_pk(media_id: str) -> str:
 
 
 class InvalidTransition(Exception):
-    """The media is already in a status this change may not leave (e.g. a finished media started again)."""
+    """The media is not in a status this change may leave (e.g. another run already finished it)."""
+
+
+def _conditional_failed(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] in {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
 
 class MediaRepository:
     def __init__(self, table: Any) -> None:
         self._table = table
 
-    def mark_processing(self, media: PipelineInput, execution_arn: str) -> MediaItem:
-        """Record that ``execution_arn`` processes the media; safe to repeat for the same execution."""
-        now = utc_now()
-        try:
-            response = self._table.update_item(
-                Key={"pk": media_pk(media.media_id), "sk": META},
-                UpdateExpression=(
-                    "SET media_id = :id, #status = :processing, #source = :source, execution_arn = :execution, "
-                    "created_at = if_not_exists(created_at, :now), updated_at = :now"
-                ),
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR #status IN (:pending, :processing) OR execution_arn = :execution"
-                ),
-                ExpressionAttributeNames={"#status": "status", "#source": "source"},
-                ExpressionAttributeValues={
-                    ":id": media.media_id,
-                    ":processing": Status.PROCESSING.value,
-                    ":pending": Status.PENDING_UPLOAD.value,
-                    ":source": {"bucket": media.bucket, "key": media.key, "etag": media.etag, "size": media.size},
-                    ":execution": execution_arn,
-                    ":now": now,
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise InvalidTransition(f"media {media.media_id} is already finished") from error
-            raise
-        self._append_history(media.media_id, Status.PROCESSING, now, step="register", execution_arn=execution_arn)
-        return to_media_item(response["Attributes"])
-
+    # --- reads ---------------------------------------------------------------------------------------------------
     def get(self, media_id: str) -> MediaItem | None:
         item = self._table.get_item(Key={"pk": media_pk(media_id), "sk": META}, ConsistentRead=True).get("Item")
         return to_media_item(item) if item else None
@@ -72,39 +58,181 @@ class MediaRepository:
             ExpressionAttributeValues={":pk": media_pk(media_id), ":history": "HISTORY#"},
             ConsistentRead=True,
         )
-        return [{k: v for k, v in item.items() if k not in {"pk", "sk"}} for item in response["Items"]]
+        return [plain({k: v for k, v in item.items() if k not in {"pk", "sk"}}) for item in response["Items"]]
 
     def is_reachable(self) -> bool:
         self._table.load()
         return bool(self._table.table_status)
 
+    # --- transitions ---------------------------------------------------------------------------------------------
+    def mark_processing(self, media: PipelineInput, execution_arn: str, source: SourceFacts | None = None) -> MediaItem:
+        """This execution processes the media (first run, repeat of the same run, or a redrive of a failed one)."""
+        now = utc_now()
+        values: dict[str, Any] = {
+            "media_id": media.media_id,
+            "source": {"bucket": media.bucket, "key": media.key, "etag": media.etag, "size": media.size},
+        }
+        if source is not None:
+            values |= {"sha256": source.sha256, "content_type": source.content_type,
+                       "width": source.width, "height": source.height}
+        sets = ", ".join(f"#{k} = :{k}" for k in values)
+        try:
+            response = self._table.update_item(
+                Key={"pk": media_pk(media.media_id), "sk": META},
+                UpdateExpression=(
+                    f"SET {sets}, #status = :status, execution_arn = :execution, "
+                    "created_at = if_not_exists(created_at, :now), updated_at = :now "
+                    "REMOVE reason, reason_detail, #error"
+                ),
+                ConditionExpression="attribute_not_exists(pk) OR #status IN (:s0, :s1, :s2) OR execution_arn = :execution",
+                ExpressionAttributeNames={"#status": "status", "#error": "error", **{f"#{k}": k for k in values}},
+                ExpressionAttributeValues={
+                    ":status": Status.PROCESSING.value,
+                    ":execution": execution_arn,
+                    ":now": now,
+                    **{f":s{i}": s.value for i, s in enumerate(REDRIVABLE_FROM)},
+                    **{f":{k}": v for k, v in values.items()},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                raise InvalidTransition(f"media {media.media_id} is already finished") from error
+            raise
+        self._append_history(media.media_id, Status.PROCESSING, now, step="validate", execution_arn=execution_arn)
+        return to_media_item(response["Attributes"])
+
+    def finish(self, media_id: str, execution_arn: str, status: Status, step: str, **fields: Any) -> MediaItem:
+        """Move a media this execution is processing to a terminal status, setting ``fields``."""
+        now = utc_now()
+        fields = {k: v for k, v in fields.items() if v is not None}
+        sets = "".join(f", #{k} = :{k}" for k in fields)
+        try:
+            response = self._table.update_item(
+                Key={"pk": media_pk(media_id), "sk": META},
+                UpdateExpression=f"SET #status = :status, updated_at = :now{sets}",
+                ConditionExpression="#status = :processing AND execution_arn = :execution",
+                ExpressionAttributeNames={"#status": "status", **{f"#{k}": k for k in fields}},
+                ExpressionAttributeValues={
+                    ":status": status.value,
+                    ":processing": Status.PROCESSING.value,
+                    ":execution": execution_arn,
+                    ":now": now,
+                    **{f":{k}": dynamo_value(v) for k, v in fields.items()},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                current = self.get(media_id)
+                if current is not None and current.status == status and current.execution_arn == execution_arn:
+                    return current  # this very change was already made (a retried step)
+                raise InvalidTransition(
+                    f"media {media_id} is {current.status if current else 'missing'}, not PROCESSING by this run"
+                ) from error
+            raise
+        history = {"step": step, "execution_arn": execution_arn}
+        for key in ("reason", "error", "duplicate_of"):
+            if key in fields:
+                history[key] = str(fields[key])
+        self._append_history(media_id, status, now, **history)
+        return to_media_item(response["Attributes"])
+
+    def next_attempt(self, media_id: str) -> int:
+        """Count a redrive of a failed media and return its number (1, 2 …)."""
+        try:
+            response = self._table.update_item(
+                Key={"pk": media_pk(media_id), "sk": META},
+                UpdateExpression="ADD attempts :one",
+                ConditionExpression="#status = :failed",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":one": 1, ":failed": Status.FAILED.value},
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                raise InvalidTransition(f"media {media_id} is not FAILED") from error
+            raise
+        return int(response["Attributes"]["attempts"])
+
+    # --- exact and near duplicates -------------------------------------------------------------------------------
+    def claim_sha256(self, sha256: str, media_id: str) -> str:
+        """Claim these bytes for ``media_id``; return the media that owns them (itself, or an earlier one)."""
+        key = {"pk": f"SHA256#{sha256}", "sk": CLAIM}
+        try:
+            self._table.put_item(
+                Item={**key, "media_id": media_id, "at": utc_now()},
+                ConditionExpression="attribute_not_exists(pk) OR media_id = :me",
+                ExpressionAttributeValues={":me": media_id},
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            owner = self._table.get_item(Key=key, ConsistentRead=True)["Item"]["media_id"]
+            return str(owner)
+        return media_id
+
+    def index_phash(self, media_id: str, phash: str) -> None:
+        with self._table.batch_writer() as batch:
+            for band, bits in phash_bands(phash):
+                batch.put_item(Item={"pk": f"PHASH#{band}#{bits}", "sk": media_id, "phash": phash})
+
+    def similar(self, media_id: str, phash: str, max_distance: int = SIMILAR_MAX_DISTANCE) -> list[str]:
+        """Other media whose perceptual hash is within ``max_distance`` bits, closest first."""
+        found: dict[str, int] = {}
+        for band, bits in phash_bands(phash):
+            response = self._table.query(
+                KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"PHASH#{band}#{bits}"}
+            )
+            for item in response["Items"]:
+                other = str(item["sk"])
+                if other != media_id and (distance := hamming(phash, str(item["phash"]))) <= max_distance:
+                    found[other] = distance
+        return sorted(found, key=lambda other: (found[other], other))
+
     def _append_history(self, media_id: str, status: Status, at: str, **details: str) -> None:
         try:
             self._table.put_item(
-                Item={
-                    "pk": media_pk(media_id),
-                    "sk": f"HISTORY#{at}#{status}",
-                    "status": status.value,
-                    "at": at,
-                    **details,
-                },
+                Item={"pk": media_pk(media_id), "sk": f"HISTORY#{at}#{status}", "status": status.value, "at": at,
+                      **details},
                 ConditionExpression="attribute_not_exists(sk)",
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not _conditional_failed(error):
                 raise
 
 
+def phash_bands(phash: str) -> Iterable[tuple[int, str]]:
+    width = 16 // PHASH_BANDS
+    return ((band, phash[band * width:(band + 1) * width]) for band in range(PHASH_BANDS))
+
+
+def dynamo_value(value: Any) -> Any:
+    """Python values as the DynamoDB resource API stores them (floats as Decimal, models as maps)."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: dynamo_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [dynamo_value(v) for v in value]
+    return value
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB values back to JSON-friendly Python (Decimal → int or float)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 def to_media_item(item: dict[str, Any]) -> MediaItem:
-    source = item["source"]
-    return MediaItem(
-        media_id=item["media_id"],
-        status=Status(item["status"]),
-        source={**source, "size": int(source.get("size", 0))},
-        execution_arn=item.get("execution_arn"),
-        created_at=item["created_at"],
-        updated_at=item["updated_at"],
-    )
+    return MediaItem.model_validate({k: v for k, v in plain(item).items() if k not in {"pk", "sk", "expires_at"}})
 
 
 @lru_cache(maxsize=1)

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from photopipe_core.imaging import Limits, VariantSpec, WebpSettings
+
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+def parse_variants(spec: str) -> list[VariantSpec]:
+    """``"thumb:256,medium:1024,large:2048"`` → variant specs (long edge in pixels)."""
+    variants = []
+    for part in spec.split(","):
+        name, _, edge = part.strip().partition(":")
+        if not name.isidentifier() or not edge.isdigit() or int(edge) <= 0:
+            raise ValueError(f"bad variant '{part}': expected name:long_edge, e.g. thumb:256")
+        variants.append(VariantSpec(name, int(edge)))
+    if len({v.name for v in variants}) != len(variants):
+        raise ValueError(f"variant names repeat in '{spec}'")
+    return variants
 
 
 class Settings(BaseSettings):
@@ -13,8 +31,33 @@ class Settings(BaseSettings):
     media_bucket: str
     media_table: str
     pipeline_arn: str = ""
+    failed_queue_url: str = ""
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(default=50_000_000, gt=0)
+    max_frames: int = Field(default=100, gt=0)
+    variants: str = "thumb:256,medium:1024,large:2048"
+    webp_quality: int = Field(default=80, ge=0, le=100)
+    webp_method: int = Field(default=4, ge=0, le=6)
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_parse(cls, value: str) -> str:
+        parse_variants(value)
+        return value
+
+    @cached_property
+    def limits(self) -> Limits:
+        return Limits(max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels, max_frames=self.max_frames)
+
+    @cached_property
+    def variant_specs(self) -> list[VariantSpec]:
+        return parse_variants(self.variants)
+
+    @cached_property
+    def webp(self) -> WebpSettings:
+        return WebpSettings(quality=self.webp_quality, method=self.webp_method)
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return Settings()  # type: ignore[call-arg]  # required values come from the environment

@@ -1,7 +1,9 @@
-"""The object store: the media bucket behind a small class."""
+"""The object store (the media bucket) and the failure queue, behind small classes."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -9,16 +11,59 @@ from photopipe_core import aws
 from photopipe_core.settings import get_settings
 
 
+@dataclass(frozen=True)
+class ObjectHead:
+    size: int
+    content_type: str
+    etag: str
+
+
 class ObjectStore:
     def __init__(self, client: Any, bucket: str) -> None:
         self._client = client
         self.bucket = bucket
+
+    def head(self, key: str) -> ObjectHead:
+        response = self._client.head_object(Bucket=self.bucket, Key=key)
+        return ObjectHead(response["ContentLength"], response.get("ContentType", ""), response.get("ETag", ""))
+
+    def get(self, key: str) -> bytes:
+        return bytes(self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def put(self, key: str, body: bytes, content_type: str, cache_control: str | None = None) -> None:
+        extra = {"CacheControl": cache_control} if cache_control else {}
+        self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra)
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = self.keys(prefix)
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start:start + 1000]]
+            self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        return len(keys)
 
     def is_reachable(self) -> bool:
         self._client.head_bucket(Bucket=self.bucket)
         return True
 
 
+class MessageQueue:
+    def __init__(self, client: Any, url: str) -> None:
+        self._client = client
+        self.url = url
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._client.send_message(QueueUrl=self.url, MessageBody=json.dumps(message, default=str))
+
+
 @lru_cache(maxsize=1)
 def object_store() -> ObjectStore:
     return ObjectStore(aws.client("s3"), get_settings().media_bucket)
+
+
+@lru_cache(maxsize=1)
+def failed_queue() -> MessageQueue:
+    return MessageQueue(aws.client("sqs"), get_settings().failed_queue_url)

@@ -1,0 +1,137 @@
+"""The pipeline's steps as domain functions over models and adapters (the Lambda handlers only call these).
+
+Validate → Dedupe → Resize → Webp (one call per variant) → Finalize, plus the outcome steps Reject,
+Duplicate and Fail. Steps pass S3 keys, never image bytes; every step is safe to run again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from photopipe_core import imaging
+from photopipe_core.errors import REJECTIONS, TooLarge
+from photopipe_core.keys import media_prefix, variant_key, work_prefix
+from photopipe_core.models import MediaItem, OutcomeInput, SourceFacts, Status, StepInput, Variant, VariantRef
+from photopipe_core.repository import MediaRepository
+from photopipe_core.settings import CACHE_CONTROL, Settings
+from photopipe_core.storage import MessageQueue, ObjectStore
+
+WEBP = "image/webp"
+INTERMEDIATE = "image/tiff"
+
+
+def validate(step: StepInput, store: ObjectStore, repo: MediaRepository, settings: Settings) -> StepInput:
+    """Check the original by content and limits (a RejectedInput ends the run as REJECTED); mark it PROCESSING."""
+    media = step.media
+    repo.mark_processing(media, step.execution_arn)
+    head = store.head(media.key)
+    if head.size > settings.limits.max_bytes:  # refused before a byte is downloaded
+        raise TooLarge(f"{head.size} bytes is over the limit of {settings.limits.max_bytes} bytes")
+    data = store.get(media.key)
+    info = imaging.inspect(data, settings.limits, head.content_type)
+    source = SourceFacts(
+        format=info.format, content_type=info.content_type, declared_type=info.declared_type,
+        width=info.width, height=info.height, frames=info.frames, bytes=info.bytes, sha256=info.sha256,
+    )
+    repo.mark_processing(media, step.execution_arn, source)
+    return step.model_copy(update={"source": source})
+
+
+def dedupe(step: StepInput, repo: MediaRepository) -> str | None:
+    """The media these exact bytes already belong to, or None when this media is their first owner."""
+    assert step.source is not None, "dedupe runs after validate"
+    owner = repo.claim_sha256(step.source.sha256, step.media.media_id)
+    return None if owner == step.media.media_id else owner
+
+
+def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput:
+    """Decode once, render every variant upright in sRGB, and store them as lossless intermediates under work/."""
+    assert step.source is not None, "resize runs after validate"
+    source = step.source
+    data = store.get(step.media.key)
+    info = imaging.SourceInfo(source.format, source.content_type, source.declared_type, source.width,
+                              source.height, source.frames, source.bytes, source.sha256)
+    rendered = imaging.render(data, info, settings.variant_specs)
+    refs = []
+    for name, image in rendered.variants.items():
+        key = f"{work_prefix(step.media.media_id)}{name}.tiff"
+        store.put(key, imaging.to_intermediate(image), INTERMEDIATE)
+        refs.append(VariantRef(name=name, key=key, width=image.width, height=image.height))
+    return step.model_copy(update={"variants": refs, "phash": rendered.phash, "facts": rendered.facts})
+
+
+def encode_variant(media_id: str, variant: VariantRef, store: ObjectStore, settings: Settings) -> VariantRef:
+    """Encode one intermediate to WebP at its deterministic output key."""
+    image = imaging.from_intermediate(store.get(variant.key))
+    body = imaging.encode_webp(image, settings.webp)
+    key = variant_key(media_id, variant.name)
+    store.put(key, body, WEBP, cache_control=CACHE_CONTROL)
+    return VariantRef(name=variant.name, key=key, width=image.width, height=image.height, bytes=len(body))
+
+
+def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> MediaItem:
+    """Record READY with the variants, hashes and facts; index the perceptual hash; drop the intermediates."""
+    assert step.source is not None and step.phash is not None, "finalize runs after resize"
+    media_id = step.media.media_id
+    variants = {v.name: Variant(key=v.key, width=v.width, height=v.height, bytes=v.bytes or 0) for v in step.outputs}
+    similar = repo.similar(media_id, step.phash)
+    item = repo.finish(
+        media_id, step.execution_arn, Status.READY, "finalize",
+        variants=variants, phash=step.phash, similar_to=similar, facts=step.facts,
+        taken_at=step.facts.taken_at if step.facts else None,
+        width=step.facts.width if step.facts else step.source.width,
+        height=step.facts.height if step.facts else step.source.height,
+    )
+    repo.index_phash(media_id, step.phash)
+    store.delete_prefix(work_prefix(media_id))
+    return item
+
+
+def error_cause(outcome: OutcomeInput) -> dict[str, Any]:
+    """The Lambda error document inside a Step Functions Catch result (or the raw cause text)."""
+    if outcome.error is None:
+        return {}
+    try:
+        cause = json.loads(outcome.error.Cause or "{}")
+    except json.JSONDecodeError:
+        return {"errorMessage": outcome.error.Cause}
+    return cause if isinstance(cause, dict) else {"errorMessage": str(cause)}
+
+
+def reject(outcome: OutcomeInput, store: ObjectStore, repo: MediaRepository) -> MediaItem:
+    """REJECTED with the reason code of the RejectedInput that was raised; nothing is left under media/ or work/."""
+    assert outcome.error is not None, "reject is reached through a Catch"
+    reason = REJECTIONS[outcome.error.Error].reason
+    detail = error_cause(outcome).get("errorMessage", "")
+    media_id = outcome.media.media_id
+    store.delete_prefix(work_prefix(media_id))
+    store.delete_prefix(media_prefix(media_id))
+    return repo.finish(media_id, outcome.execution_arn, Status.REJECTED, outcome.failed_step or "validate",
+                       reason=reason, reason_detail=detail, sha256=outcome.source.sha256 if outcome.source else None)
+
+
+def mark_duplicate(outcome: OutcomeInput, repo: MediaRepository) -> MediaItem:
+    """DUPLICATE of the media that owns the same bytes (its variants are that media's)."""
+    assert outcome.duplicate_of is not None, "mark_duplicate needs duplicate_of"
+    return repo.finish(outcome.media.media_id, outcome.execution_arn, Status.DUPLICATE, "dedupe",
+                       duplicate_of=outcome.duplicate_of)
+
+
+def fail(outcome: OutcomeInput, repo: MediaRepository, queue: MessageQueue) -> MediaItem:
+    """FAILED with the step and cause, and a message in FailedQueue so it can be redriven."""
+    cause = error_cause(outcome)
+    step = outcome.failed_step or "unknown"
+    error_name = outcome.error.Error if outcome.error else "Unknown"
+    message = cause.get("errorMessage") or (outcome.error.Cause if outcome.error else "")
+    summary = f"{step}: {error_name}: {message}"[:1000]
+    item = repo.finish(outcome.media.media_id, outcome.execution_arn, Status.FAILED, step, error=summary)
+    queue.send({
+        "media_id": outcome.media.media_id,
+        "execution_arn": outcome.execution_arn,
+        "input": outcome.media.model_dump(mode="json"),
+        "step": step,
+        "error": error_name,
+        "cause": message,
+    })
+    return item
