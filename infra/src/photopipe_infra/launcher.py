@@ -95,6 +95,9 @@ class EmbeddedLocalStack:
             "LAMBDA_PROCESS_PYTHON": str(venvs.LAMBDA_PYTHON.python),
             "PROVIDER_OVERRIDE_DYNAMODB": "moto",
             "PROVIDER_OVERRIDE_DYNAMODBSTREAMS": "moto",
+            # SQS event sources poll at most every half second when idle (LocalStack backs off up to 10 s by
+            # default, which would put seconds between a photo landing and its run starting).
+            "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "0.5",
         }
 
     def owned_pid(self) -> int | None:
