@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 
-from photopipe import local, samples
+from photopipe import local
 from photopipe.config import ClientSettings
-from photopipe.media import MediaReader, WaitTimeout
+from photopipe.demo import Sample, sample_set
+from photopipe.failures import Failures
+from photopipe.media import MediaReader
 from photopipe.stack import Stack, StackNotFound
 from photopipe_core.keys import DROP_PREFIX, media_id_for_object
 
-console = Console(stderr=True)
-out = Console()
+# Wide enough for media ids and keys when the output is a file or a pipe (rich assumes 80 columns there).
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(stderr=True, width=_WIDTH)
+out = Console(width=_WIDTH)
 
 
 class Context:
@@ -90,21 +96,37 @@ def down(ctx: Context, docker: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_context
 def status(ctx: Context, media_id: str, as_json: bool) -> None:
-    """Show a media's status and history."""
+    """Show a media's status, reason, variants and history."""
     reader = _reader(ctx)
     item = reader.get(media_id)
     if item is None:
         raise _fail(f"no media {media_id}")
     history = reader.history(media_id)
     if as_json:
-        out.print_json(json.dumps({**item.model_dump(mode="json"), "history": history}, default=str))
+        out.print_json(json.dumps({**item.model_dump(mode="json", exclude_none=True), "history": history}))
         return
-    out.print(f"[bold]{item.media_id}[/]  {item.status}  ({item.source.key}, {item.source.size} bytes)")
-    table = Table("at", "status", "step", "execution")
+    out.print(f"[bold]{item.media_id}[/]  {item.status}  {item.source.key} ({item.source.size} bytes)", soft_wrap=True)
+    for label, value in (
+        ("reason", item.reason),
+        ("detail", item.reason_detail),
+        ("error", item.error),
+        ("duplicate of", item.duplicate_of),
+        ("similar to", ", ".join(item.similar_to)),
+        ("size", f"{item.width}×{item.height}" if item.width else None),
+        ("taken at", item.taken_at),
+        ("sha256", item.sha256),
+    ):
+        if value:
+            out.print(f"  {label:<13} {value}", soft_wrap=True, highlight=False)
+    if item.variants:
+        table = Table("variant", "key", "size", "bytes")
+        for name, variant in item.variants.items():
+            table.add_row(name, variant.key, f"{variant.width}×{variant.height}", str(variant.bytes))
+        out.print(table)
+    table = Table("at", "status", "step", "detail", title="history")
     for entry in history:
-        table.add_row(
-            entry.get("at", ""), entry.get("status", ""), entry.get("step", ""), entry.get("execution_arn", "")
-        )
+        detail = entry.get("reason") or entry.get("error") or entry.get("duplicate_of") or ""
+        table.add_row(entry.get("at", ""), entry.get("status", ""), entry.get("step", ""), detail)
     out.print(table)
 
 
@@ -116,37 +138,82 @@ def _reader(ctx: Context) -> MediaReader:
 
 
 @main.command()
-@click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for the pipeline.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per failure.")
+@pass_context
+def failed(ctx: Context, as_json: bool) -> None:
+    """List FailedQueue (runs that failed) and IngestDLQ (events that could not start a run)."""
+    failures = Failures(ctx.stack, _reader(ctx).repository).pending()
+    if as_json:
+        for failure in failures:
+            out.print_json(json.dumps({"queue": failure.queue, "media_id": failure.media_id, "detail": failure.detail}))
+        return
+    if not failures:
+        console.print("Nothing failed: FailedQueue and IngestDLQ are empty")
+        return
+    table = Table("queue", "media_id", "detail")
+    for failure in failures:
+        table.add_row(failure.queue, failure.media_id or "?", failure.detail)
+    out.print(table)
+
+
+@main.command()
+@click.argument("media_ids", nargs=-1)
+@pass_context
+def redrive(ctx: Context, media_ids: tuple[str, ...]) -> None:
+    """Run failed media again (all of them, or MEDIA_IDS); events in IngestDLQ go back to IngestQueue."""
+    results = Failures(ctx.stack, _reader(ctx).repository).redrive(list(media_ids))
+    if not results:
+        console.print("Nothing to redrive")
+    for media_id, outcome in results:
+        out.print(f"{media_id}  {outcome}", soft_wrap=True, highlight=False)
+
+
+@main.command()
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for the pipeline.")
 @pass_context
 def demo(ctx: Context, timeout: float) -> None:
-    """The main job end to end: bring the stack up, drop a photo in, wait, show what happened."""
+    """The main job end to end: bring the stack up, drop a varied set of photos in, wait, show what happened."""
     _bring_up(ctx)
     stack = ctx.stack
-    key = f"{DROP_PREFIX}demo/photo-{int(time.time())}.jpg"
-    body = samples.jpeg_bytes(samples.photo(1600, 1200, seed=7))
-    put = stack.client("s3").put_object(
-        Bucket=stack.outputs.MediaBucketName, Key=key, Body=body, ContentType="image/jpeg"
-    )
-    media_id = media_id_for_object(stack.outputs.MediaBucketName, key, put["ETag"])
-    console.print(f"Dropped s3://{stack.outputs.MediaBucketName}/{key} ({len(body)} bytes) → media {media_id}")
+    bucket = stack.outputs.MediaBucketName
+    s3 = stack.client("s3")
+    run = time.strftime("%Y%m%d-%H%M%S")
+    sent: list[tuple[Sample, str, str]] = []
+    for sample in sample_set():
+        key = f"{DROP_PREFIX}demo-{run}/{sample.name}"
+        put = s3.put_object(Bucket=bucket, Key=key, Body=sample.body, ContentType=sample.content_type)
+        sent.append((sample, key, media_id_for_object(bucket, key, put["ETag"])))
+    console.print(f"Dropped {len(sent)} files into s3://{bucket}/{DROP_PREFIX}demo-{run}/")
     reader = _reader(ctx)
-    try:
-        with console.status("Waiting for the pipeline ..."):
-            execution = reader.wait_for_execution(media_id, timeout=timeout)
-    except WaitTimeout as error:
-        raise _fail(str(error)) from error
-    item = reader.get(media_id)
-    table = Table("media_id", "execution", "took", "status", "source", title="demo")
-    took = f"{execution.seconds:.2f} s" if execution.seconds is not None else "?"
-    table.add_row(media_id, execution.status, took, item.status if item else "(no item)", key)
+    began = time.monotonic()
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("Processing", total=len(sent))
+        items = reader.wait_for_terminal(
+            [m for _, _, m in sent], timeout=timeout, progress=lambda done: progress.update(task, completed=done)
+        )
+    elapsed = time.monotonic() - began
+    table = Table("file", "media_id", "status", "detail", "variants", title=f"demo ({elapsed:.1f} s)")
+    unexpected = []
+    for sample, _, media_id in sent:
+        item = items.get(media_id)
+        status_text = item.status.value if item else "(not seen)"
+        if status_text != sample.expect:
+            unexpected.append(f"{sample.name}: {status_text}, expected {sample.expect}")
+        detail = ""
+        if item is not None:
+            detail = item.reason or (f"of {item.duplicate_of}" if item.duplicate_of else "") or item.error or ""
+        sizes = " ".join(f"{n}:{v.width}×{v.height}" for n, v in item.variants.items()) if item else ""
+        table.add_row(sample.name, media_id, status_text, detail, sizes)
     out.print(table)
+    endpoint = ctx.settings.endpoint_url
     console.print(
-        "Inspect it with the AWS CLI:\n"
-        f"  aws --endpoint-url {ctx.settings.endpoint_url} stepfunctions describe-execution "
-        f"--execution-arn {stack.outputs.execution_arn(media_id)}\n"
-        f"  aws --endpoint-url {ctx.settings.endpoint_url} dynamodb get-item --table-name "
-        f'{stack.outputs.MediaTableName} --key \'{{"pk":{{"S":"MEDIA#{media_id}"}},"sk":{{"S":"META"}}}}\'\n'
-        "Stop everything with: make down"
+        f"Outputs are under s3://{bucket}/media/<media_id>/<variant>.webp\n"
+        f"  photopipe status <media_id>      # status, variants and history of one photo\n"
+        f"  aws --endpoint-url {endpoint} s3 ls s3://{bucket}/media/ --recursive\n"
+        f"  aws --endpoint-url {endpoint} stepfunctions list-executions "
+        f"--state-machine-arn {stack.outputs.PipelineStateMachineArn}\n"
+        "The stack keeps running; stop it with: make down",
+        soft_wrap=True,
     )
-    if execution.status != "SUCCEEDED" or item is None:
-        raise _fail(f"the pipeline ended {execution.status} for media {media_id}")
+    if unexpected:
+        raise _fail("unexpected outcomes: " + "; ".join(unexpected))

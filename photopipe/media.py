@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,14 +40,14 @@ class MediaReader:
         if stack.settings.is_local:
             kwargs |= LOCAL_CREDENTIALS
         table = boto3.resource("dynamodb", **kwargs).Table(stack.outputs.MediaTableName)
-        self._repository = MediaRepository(table)
+        self.repository = MediaRepository(table)
         self._sfn = stack.client("stepfunctions")
 
     def get(self, media_id: str) -> MediaItem | None:
-        return self._repository.get(media_id)
+        return self.repository.get(media_id)
 
     def history(self, media_id: str) -> list[dict[str, Any]]:
-        return self._repository.history(media_id)
+        return self.repository.history(media_id)
 
     def execution(self, media_id: str) -> Execution | None:
         arn = self._stack.outputs.execution_arn(media_id)
@@ -55,6 +56,31 @@ class MediaReader:
         except self._sfn.exceptions.ExecutionDoesNotExist:
             return None
         return Execution(media_id, arn, described["status"], described["startDate"], described.get("stopDate"))
+
+    def wait_for_terminal(
+        self,
+        media_ids: list[str],
+        timeout: float = 120.0,
+        interval: float = 0.3,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, MediaItem | None]:
+        """Wait until every media has a terminal status (READY, DUPLICATE, REJECTED, FAILED) or the deadline."""
+        deadline = time.monotonic() + timeout
+        done: dict[str, MediaItem | None] = {}
+        pending = list(media_ids)
+        while pending and time.monotonic() < deadline:
+            for media_id in list(pending):
+                item = self.get(media_id)
+                if item is not None and item.status.is_terminal:
+                    done[media_id] = item
+                    pending.remove(media_id)
+                    if progress is not None:
+                        progress(len(done))
+            if pending:
+                time.sleep(interval)
+        for media_id in pending:
+            done[media_id] = self.get(media_id)
+        return done
 
     def wait_for_execution(self, media_id: str, timeout: float = 60.0, interval: float = 0.25) -> Execution:
         """Wait until the media's execution exists and has finished, or raise WaitTimeout."""

@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from photopipe_core import steps
 from photopipe_core.models import MediaItem, OutcomeInput
 from photopipe_core.repository import media_repository
@@ -18,8 +19,13 @@ metrics = Metrics()
 
 
 def _result(item: MediaItem) -> dict[str, Any]:
-    return {"media_id": item.media_id, "status": item.status.value, "reason": item.reason,
-            "duplicate_of": item.duplicate_of, "error": item.error}
+    return {
+        "media_id": item.media_id,
+        "status": item.status.value,
+        "reason": item.reason,
+        "duplicate_of": item.duplicate_of,
+        "error": item.error,
+    }
 
 
 @logger.inject_lambda_context

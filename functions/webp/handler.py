@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from photopipe_core import steps
 from photopipe_core.models import VariantTask
 from photopipe_core.settings import get_settings

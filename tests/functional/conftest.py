@@ -66,7 +66,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             roleArn="arn:aws:iam::123456789012:role/pipeline",
         )["stateMachineArn"]
         monkeypatch.setenv("PIPELINE_ARN", arn)
-        yield {"bucket": "media", "table": "media-table", "state_machine_arn": arn}
+        failed = boto3.client("sqs").create_queue(QueueName="failed")["QueueUrl"]
+        monkeypatch.setenv("FAILED_QUEUE_URL", failed)
+        yield {"bucket": "media", "table": "media-table", "state_machine_arn": arn, "failed_queue_url": failed}
 
 
 class FakeContext:

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from photopipe_core import aws
 from photopipe_core.models import PipelineInput
+from photopipe_core.repository import InvalidTransition, MediaRepository
 from photopipe_core.settings import get_settings
 
 
@@ -24,17 +25,34 @@ class PipelineStarter:
         self._client = client
         self._arn = state_machine_arn
 
-    def start(self, media: PipelineInput) -> StartOutcome:
-        """Start the execution named ``media_id``. A repeat (same name) is 'already started', never a second run."""
+    def start(self, media: PipelineInput, attempt: int = 0) -> StartOutcome:
+        """Start the execution named ``media_id`` (``media_id-<attempt>`` for a redrive).
+
+        A repeat (same name) is 'already started', never a second run.
+        """
+        name = media.media_id if attempt == 0 else f"{media.media_id}-{attempt}"
         try:
             self._client.start_execution(
-                stateMachineArn=self._arn, name=media.media_id, input=json.dumps(media.model_dump(mode="json"))
+                stateMachineArn=self._arn, name=name, input=json.dumps(media.model_dump(mode="json"))
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ExecutionAlreadyExists":
                 return StartOutcome.ALREADY_STARTED
             raise
         return StartOutcome.STARTED
+
+    def redrive(self, media_id: str, repo: MediaRepository) -> str:
+        """Run a FAILED media again as a new execution; return the execution name."""
+        item = repo.get(media_id)
+        if item is None:
+            raise InvalidTransition(f"no media {media_id}")
+        attempt = repo.next_attempt(media_id)
+        source = item.source
+        media = PipelineInput(
+            media_id=media_id, bucket=source.bucket, key=source.key, etag=source.etag, size=source.size
+        )
+        self.start(media, attempt)
+        return f"{media_id}-{attempt}"
 
     def is_reachable(self) -> bool:
         return bool(self._client.describe_state_machine(stateMachineArn=self._arn)["status"])

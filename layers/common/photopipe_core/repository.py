@@ -65,16 +65,23 @@ class MediaRepository:
         return bool(self._table.table_status)
 
     # --- transitions ---------------------------------------------------------------------------------------------
-    def mark_processing(self, media: PipelineInput, execution_arn: str, source: SourceFacts | None = None) -> MediaItem:
-        """This execution processes the media (first run, repeat of the same run, or a redrive of a failed one)."""
+    def mark_processing(self, media: PipelineInput, execution_arn: str, source: SourceFacts | None = None) -> None:
+        """This execution processes the media (first run, repeat of the same run, or a redrive of a failed one).
+
+        Safe to repeat: the history gets one PROCESSING entry per execution.
+        """
         now = utc_now()
         values: dict[str, Any] = {
             "media_id": media.media_id,
             "source": {"bucket": media.bucket, "key": media.key, "etag": media.etag, "size": media.size},
         }
         if source is not None:
-            values |= {"sha256": source.sha256, "content_type": source.content_type,
-                       "width": source.width, "height": source.height}
+            values |= {
+                "sha256": source.sha256,
+                "content_type": source.content_type,
+                "width": source.width,
+                "height": source.height,
+            }
         sets = ", ".join(f"#{k} = :{k}" for k in values)
         try:
             response = self._table.update_item(
@@ -84,7 +91,9 @@ class MediaRepository:
                     "created_at = if_not_exists(created_at, :now), updated_at = :now "
                     "REMOVE reason, reason_detail, #error"
                 ),
-                ConditionExpression="attribute_not_exists(pk) OR #status IN (:s0, :s1, :s2) OR execution_arn = :execution",
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR #status IN (:s0, :s1, :s2) OR execution_arn = :execution"
+                ),
                 ExpressionAttributeNames={"#status": "status", "#error": "error", **{f"#{k}": k for k in values}},
                 ExpressionAttributeValues={
                     ":status": Status.PROCESSING.value,
@@ -93,14 +102,15 @@ class MediaRepository:
                     **{f":s{i}": s.value for i, s in enumerate(REDRIVABLE_FROM)},
                     **{f":{k}": v for k, v in values.items()},
                 },
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_OLD",
             )
         except ClientError as error:
             if _conditional_failed(error):
                 raise InvalidTransition(f"media {media.media_id} is already finished") from error
             raise
-        self._append_history(media.media_id, Status.PROCESSING, now, step="validate", execution_arn=execution_arn)
-        return to_media_item(response["Attributes"])
+        old = response.get("Attributes", {})
+        if old.get("status") != Status.PROCESSING.value or old.get("execution_arn") != execution_arn:
+            self._append_history(media.media_id, Status.PROCESSING, now, step="validate", execution_arn=execution_arn)
 
     def finish(self, media_id: str, execution_arn: str, status: Status, step: str, **fields: Any) -> MediaItem:
         """Move a media this execution is processing to a terminal status, setting ``fields``."""
@@ -193,8 +203,13 @@ class MediaRepository:
     def _append_history(self, media_id: str, status: Status, at: str, **details: str) -> None:
         try:
             self._table.put_item(
-                Item={"pk": media_pk(media_id), "sk": f"HISTORY#{at}#{status}", "status": status.value, "at": at,
-                      **details},
+                Item={
+                    "pk": media_pk(media_id),
+                    "sk": f"HISTORY#{at}#{status}",
+                    "status": status.value,
+                    "at": at,
+                    **details,
+                },
                 ConditionExpression="attribute_not_exists(sk)",
             )
         except ClientError as error:
@@ -204,7 +219,7 @@ class MediaRepository:
 
 def phash_bands(phash: str) -> Iterable[tuple[int, str]]:
     width = 16 // PHASH_BANDS
-    return ((band, phash[band * width:(band + 1) * width]) for band in range(PHASH_BANDS))
+    return ((band, phash[band * width : (band + 1) * width]) for band in range(PHASH_BANDS))
 
 
 def dynamo_value(value: Any) -> Any:

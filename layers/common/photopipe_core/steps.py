@@ -31,8 +31,14 @@ def validate(step: StepInput, store: ObjectStore, repo: MediaRepository, setting
     data = store.get(media.key)
     info = imaging.inspect(data, settings.limits, head.content_type)
     source = SourceFacts(
-        format=info.format, content_type=info.content_type, declared_type=info.declared_type,
-        width=info.width, height=info.height, frames=info.frames, bytes=info.bytes, sha256=info.sha256,
+        format=info.format,
+        content_type=info.content_type,
+        declared_type=info.declared_type,
+        width=info.width,
+        height=info.height,
+        frames=info.frames,
+        bytes=info.bytes,
+        sha256=info.sha256,
     )
     repo.mark_processing(media, step.execution_arn, source)
     return step.model_copy(update={"source": source})
@@ -50,8 +56,16 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
     assert step.source is not None, "resize runs after validate"
     source = step.source
     data = store.get(step.media.key)
-    info = imaging.SourceInfo(source.format, source.content_type, source.declared_type, source.width,
-                              source.height, source.frames, source.bytes, source.sha256)
+    info = imaging.SourceInfo(
+        source.format,
+        source.content_type,
+        source.declared_type,
+        source.width,
+        source.height,
+        source.frames,
+        source.bytes,
+        source.sha256,
+    )
     rendered = imaging.render(data, info, settings.variant_specs)
     refs = []
     for name, image in rendered.variants.items():
@@ -77,8 +91,14 @@ def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> Medi
     variants = {v.name: Variant(key=v.key, width=v.width, height=v.height, bytes=v.bytes or 0) for v in step.outputs}
     similar = repo.similar(media_id, step.phash)
     item = repo.finish(
-        media_id, step.execution_arn, Status.READY, "finalize",
-        variants=variants, phash=step.phash, similar_to=similar, facts=step.facts,
+        media_id,
+        step.execution_arn,
+        Status.READY,
+        "finalize",
+        variants=variants,
+        phash=step.phash,
+        similar_to=similar,
+        facts=step.facts,
         taken_at=step.facts.taken_at if step.facts else None,
         width=step.facts.width if step.facts else step.source.width,
         height=step.facts.height if step.facts else step.source.height,
@@ -107,15 +127,23 @@ def reject(outcome: OutcomeInput, store: ObjectStore, repo: MediaRepository) -> 
     media_id = outcome.media.media_id
     store.delete_prefix(work_prefix(media_id))
     store.delete_prefix(media_prefix(media_id))
-    return repo.finish(media_id, outcome.execution_arn, Status.REJECTED, outcome.failed_step or "validate",
-                       reason=reason, reason_detail=detail, sha256=outcome.source.sha256 if outcome.source else None)
+    return repo.finish(
+        media_id,
+        outcome.execution_arn,
+        Status.REJECTED,
+        outcome.failed_step or "validate",
+        reason=reason,
+        reason_detail=detail,
+        sha256=outcome.source.sha256 if outcome.source else None,
+    )
 
 
 def mark_duplicate(outcome: OutcomeInput, repo: MediaRepository) -> MediaItem:
     """DUPLICATE of the media that owns the same bytes (its variants are that media's)."""
     assert outcome.duplicate_of is not None, "mark_duplicate needs duplicate_of"
-    return repo.finish(outcome.media.media_id, outcome.execution_arn, Status.DUPLICATE, "dedupe",
-                       duplicate_of=outcome.duplicate_of)
+    return repo.finish(
+        outcome.media.media_id, outcome.execution_arn, Status.DUPLICATE, "dedupe", duplicate_of=outcome.duplicate_of
+    )
 
 
 def fail(outcome: OutcomeInput, repo: MediaRepository, queue: MessageQueue) -> MediaItem:
@@ -126,12 +154,14 @@ def fail(outcome: OutcomeInput, repo: MediaRepository, queue: MessageQueue) -> M
     message = cause.get("errorMessage") or (outcome.error.Cause if outcome.error else "")
     summary = f"{step}: {error_name}: {message}"[:1000]
     item = repo.finish(outcome.media.media_id, outcome.execution_arn, Status.FAILED, step, error=summary)
-    queue.send({
-        "media_id": outcome.media.media_id,
-        "execution_arn": outcome.execution_arn,
-        "input": outcome.media.model_dump(mode="json"),
-        "step": step,
-        "error": error_name,
-        "cause": message,
-    })
+    queue.send(
+        {
+            "media_id": outcome.media.media_id,
+            "execution_arn": outcome.execution_arn,
+            "input": outcome.media.model_dump(mode="json"),
+            "step": step,
+            "error": error_name,
+            "cause": message,
+        }
+    )
     return item

@@ -41,7 +41,7 @@ class ObjectStore:
     def delete_prefix(self, prefix: str) -> int:
         keys = self.keys(prefix)
         for start in range(0, len(keys), 1000):
-            batch = [{"Key": key} for key in keys[start:start + 1000]]
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
             self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
         return len(keys)
 

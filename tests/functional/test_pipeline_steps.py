@@ -1,0 +1,210 @@
+"""Each step handler's contract, in-process against moto, chained the way the state machine chains them."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from typing import Any
+
+import boto3
+import pytest
+from PIL import Image
+
+from photopipe import samples
+from photopipe_core import errors
+from photopipe_core.models import Status
+from photopipe_core.repository import media_repository
+from tests import corpus
+from tests.functional.conftest import FakeContext, load_function
+
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:pipeline:M1"
+
+
+def put_original(key: str, body: bytes, content_type: str = "image/jpeg") -> dict[str, Any]:
+    s3 = boto3.client("s3")
+    etag = s3.put_object(Bucket="media", Key=key, Body=body, ContentType=content_type)["ETag"].strip('"')
+    media_id = key.rsplit("/", maxsplit=1)[-1].split(".", maxsplit=1)[0].upper()
+    return {"media_id": media_id, "bucket": "media", "key": key, "etag": etag, "size": len(body)}
+
+
+def run_pipeline(media: dict[str, Any], context: FakeContext, execution: str = EXECUTION) -> dict[str, Any]:
+    """What the state machine does on the happy path, handler by handler."""
+    state: dict[str, Any] = {"media": media, "execution_arn": execution}
+    state["source"] = load_function("validate").lambda_handler(state, context)["source"]
+    duplicate_of = load_function("dedupe").lambda_handler(state, context)["duplicate_of"]
+    if duplicate_of:
+        return load_function("outcome").duplicate_handler({**state, "duplicate_of": duplicate_of}, context)
+    rendered = load_function("resize").lambda_handler(state, context)
+    webp = load_function("webp")
+    outputs = [
+        webp.lambda_handler({"media_id": media["media_id"], "execution_arn": execution, "variant": v}, context)
+        for v in rendered["variants"]
+    ]
+    final = {**state, "phash": rendered["phash"], "facts": rendered["facts"], "outputs": outputs}
+    return load_function("finalize").lambda_handler(final, context)
+
+
+def keys(prefix: str) -> list[str]:
+    return [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="media", Prefix=prefix).get("Contents", [])]
+
+
+def test_a_photo_goes_through_every_step_to_ready(stack: dict[str, Any], context: FakeContext) -> None:
+    exif = corpus.exif_with(orientation=6, gps=True, camera=True, taken_at="2023:01:02 03:04:05")
+    body = samples.jpeg_bytes(samples.photo(3000, 2000, seed=1), exif=exif)
+    media = put_original("drop/m1.jpg", body)
+
+    result = run_pipeline(media, context)
+
+    assert result == {"media_id": "M1", "status": "READY"}
+    item = media_repository().get("M1")
+    assert item is not None and item.status == Status.READY
+    assert (item.width, item.height) == (2000, 3000)  # orientation 6: portrait once upright
+    assert item.taken_at == "2023-01-02T03:04:05"
+    assert item.facts is not None and item.facts.gps is not None and item.facts.camera_model == "PC-1"
+    assert {n: (v.width, v.height) for n, v in item.variants.items()} == {
+        "large": (1365, 2048),
+        "medium": (683, 1024),
+        "thumb": (171, 256),
+    }
+    s3 = boto3.client("s3")
+    for name, variant in item.variants.items():
+        assert variant.key == f"media/M1/{name}.webp"
+        obj = s3.get_object(Bucket="media", Key=variant.key)
+        body = obj["Body"].read()
+        assert obj["ContentType"] == "image/webp"
+        assert obj["CacheControl"] == "public, max-age=31536000, immutable"
+        assert len(body) == variant.bytes
+        decoded = Image.open(io.BytesIO(body))
+        assert decoded.size == (variant.width, variant.height)
+        assert len(decoded.getexif()) == 0
+    assert keys("work/M1/") == []  # intermediates are removed once READY
+    assert [h["status"] for h in media_repository().history("M1")] == ["PROCESSING", "READY"]
+
+
+def test_same_bytes_again_is_a_duplicate_with_no_image_work(stack: dict[str, Any], context: FakeContext) -> None:
+    body = samples.jpeg_bytes(samples.photo(800, 600, seed=2))
+    run_pipeline(put_original("drop/m1.jpg", body), context)
+    outputs_before = keys("media/")
+
+    result = run_pipeline(
+        put_original("drop/m2.jpg", body),
+        context,
+        execution="arn:aws:states:us-east-1:123456789012:execution:pipeline:M2",
+    )
+
+    assert result["status"] == "DUPLICATE"
+    assert result["duplicate_of"] == "M1"
+    assert keys("media/") == outputs_before
+    assert keys("work/M2/") == []
+
+
+def test_two_claims_of_the_same_sha256_race_and_one_wins(stack: dict[str, Any]) -> None:
+    repo = media_repository()
+    barrier = threading.Barrier(8)
+    owners: dict[str, str] = {}
+
+    def claim(media_id: str) -> None:
+        barrier.wait()
+        owners[media_id] = repo.claim_sha256("ab" * 32, media_id)
+
+    threads = [threading.Thread(target=claim, args=(f"M{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = {media_id for media_id, owner in owners.items() if owner == media_id}
+    assert len(winners) == 1
+    assert set(owners.values()) == winners
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "error"),
+    [
+        (b"", "image/jpeg", errors.EmptyInput),
+        (b"<html><body>no</body></html>", "text/html", errors.UnsupportedType),
+        (corpus.png_bomb(12000, 6000), "image/png", errors.TooManyPixels),
+        (corpus.save(Image.new("RGB", (10, 10)), "PNG"), "image/jpeg", errors.TypeMismatch),
+    ],
+)
+def test_validate_raises_the_rejection_by_name(
+    stack: dict[str, Any], context: FakeContext, body: bytes, content_type: str, error: type[errors.RejectedInput]
+) -> None:
+    media = put_original("drop/bad.bin", body, content_type)
+    with pytest.raises(error):
+        load_function("validate").lambda_handler({"media": media, "execution_arn": EXECUTION}, context)
+
+
+def test_validate_refuses_too_large_before_downloading(
+    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1000")
+    media = put_original("drop/big.jpg", b"\xff\xd8\xff" + b"\0" * 5000)
+    with pytest.raises(errors.TooLarge, match="over the limit of 1000"):
+        load_function("validate").lambda_handler({"media": media, "execution_arn": EXECUTION}, context)
+
+
+def test_reject_records_the_reason_and_leaves_no_outputs(stack: dict[str, Any], context: FakeContext) -> None:
+    truncated = corpus.save(corpus.quadrants(1200, 900), "JPEG")[:3000]
+    media = put_original("drop/r1.jpg", truncated)
+    state = {"media": media, "execution_arn": EXECUTION}
+    state["source"] = load_function("validate").lambda_handler(state, context)["source"]
+    with pytest.raises(errors.CorruptImage) as raised:
+        load_function("resize").lambda_handler(state, context)
+    cause = json.dumps({"errorType": "CorruptImage", "errorMessage": str(raised.value)})
+
+    result = load_function("outcome").reject_handler(
+        {**state, "error": {"Error": "CorruptImage", "Cause": cause}, "failed_step": "resize"}, context
+    )
+
+    assert result["status"] == "REJECTED"
+    item = media_repository().get("R1")
+    assert item is not None and item.reason == "corrupt" and "cannot be decoded" in (item.reason_detail or "")
+    assert keys("media/R1/") == [] and keys("work/R1/") == []
+
+
+def test_fail_records_the_step_and_sends_a_redrivable_message(stack: dict[str, Any], context: FakeContext) -> None:
+    media = put_original("drop/f1.jpg", samples.jpeg_bytes(samples.photo(300, 200, seed=3)))
+    state = {"media": media, "execution_arn": EXECUTION}
+    load_function("validate").lambda_handler(state, context)
+    cause = json.dumps({"errorType": "ClientError", "errorMessage": "An error occurred (NoSuchBucket)"})
+
+    result = load_function("outcome").fail_handler(
+        {**state, "error": {"Error": "ClientError", "Cause": cause}, "failed_step": "webp"}, context
+    )
+
+    assert result["status"] == "FAILED"
+    item = media_repository().get("F1")
+    assert item is not None and item.error == "webp: ClientError: An error occurred (NoSuchBucket)"
+    [message] = boto3.client("sqs").receive_message(QueueUrl=stack["failed_queue_url"])["Messages"]
+    body = json.loads(message["Body"])
+    assert body["media_id"] == "F1"
+    assert body["execution_arn"] == EXECUTION
+    assert body["input"] == media
+    assert body["step"] == "webp" and body["error"] == "ClientError"
+
+
+def test_a_failed_media_can_be_processed_again_by_a_new_execution(stack: dict[str, Any], context: FakeContext) -> None:
+    media = put_original("drop/f2.jpg", samples.jpeg_bytes(samples.photo(300, 200, seed=4)))
+    state = {"media": media, "execution_arn": EXECUTION}
+    load_function("validate").lambda_handler(state, context)
+    load_function("outcome").fail_handler(
+        {**state, "error": {"Error": "States.Timeout", "Cause": ""}, "failed_step": "resize"}, context
+    )
+    assert media_repository().next_attempt("F2") == 1
+
+    result = run_pipeline(media, context, execution=f"{EXECUTION}-1")
+
+    assert result["status"] == "READY"
+    item = media_repository().get("F2")
+    assert item is not None and item.error is None and item.attempts == 1
+    assert [h["status"] for h in media_repository().history("F2")] == ["PROCESSING", "FAILED", "PROCESSING", "READY"]
+
+
+def test_a_finished_media_is_not_taken_over_by_another_run(stack: dict[str, Any], context: FakeContext) -> None:
+    media = put_original("drop/d1.jpg", samples.jpeg_bytes(samples.photo(300, 200, seed=5)))
+    run_pipeline(media, context)
+    with pytest.raises(Exception, match="already finished"):
+        load_function("validate").lambda_handler({"media": media, "execution_arn": f"{EXECUTION}-other"}, context)
+    item = media_repository().get("D1")
+    assert item is not None and item.status == Status.READY
