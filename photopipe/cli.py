@@ -103,7 +103,7 @@ def status(ctx: Context, media_id: str, as_json: bool) -> None:
         raise _fail(f"no media {media_id}")
     history = reader.history(media_id)
     if as_json:
-        out.print_json(json.dumps({**item.model_dump(mode="json", exclude_none=True), "history": history}))
+        click.echo(json.dumps({**item.model_dump(mode="json", exclude_none=True), "history": history}))
         return
     out.print(f"[bold]{item.media_id}[/]  {item.status}  {item.source.key} ({item.source.size} bytes)", soft_wrap=True)
     for label, value in (
@@ -145,7 +145,7 @@ def failed(ctx: Context, as_json: bool) -> None:
     failures = Failures(ctx.stack, _reader(ctx).repository).pending()
     if as_json:
         for failure in failures:
-            out.print_json(json.dumps({"queue": failure.queue, "media_id": failure.media_id, "detail": failure.detail}))
+            click.echo(json.dumps({"queue": failure.queue, "media_id": failure.media_id, "detail": failure.detail}))
         return
     if not failures:
         console.print("Nothing failed: FailedQueue and IngestDLQ are empty")
