@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import random
 import time
 import tracemalloc
 
@@ -249,3 +250,26 @@ def test_webp_encode_uses_the_settings() -> None:
 def test_intermediate_round_trip_is_lossless() -> None:
     image = Image.new("RGBA", (33, 17), (1, 2, 3, 4))
     assert imaging.from_intermediate(imaging.to_intermediate(image)).tobytes() == image.tobytes()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "TIFF"])
+def test_damaged_files_only_ever_end_as_rejections(fmt: str) -> None:
+    """Random byte damage (seeded) to a valid file: the outcome is an image or a RejectedInput, nothing else."""
+    rng = random.Random(fmt)
+    original = corpus.save(samples.photo(120, 90, seed=9).convert("RGB"), fmt)
+    outcomes = {"ok": 0, "rejected": 0}
+    for _ in range(60):
+        damaged = bytearray(original)
+        for _ in range(rng.randint(1, 12)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            damaged = damaged[: rng.randrange(1, len(damaged))]
+        try:
+            info = imaging.inspect(bytes(damaged), LIMITS)
+            rendered = imaging.render(bytes(damaged), info, VARIANTS)
+            webp(rendered.variants["thumb"])
+            outcomes["ok"] += 1
+        except errors.RejectedInput as rejection:
+            assert rejection.reason in errors.REASON_CODES
+            outcomes["rejected"] += 1
+    assert outcomes["ok"] + outcomes["rejected"] == 60

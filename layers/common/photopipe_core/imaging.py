@@ -22,6 +22,7 @@ from PIL import Image, ImageCms, features
 from photopipe_core.errors import (
     CorruptImage,
     EmptyInput,
+    RejectedInput,
     TooLarge,
     TooManyFrames,
     TooManyPixels,
@@ -167,7 +168,11 @@ def inspect(data: bytes, limits: Limits, declared_type: str | None = None) -> So
                     f"{limits.max_pixels / 1e6:.1f} MP"
                 )
             frames = count_frames(image, limits.max_frames)
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
+    except RejectedInput:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever a decoder throws at a malformed file means "corrupt"
+        if isinstance(error, MemoryError):
+            raise
         raise CorruptImage(f"the {fmt} header cannot be read: {error}") from error
     if width <= 0 or height <= 0:
         raise CorruptImage(f"the {fmt} image has no pixels ({width}×{height})")
@@ -199,17 +204,25 @@ def target_size(width: int, height: int, long_edge: int) -> tuple[int, int]:
 
 def render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered:
     """Decode once and produce every variant, upright and in sRGB, largest first, each from the previous."""
+    try:
+        return _render(data, info, specs)
+    except RejectedInput:
+        raise
+    except Exception as error:  # noqa: BLE001 - a file the decoder cannot turn into pixels is "corrupt"
+        if isinstance(error, MemoryError):
+            raise
+        raise CorruptImage(f"the {info.format} data cannot be decoded: {error}") from error
+
+
+def _render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered:
     ordered = sorted(specs, key=lambda spec: spec.long_edge, reverse=True)
     image = Image.open(io.BytesIO(data), formats=[info.format])
-    try:
-        facts = photo_facts(image)
-        largest = target_size(info.width, info.height, ordered[0].long_edge)
-        if info.format == "JPEG":
-            image.draft(image.mode if image.mode in ("RGB", "L") else None, largest)
-        image.seek(0)
-        image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise CorruptImage(f"the {info.format} data cannot be decoded: {error}") from error
+    facts = photo_facts(image)
+    largest = target_size(info.width, info.height, ordered[0].long_edge)
+    if info.format == "JPEG":
+        image.draft(image.mode if image.mode in ("RGB", "L") else None, largest)
+    image.seek(0)
+    image.load()
     orientation = facts.orientation or 1
     base = to_working_mode(image)
     variants: dict[str, Image.Image] = {}
@@ -319,10 +332,11 @@ def photo_facts(image: Image.Image) -> PhotoFacts:
     """Facts worth keeping from EXIF (GPS only here, never in outputs)."""
     try:
         exif = image.getexif()
-    except (OSError, SyntaxError, ValueError):
+        orientation = exif.get(_ORIENTATION)
+        details = exif.get_ifd(_EXIF_IFD)
+        gps = exif.get_ifd(_GPS_IFD)
+    except Exception:  # noqa: BLE001 - broken EXIF loses the facts, not the photo
         return PhotoFacts(width=image.width, height=image.height)
-    orientation = exif.get(_ORIENTATION)
-    details = exif.get_ifd(_EXIF_IFD)
     return PhotoFacts(
         width=image.width,
         height=image.height,
@@ -330,7 +344,7 @@ def photo_facts(image: Image.Image) -> PhotoFacts:
         taken_at=exif_datetime(details.get(_DATETIME_ORIGINAL) or exif.get(0x0132)),
         camera_make=clean_text(exif.get(_MAKE)),
         camera_model=clean_text(exif.get(_MODEL)),
-        gps=gps_position(exif.get_ifd(_GPS_IFD)),
+        gps=gps_position(gps),
     )
 
 
