@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from photopipe import samples
 from photopipe.media import MediaReader
 from photopipe.stack import Stack
 from photopipe_core.keys import media_id_for_object
@@ -18,7 +19,8 @@ def test_drop_folder_object_ends_with_the_item_written_by_the_pipeline(
 ) -> None:
     outputs = stack.outputs
     key = f"drop/smoke/{time.time_ns()}.jpg"
-    put = aws_client("s3").put_object(Bucket=outputs.MediaBucketName, Key=key, Body=b"not yet checked")
+    body = samples.jpeg_bytes(samples.photo(64, 48, seed=1))
+    put = aws_client("s3").put_object(Bucket=outputs.MediaBucketName, Key=key, Body=body)
     media_id = media_id_for_object(outputs.MediaBucketName, key, put["ETag"])
 
     reader = MediaReader(stack)
@@ -27,11 +29,11 @@ def test_drop_folder_object_ends_with_the_item_written_by_the_pipeline(
     assert execution.status == "SUCCEEDED"
     item = reader.get(media_id)
     assert item is not None
-    assert item.status == "PROCESSING"
+    assert item.status == "READY"
     assert item.source.key == key
-    assert item.source.size == len(b"not yet checked")
+    assert item.source.size == len(body)
     assert item.execution_arn == outputs.execution_arn(media_id)
-    assert [entry["status"] for entry in reader.history(media_id)] == ["PROCESSING"]
+    assert [entry["status"] for entry in reader.history(media_id)] == ["PROCESSING", "READY"]
 
 
 def test_objects_outside_uploads_and_drop_start_nothing(stack: Stack, aws_client: Callable[[str], Any]) -> None:
