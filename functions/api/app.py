@@ -1,19 +1,106 @@
-"""The photopipe HTTP API: a Chalice app used as the Lambda handler behind API Gateway (REST)."""
+"""The photopipe HTTP API: a Chalice app used as the Lambda handler behind API Gateway (REST).
+
+Routes only parse and delegate to ``photopipe_core.api.MediaApi``; errors become
+``{"error": {"code", "message"}}`` here and nowhere else.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from chalice import Chalice, Response
 
+from photopipe_core.api import ApiError, MediaApi, parse_upload_request
 from photopipe_core.pipeline import pipeline_starter
 from photopipe_core.repository import media_repository
-from photopipe_core.storage import object_store
+from photopipe_core.settings import get_settings
+from photopipe_core.storage import object_store, presigner
 
 logger = Logger()
 app = Chalice(app_name="photopipe-api")
+JSON = {"Content-Type": "application/json"}
+# Chalice's own routing errors, in the API's error format.
+CHALICE_ERRORS = {
+    "NotFoundError": "not_found",
+    "MethodNotAllowedError": "method_not_allowed",
+    "BadRequestError": "invalid_request",
+    "UnsupportedMediaType": "unsupported_media_type",
+    "InternalServerError": "internal",
+}
+
+
+@lru_cache(maxsize=1)
+def media_api() -> MediaApi:
+    return MediaApi(media_repository(), presigner(), pipeline_starter(), get_settings())
+
+
+def respond(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(body=body, status_code=status, headers=JSON)
+
+
+def route(path: str, **options: Any) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """``app.route`` whose view may raise ApiError: it becomes the error's status and body."""
+
+    def register(view: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(view)
+        def handled(*args: Any, **kwargs: Any) -> Response:
+            try:
+                return view(*args, **kwargs)
+            except ApiError as error:
+                return respond(error.body(), error.status)
+
+        return app.route(path, **options)(handled)
+
+    return register
+
+
+@app.middleware("http")
+def error_format(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Chalice's own errors (unknown method, unexpected exception …) in the API's error format."""
+    return _normalise_error(get_response(event))
+
+
+def _normalise_error(response: Response) -> Response:
+    if response.status_code < 400 or not isinstance(response.body, dict) or "Code" not in response.body:
+        return response
+    code = CHALICE_ERRORS.get(str(response.body["Code"]), "error")
+    return respond({"error": {"code": code, "message": str(response.body.get("Message", ""))}}, response.status_code)
+
+
+@route("/v1/uploads", methods=["POST"], content_types=["application/json", "text/plain"])
+def create_upload() -> Response:
+    request = app.current_request
+    upload = parse_upload_request(request.raw_body, get_settings())
+    return respond(media_api().create_upload(upload, request.headers.get("idempotency-key")), 201)
+
+
+@route("/v1/media/{media_id}", methods=["GET"])
+def get_media(media_id: str) -> Response:
+    return respond(media_api().get_media(media_id))
+
+
+@route("/v1/media", methods=["GET"])
+def list_media() -> Response:
+    query = app.current_request.query_params or {}
+    if query.get("key"):
+        return respond(media_api().find_by_key(query["key"]))
+    if query.get("status"):
+        limit = query.get("limit")
+        if limit is not None and not limit.isdigit():
+            raise ApiError(400, "invalid_limit", "limit must be a positive integer")
+        return respond(
+            media_api().list_by_status(query["status"], query.get("next_token"), int(limit) if limit else None)
+        )
+    raise ApiError(400, "missing_query", "give ?key=<s3 key> or ?status=<status>")
+
+
+@route("/v1/media/{media_id}/retry", methods=["POST"], content_types=["application/json", "text/plain"])
+def retry_media(media_id: str) -> Response:
+    return respond(media_api().retry(media_id), 202)
 
 
 def _check(probe: Callable[[], bool]) -> dict[str, Any]:
@@ -24,7 +111,7 @@ def _check(probe: Callable[[], bool]) -> dict[str, Any]:
         return {"ok": False, "error": type(error).__name__}
 
 
-@app.route("/v1/health", methods=["GET"])
+@route("/v1/health", methods=["GET"])
 def health() -> Response:
     checks = {
         "s3": _check(object_store().is_reachable),
@@ -32,8 +119,10 @@ def health() -> Response:
         "stepfunctions": _check(pipeline_starter().is_reachable),
     }
     healthy = all(check["ok"] for check in checks.values())
-    return Response(
-        body={"status": "ok" if healthy else "degraded", "checks": checks},
-        status_code=200 if healthy else 503,
-        headers={"Content-Type": "application/json"},
-    )
+    return respond({"status": "ok" if healthy else "degraded", "checks": checks}, 200 if healthy else 503)
+
+
+@route("/{proxy+}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+def unknown_route(**_: str) -> Response:
+    request = app.current_request
+    raise ApiError(404, "not_found", f"no such route: {request.method} {request.path}")

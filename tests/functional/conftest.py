@@ -12,11 +12,13 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from moto import mock_aws
 
 from photopipe_core import aws, pipeline, repository, settings, storage
 
-FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS_DIR = ROOT / "functions"
 PASS_STATE_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
 
 
@@ -50,15 +52,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The stack's resources in moto: bucket, table and a state machine."""
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="media")
-        boto3.client("dynamodb").create_table(
-            TableName="media-table",
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        )
+        boto3.client("dynamodb").create_table(TableName="media-table", **media_table_definition())
         sfn = boto3.client("stepfunctions")
         arn = sfn.create_state_machine(
             name="pipeline",
@@ -69,6 +63,20 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         failed = boto3.client("sqs").create_queue(QueueName="failed")["QueueUrl"]
         monkeypatch.setenv("FAILED_QUEUE_URL", failed)
         yield {"bucket": "media", "table": "media-table", "state_machine_arn": arn, "failed_queue_url": failed}
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads template.yaml: CloudFormation tags (!Ref, !GetAtt …) load as plain values."""
+
+
+_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def media_table_definition() -> dict[str, Any]:
+    """The MediaTable's key schema and indexes exactly as template.yaml declares them."""
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506 - safe loader
+    properties = template["Resources"]["MediaTable"]["Properties"]
+    return {k: properties[k] for k in ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")}
 
 
 class FakeContext:

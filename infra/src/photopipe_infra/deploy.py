@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from photopipe_infra import venvs
 from photopipe_infra.paths import PROJECT_ROOT
@@ -21,6 +24,22 @@ LOG = logging.getLogger(__name__)
 SOURCES = ("template.yaml", "samconfig.toml", "statemachine", "functions", "layers")
 SOURCE_TAG = "photopipe:source"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+GOOD_STATES = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"})
+FAILED_STATES = frozenset(
+    {
+        "ROLLBACK_COMPLETE",
+        "ROLLBACK_FAILED",
+        "UPDATE_ROLLBACK_COMPLETE",
+        "UPDATE_ROLLBACK_FAILED",
+        "CREATE_FAILED",
+        "UPDATE_FAILED",
+        "DELETE_FAILED",
+    }
+)
+BUILD_TIMEOUT_SECONDS = 1800
+DEPLOY_TIMEOUT_SECONDS = 900
 
 
 class DeployError(RuntimeError):
@@ -52,25 +71,36 @@ def local_environment(endpoint: str) -> dict[str, str]:
     return {**env, **LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "SAM_CLI_TELEMETRY": "0"}
 
 
-def deployed_fingerprint(endpoint: str, stack_name: str) -> str | None:
-    cfn = boto3.client(
+def cloudformation(endpoint: str) -> Any:
+    return boto3.client(
         "cloudformation",
         endpoint_url=endpoint,
         region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+def describe(cfn: Any, stack_name: str) -> dict[str, Any] | None:
     try:
-        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        return dict(cfn.describe_stacks(StackName=stack_name)["Stacks"][0])
     except ClientError:
         return None
-    if not stack["StackStatus"].endswith("_COMPLETE") or "ROLLBACK" in stack["StackStatus"]:
+
+
+def deployed_fingerprint(endpoint: str, stack_name: str) -> str | None:
+    stack = describe(cloudformation(endpoint), stack_name)
+    if stack is None or stack["StackStatus"] not in GOOD_STATES:
         return None
     return next((t["Value"] for t in stack.get("Tags", []) if t["Key"] == SOURCE_TAG), None)
 
 
 def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) -> Deployed:
-    """``sam build`` + ``sam deploy`` unless the stack is already deployed from the same sources."""
+    """``sam build`` + ``sam deploy`` unless the stack is already deployed from the same sources.
+
+    LocalStack cannot update some resources in place (an API Gateway stage, notably); when an update rolls
+    back, the stack is deleted and created afresh. Local state is throwaway by design (it lives in memory).
+    """
     fingerprint = source_fingerprint()
     if not force and deployed_fingerprint(endpoint, stack_name) == fingerprint:
         return Deployed(stack_name=stack_name, changed=False)
@@ -78,23 +108,102 @@ def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) ->
     env = local_environment(endpoint)
     # SAM's Python builder looks for `python3.13` on PATH; the SAM venv's own interpreter is one.
     env["PATH"] = f"{sam.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    commands = [
+    build = subprocess.run(  # noqa: S603
         [str(sam.bin("sam")), "build"],
-        [
-            str(sam.bin("sam")),
-            "deploy",
-            "--stack-name",
-            stack_name,
-            "--parameter-overrides",
-            f"Target=localstack LocalEndpoint={endpoint}",
-            "--tags",
-            f"{SOURCE_TAG}={fingerprint}",
-            "--no-progressbar",
-        ],
+        check=False,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_SECONDS,
+    )
+    if build.returncode != 0:
+        raise DeployError(f"`sam build` failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}")
+    command = [
+        str(sam.bin("sam")),
+        "deploy",
+        "--stack-name",
+        stack_name,
+        "--parameter-overrides",
+        f"Target=localstack LocalEndpoint={endpoint} PresignEndpoint={endpoint}",
+        "--tags",
+        f"{SOURCE_TAG}={fingerprint}",
+        "--no-progressbar",
     ]
-    for command in commands:
-        result = subprocess.run(command, check=False, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)  # noqa: S603
-        if result.returncode != 0:
-            raise DeployError(f"`{' '.join(command[:2])}` failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-        LOG.debug("%s", result.stdout)
+    cfn = cloudformation(endpoint)
+    existing = describe(cfn, stack_name)
+    if existing is not None and existing["StackStatus"] not in GOOD_STATES:
+        delete_stack(cfn, endpoint, stack_name)
+    failure = _sam_deploy(command, env, cfn, stack_name)
+    if failure and describe(cfn, stack_name) is not None:
+        LOG.warning("Updating stack %s in place failed (%s); creating it afresh", stack_name, failure)
+        delete_stack(cfn, endpoint, stack_name)
+        failure = _sam_deploy(command, env, cfn, stack_name)
+    if failure:
+        raise DeployError(failure)
     return Deployed(stack_name=stack_name, changed=True)
+
+
+def _sam_deploy(command: list[str], env: dict[str, str], cfn: Any, stack_name: str) -> str | None:
+    """Run ``sam deploy``, watching the stack: a rollback ends the wait at once (the SAM CLI would keep waiting on
+    LocalStack's ROLLBACK_COMPLETE after a failed update). Returns why it failed, or None."""
+    with subprocess.Popen(  # noqa: S603
+        command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        deadline = time.monotonic() + DEPLOY_TIMEOUT_SECONDS
+        while process.poll() is None:
+            stack = describe(cfn, stack_name)
+            # The stack was absent or in a good state when this began, so a failed state is this deploy's.
+            rolled_back = stack is not None and stack["StackStatus"] in FAILED_STATES
+            if rolled_back or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                reason = stack["StackStatus"] if stack else "timeout"
+                return f"`sam deploy` did not complete ({reason}): {stack_failure(cfn, stack_name)}"
+            time.sleep(2)
+        output = process.stdout.read() if process.stdout else ""
+    if process.returncode != 0:
+        return f"`sam deploy` failed:\n{output[-4000:]}\n{stack_failure(cfn, stack_name)}"
+    return None
+
+
+def stack_failure(cfn: Any, stack_name: str) -> str:
+    """The first resource failure CloudFormation reported for the stack, if any."""
+    try:
+        events = cfn.describe_stack_events(StackName=stack_name)["StackEvents"]
+    except ClientError:
+        return ""
+    failed = [
+        e for e in events if str(e.get("ResourceStatus", "")).endswith("FAILED") and e.get("ResourceStatusReason")
+    ]
+    return f"{failed[-1]['LogicalResourceId']}: {failed[-1]['ResourceStatusReason']}" if failed else ""
+
+
+def delete_stack(cfn: Any, endpoint: str, stack_name: str) -> None:
+    """Delete the stack (emptying its bucket first, as CloudFormation requires) and wait until it is gone."""
+    s3 = boto3.resource(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    try:
+        resources = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+    except ClientError:
+        resources = []
+    for resource in resources:
+        if resource["ResourceType"] == "AWS::S3::Bucket" and resource.get("PhysicalResourceId"):
+            with contextlib.suppress(ClientError):
+                s3.Bucket(resource["PhysicalResourceId"]).objects.all().delete()
+    cfn.delete_stack(StackName=stack_name)
+    try:
+        cfn.get_waiter("stack_delete_complete").wait(
+            StackName=stack_name, WaiterConfig={"Delay": 2, "MaxAttempts": 150}
+        )
+    except WaiterError as error:
+        # LocalStack can report DELETE_FAILED for a stack that a failed update left behind, then drop it anyway.
+        if describe(cfn, stack_name) is not None:
+            raise DeployError(
+                f"could not delete stack {stack_name}: {stack_failure(cfn, stack_name) or error}"
+            ) from error

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import boto3
@@ -19,3 +19,10 @@ def client(service: str) -> Any:
 @cache
 def resource(service: str) -> Any:
     return boto3.resource(service, config=_CONFIG)  # type: ignore[call-overload]
+
+
+@lru_cache(maxsize=4)
+def presigning_client(endpoint_url: str | None) -> Any:
+    """An S3 client for presigning: SigV4, and path-style addressing when the endpoint is not AWS's own."""
+    config = Config(signature_version="s3v4", s3={"addressing_style": "path" if endpoint_url else "auto"})
+    return boto3.client("s3", endpoint_url=endpoint_url, config=config)

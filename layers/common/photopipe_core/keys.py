@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
+import time
 
 UPLOADS_PREFIX = "uploads/"
 DROP_PREFIX = "drop/"
@@ -40,6 +42,14 @@ def work_prefix(media_id: str) -> str:
 
 def is_ingest_key(key: str) -> bool:
     return key.startswith(INGEST_PREFIXES)
+
+
+def new_media_id(now_ms: int | None = None) -> str:
+    """A new ULID: 48 bits of milliseconds then 80 random bits, as 26 Crockford base32 characters (sortable)."""
+    millis = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    return "".join(alphabet[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
 def derived_media_id(bucket: str, key: str, etag: str) -> str:

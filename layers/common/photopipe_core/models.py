@@ -42,8 +42,8 @@ class PhotoFacts(BaseModel):
     gps: GpsPosition | None = None
 
 
-class SourceObject(BaseModel):
-    """The S3 object a media came from."""
+class ObjectRef(BaseModel):
+    """An S3 object as an event reports it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -53,7 +53,15 @@ class SourceObject(BaseModel):
     size: int = Field(ge=0)
 
 
-class PipelineInput(SourceObject):
+class SourceObject(ObjectRef):
+    """The S3 object a media came from (and, for API uploads, what the client declared)."""
+
+    filename: str | None = None
+    content_type: str | None = None
+    declared_sha256: str | None = None
+
+
+class PipelineInput(ObjectRef):
     """The input of one pipeline execution (named ``media_id``, or ``media_id-<attempt>`` when redriven)."""
 
     media_id: str

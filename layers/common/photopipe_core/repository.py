@@ -5,6 +5,10 @@ Item types (one table, ``pk``/``sk``):
 - ``MEDIA#<media_id>`` / ``HISTORY#<timestamp>#<status>``: one entry per status change, appended, never rewritten.
 - ``SHA256#<hex>`` / ``CLAIM``: the first media with these exact bytes (later ones are its duplicates).
 - ``PHASH#<band>#<bits>`` / ``<media_id>``: perceptual-hash bands, to find near-duplicates.
+- ``IDEMPOTENCY#<key>`` / ``UPLOAD``: an API Idempotency-Key, the hash of its request body and its media.
+
+Media items also carry ``gsi1pk = STATUS#<status>`` / ``gsi1sk = <created_at>`` (index ``by-status``) and
+``gsi2pk = KEY#<s3 key>`` (index ``by-key``), so media can be listed by status and found by their object.
 
 Every status change is a conditional write: a run may only finish a media it is processing.
 """
@@ -25,6 +29,9 @@ from photopipe_core.settings import get_settings
 
 META = "META"
 CLAIM = "CLAIM"
+UPLOAD = "UPLOAD"
+BY_STATUS = "by-status"
+BY_KEY = "by-key"
 # Near-duplicate search: the 64-bit hash in 4 bands of 16 bits; hashes within 3 bits always share a band.
 PHASH_BANDS = 4
 SIMILAR_MAX_DISTANCE = 6
@@ -71,10 +78,7 @@ class MediaRepository:
         Safe to repeat: the history gets one PROCESSING entry per execution.
         """
         now = utc_now()
-        values: dict[str, Any] = {
-            "media_id": media.media_id,
-            "source": {"bucket": media.bucket, "key": media.key, "etag": media.etag, "size": media.size},
-        }
+        values: dict[str, Any] = {"media_id": media.media_id, "source": self._source(media)}
         if source is not None:
             values |= {
                 "sha256": source.sha256,
@@ -88,7 +92,8 @@ class MediaRepository:
                 Key={"pk": media_pk(media.media_id), "sk": META},
                 UpdateExpression=(
                     f"SET {sets}, #status = :status, execution_arn = :execution, "
-                    "created_at = if_not_exists(created_at, :now), updated_at = :now "
+                    "created_at = if_not_exists(created_at, :now), updated_at = :now, "
+                    "gsi1pk = :gsi1pk, gsi1sk = if_not_exists(created_at, :now), gsi2pk = :gsi2pk "
                     "REMOVE reason, reason_detail, #error"
                 ),
                 ConditionExpression=(
@@ -99,6 +104,8 @@ class MediaRepository:
                     ":status": Status.PROCESSING.value,
                     ":execution": execution_arn,
                     ":now": now,
+                    ":gsi1pk": f"STATUS#{Status.PROCESSING}",
+                    ":gsi2pk": f"KEY#{media.key}",
                     **{f":s{i}": s.value for i, s in enumerate(REDRIVABLE_FROM)},
                     **{f":{k}": v for k, v in values.items()},
                 },
@@ -120,11 +127,12 @@ class MediaRepository:
         try:
             response = self._table.update_item(
                 Key={"pk": media_pk(media_id), "sk": META},
-                UpdateExpression=f"SET #status = :status, updated_at = :now{sets}",
+                UpdateExpression=f"SET #status = :status, updated_at = :now, gsi1pk = :gsi1pk{sets}",
                 ConditionExpression="#status = :processing AND execution_arn = :execution",
                 ExpressionAttributeNames={"#status": "status", **{f"#{k}": k for k in fields}},
                 ExpressionAttributeValues={
                     ":status": status.value,
+                    ":gsi1pk": f"STATUS#{status}",
                     ":processing": Status.PROCESSING.value,
                     ":execution": execution_arn,
                     ":now": now,
@@ -147,6 +155,65 @@ class MediaRepository:
                 history[key] = str(fields[key])
         self._append_history(media_id, status, now, **history)
         return to_media_item(response["Attributes"])
+
+    def create_pending(self, media_id: str, source: dict[str, Any], expires_at: int) -> MediaItem:
+        """A new media waiting for its upload (API); abandoned ones expire through the table's TTL."""
+        now = utc_now()
+        item = {
+            "pk": media_pk(media_id),
+            "sk": META,
+            "media_id": media_id,
+            "status": Status.PENDING_UPLOAD.value,
+            "source": source,
+            "created_at": now,
+            "updated_at": now,
+            "expires_at": expires_at,
+            "gsi1pk": f"STATUS#{Status.PENDING_UPLOAD}",
+            "gsi1sk": now,
+            "gsi2pk": f"KEY#{source['key']}",
+        }
+        self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        self._append_history(media_id, Status.PENDING_UPLOAD, now, step="api")
+        return to_media_item(item)
+
+    def claim_idempotency_key(self, key: str, body_hash: str, media_id: str) -> tuple[str, str]:
+        """Bind an Idempotency-Key to a request body and media; return the (media_id, body_hash) it is bound to."""
+        item = {"pk": f"IDEMPOTENCY#{key}", "sk": UPLOAD, "media_id": media_id, "body_hash": body_hash, "at": utc_now()}
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            stored = self._table.get_item(Key={"pk": item["pk"], "sk": UPLOAD}, ConsistentRead=True)["Item"]
+            return str(stored["media_id"]), str(stored["body_hash"])
+        return media_id, body_hash
+
+    def owner_of_sha256(self, sha256: str) -> str | None:
+        item = self._table.get_item(Key={"pk": f"SHA256#{sha256}", "sk": CLAIM}, ConsistentRead=True).get("Item")
+        return str(item["media_id"]) if item else None
+
+    def find_by_key(self, key: str) -> MediaItem | None:
+        response = self._table.query(
+            IndexName=BY_KEY, KeyConditionExpression="gsi2pk = :k", ExpressionAttributeValues={":k": f"KEY#{key}"}
+        )
+        items = sorted(response["Items"], key=lambda i: str(i.get("created_at", "")), reverse=True)
+        return self.get(str(items[0]["media_id"])) if items else None
+
+    def list_by_status(
+        self, status: Status, limit: int = 50, start: dict[str, Any] | None = None
+    ) -> tuple[list[MediaItem], dict[str, Any] | None]:
+        """One page of media with ``status``, newest first, and the key to continue from (or None)."""
+        kwargs: dict[str, Any] = {
+            "IndexName": BY_STATUS,
+            "KeyConditionExpression": "gsi1pk = :s",
+            "ScanIndexForward": False,
+            "ExpressionAttributeValues": {":s": f"STATUS#{status}"},
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        response = self._table.query(**kwargs)
+        return [to_media_item(i) for i in response["Items"]], response.get("LastEvaluatedKey")
 
     def next_attempt(self, media_id: str) -> int:
         """Count a redrive of a failed media and return its number (1, 2 …)."""
@@ -200,6 +267,12 @@ class MediaRepository:
                     found[other] = distance
         return sorted(found, key=lambda other: (found[other], other))
 
+    def _source(self, media: PipelineInput) -> dict[str, Any]:
+        """The source map for a run: the object as S3 reported it, plus what the API recorded (filename …)."""
+        current = self.get(media.media_id)
+        recorded = current.source.model_dump(exclude_none=True) if current else {}
+        return {**recorded, "bucket": media.bucket, "key": media.key, "etag": media.etag, "size": media.size}
+
     def _append_history(self, media_id: str, status: Status, at: str, **details: str) -> None:
         try:
             self._table.put_item(
@@ -247,7 +320,8 @@ def plain(value: Any) -> Any:
 
 
 def to_media_item(item: dict[str, Any]) -> MediaItem:
-    return MediaItem.model_validate({k: v for k, v in plain(item).items() if k not in {"pk", "sk", "expires_at"}})
+    hidden = {"pk", "sk", "expires_at", "gsi1pk", "gsi1sk", "gsi2pk"}
+    return MediaItem.model_validate({k: v for k, v in plain(item).items() if k not in hidden})
 
 
 @lru_cache(maxsize=1)

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     variants: str = "thumb:256,medium:1024,large:2048"
     webp_quality: int = Field(default=80, ge=0, le=100)
     webp_method: int = Field(default=4, ge=0, le=6)
+    # The S3 endpoint clients reach, for presigned URLs ("" = AWS's own endpoint).
+    presign_endpoint_url: str = ""
+    upload_url_expires_seconds: int = Field(default=300, gt=0, le=7 * 24 * 3600)
+    download_url_expires_seconds: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
 
     @field_validator("variants")
     @classmethod

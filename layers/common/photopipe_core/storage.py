@@ -50,6 +50,34 @@ class ObjectStore:
         return True
 
 
+class Presigner:
+    """Presigned URLs for clients, minted against the endpoint clients reach (a setting, not the Lambda's own)."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._client = client
+        self.bucket = bucket
+
+    def put_url(
+        self, key: str, content_type: str, size: int, checksum_sha256: str | None, expires: int
+    ) -> tuple[str, dict[str, str]]:
+        """A PUT URL whose signature binds key, Content-Type, Content-Length (and the sha256 when given);
+        returns it with exactly the headers the client must send."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type, "ContentLength": size}
+        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        if checksum_sha256:
+            params["ChecksumSHA256"] = checksum_sha256
+            headers["x-amz-checksum-sha256"] = checksum_sha256
+        url = self._client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires)
+        return url, headers
+
+    def get_url(self, key: str, expires: int) -> str:
+        return str(
+            self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
+            )
+        )
+
+
 class MessageQueue:
     def __init__(self, client: Any, url: str) -> None:
         self._client = client
@@ -62,6 +90,13 @@ class MessageQueue:
 @lru_cache(maxsize=1)
 def object_store() -> ObjectStore:
     return ObjectStore(aws.client("s3"), get_settings().media_bucket)
+
+
+@lru_cache(maxsize=1)
+def presigner() -> Presigner:
+    settings = get_settings()
+    client = aws.presigning_client(settings.presign_endpoint_url or None)
+    return Presigner(client, settings.media_bucket)
 
 
 @lru_cache(maxsize=1)

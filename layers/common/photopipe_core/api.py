@@ -1,0 +1,232 @@
+"""The HTTP API's behaviour (DESIGN §4.2), independent of the web framework that routes to it.
+
+Every client mistake is an ``ApiError`` with an HTTP status, a stable ``code`` and a sentence; the Chalice app
+maps it to ``{"error": {"code", "message"}}`` in one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from photopipe_core.imaging import CONTENT_TYPES, normalise_declared
+from photopipe_core.keys import MEDIA_ID_PATTERN, new_media_id, upload_key
+from photopipe_core.models import MediaItem, Status
+from photopipe_core.pipeline import PipelineStarter
+from photopipe_core.repository import InvalidTransition, MediaRepository
+from photopipe_core.settings import Settings
+from photopipe_core.storage import Presigner
+
+ACCEPTED_TYPES = frozenset(CONTENT_TYPES.values())
+# Abandoned PENDING_UPLOAD items leave the table after this long (DynamoDB TTL).
+PENDING_TTL_SECONDS = 24 * 3600
+MAX_PAGE = 100
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    filename: str = Field(min_length=1, max_length=1024)
+    content_type: str = Field(min_length=1, max_length=255)
+    size: int
+    sha256: str | None = None
+
+
+def parse_upload_request(raw: bytes | str | None, settings: Settings) -> UploadRequest:
+    """The request body as a model, or the ApiError that names what is wrong with it."""
+    try:
+        document = json.loads(raw or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise ApiError(400, "invalid_request", "the body must be a JSON object")
+    if isinstance(document.get("size"), bool) or not isinstance(document.get("size", 0), int):
+        raise ApiError(400, "invalid_size", "size must be an integer number of bytes")
+    try:
+        request = UploadRequest.model_validate(document)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ApiError(400, "invalid_request", f"{field}: {first['msg']}") from error
+    content_type = normalise_declared(request.content_type)
+    if content_type not in ACCEPTED_TYPES:
+        raise ApiError(
+            400,
+            "unsupported_type",
+            f"content_type {request.content_type!r} is not accepted; use one of {sorted(ACCEPTED_TYPES)}",
+        )
+    if request.size <= 0:
+        raise ApiError(400, "invalid_size", "size must be greater than 0")
+    if request.size > settings.max_upload_bytes:
+        raise ApiError(400, "too_large", f"size {request.size} is over the limit of {settings.max_upload_bytes} bytes")
+    sha256 = request.sha256
+    if sha256 is not None:
+        if len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256):
+            raise ApiError(400, "invalid_sha256", "sha256 must be 64 hexadecimal characters")
+        sha256 = sha256.lower()
+    return request.model_copy(update={"content_type": content_type, "sha256": sha256})
+
+
+def without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _sha256_base64(hex_digest: str) -> str:
+    return base64.b64encode(binascii.unhexlify(hex_digest)).decode()
+
+
+class MediaApi:
+    def __init__(self, repo: MediaRepository, presigner: Presigner, starter: PipelineStarter, settings: Settings):
+        self._repo = repo
+        self._presigner = presigner
+        self._starter = starter
+        self._settings = settings
+
+    # --- uploads ---------------------------------------------------------------------------------------------
+    def create_upload(self, request: UploadRequest, idempotency_key: str | None) -> dict[str, Any]:
+        """A PENDING_UPLOAD media and a presigned PUT bound to its key, type, size (and sha256 when given)."""
+        media_id = new_media_id()
+        if idempotency_key:
+            if len(idempotency_key) > 255:
+                raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key is longer than 255 characters")
+            body_hash = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+            bound_id, bound_hash = self._repo.claim_idempotency_key(idempotency_key, body_hash, media_id)
+            if bound_hash != body_hash:
+                raise ApiError(
+                    409, "idempotency_conflict", "this Idempotency-Key was already used with a different request body"
+                )
+            if bound_id != media_id:
+                existing = self._repo.get(bound_id)
+                if existing is not None:
+                    return self._grant(existing, request)
+                media_id = bound_id  # the first request claimed the key but did not get as far as the item
+        key = upload_key(media_id)
+        source = {
+            "bucket": self._presigner.bucket,
+            "key": key,
+            "etag": "",
+            "size": request.size,
+            "filename": request.filename,
+            "content_type": request.content_type,
+        }
+        if request.sha256:
+            source["declared_sha256"] = request.sha256
+        item = self._repo.create_pending(media_id, source, int(time.time()) + PENDING_TTL_SECONDS)
+        return self._grant(item, request)
+
+    def _grant(self, item: MediaItem, request: UploadRequest) -> dict[str, Any]:
+        expires = self._settings.upload_url_expires_seconds
+        checksum = _sha256_base64(request.sha256) if request.sha256 else None
+        url, headers = self._presigner.put_url(item.source.key, request.content_type, request.size, checksum, expires)
+        return {
+            "media_id": item.media_id,
+            "status": item.status.value,
+            "upload": {"method": "PUT", "url": url, "headers": headers},
+            "expires_in": expires,
+            "status_url": f"/v1/media/{item.media_id}",
+        }
+
+    # --- reading ---------------------------------------------------------------------------------------------
+    def get_media(self, media_id: str) -> dict[str, Any]:
+        if not MEDIA_ID_PATTERN.match(media_id):
+            raise ApiError(404, "not_found", f"no media {media_id}")
+        item = self._repo.get(media_id)
+        if item is None:
+            raise ApiError(404, "not_found", f"no media {media_id}")
+        return self.view(item)
+
+    def find_by_key(self, key: str) -> dict[str, Any]:
+        item = self._repo.find_by_key(key)
+        if item is None:
+            raise ApiError(404, "not_found", f"no media was created from the object {key!r}")
+        return self.view(item)
+
+    def list_by_status(self, status: str, next_token: str | None, limit: int | None) -> dict[str, Any]:
+        try:
+            wanted = Status(status.upper())
+        except ValueError as error:
+            raise ApiError(400, "invalid_status", f"status must be one of {[s.value for s in Status]}") from error
+        page_size = min(max(limit or 50, 1), MAX_PAGE)
+        start = None
+        if next_token:
+            try:
+                start = json.loads(base64.urlsafe_b64decode(next_token.encode()))
+            except (ValueError, binascii.Error) as error:
+                raise ApiError(400, "invalid_next_token", "next_token is not one this API gave out") from error
+        items, last = self._repo.list_by_status(wanted, page_size, start)
+        token = base64.urlsafe_b64encode(json.dumps(last).encode()).decode() if last else None
+        return {"items": [self.view(item) for item in items], "next_token": token}
+
+    def view(self, item: MediaItem) -> dict[str, Any]:
+        """The media as the API shows it; variant URLs are presigned GETs (a duplicate shows its original's)."""
+        variants = item.variants
+        if item.status == Status.DUPLICATE and item.duplicate_of:
+            original = self._repo.get(item.duplicate_of)
+            variants = original.variants if original else {}
+        expires = self._settings.download_url_expires_seconds
+        body: dict[str, Any] = {
+            "media_id": item.media_id,
+            "status": item.status.value,
+            "reason": item.reason,
+            "reason_detail": item.reason_detail,
+            "error": item.error,
+            "duplicate_of": item.duplicate_of,
+            "similar_to": item.similar_to or None,
+            "source": without_none(
+                {
+                    "key": item.source.key,
+                    "filename": item.source.filename or item.source.key.rsplit("/", 1)[-1],
+                    "bytes": item.source.size,
+                    "content_type": item.content_type or item.source.content_type,
+                }
+            ),
+            "sha256": item.sha256,
+            "phash": item.phash,
+            "width": item.width,
+            "height": item.height,
+            "taken_at": item.taken_at,
+            "variants": {
+                name: {
+                    "url": self._presigner.get_url(v.key, expires),
+                    "key": v.key,
+                    "width": v.width,
+                    "height": v.height,
+                    "bytes": v.bytes,
+                    "format": v.format,
+                }
+                for name, v in variants.items()
+            },
+            "created_at": item.created_at,
+            "updated_at": item.updated_at,
+        }
+        return without_none(body)
+
+    # --- actions ---------------------------------------------------------------------------------------------
+    def retry(self, media_id: str) -> dict[str, Any]:
+        item = self._repo.get(media_id) if MEDIA_ID_PATTERN.match(media_id) else None
+        if item is None:
+            raise ApiError(404, "not_found", f"no media {media_id}")
+        if item.status != Status.FAILED:
+            raise ApiError(409, "not_failed", f"media {media_id} is {item.status.value}; only FAILED media are retried")
+        try:
+            execution = self._starter.redrive(media_id, self._repo)
+        except InvalidTransition as error:
+            raise ApiError(409, "not_failed", str(error)) from error
+        return {"media_id": media_id, "status": Status.PROCESSING.value, "execution": execution}

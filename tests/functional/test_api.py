@@ -1,0 +1,156 @@
+"""The Chalice app in-process (chalice.test.Client) against moto: validation, error mapping, the contract's shapes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+
+from photopipe import samples
+from photopipe_core.keys import MEDIA_ID_PATTERN
+from photopipe_core.repository import media_repository
+from tests.functional.conftest import FakeContext, load_function
+from tests.functional.pipeline import put_original, run_pipeline
+
+VALID = {"filename": "beach.jpg", "content_type": "image/jpeg", "size": 1234}
+
+
+@pytest.fixture
+def client(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    monkeypatch.setenv("PRESIGN_ENDPOINT_URL", "http://localhost:4566")
+    app = load_function("api", "app")
+    with Client(app.app) as test_client:
+        yield test_client
+
+
+def post(client: Client, body: Any, headers: dict[str, str] | None = None) -> Any:
+    raw = body if isinstance(body, str) else json.dumps(body)
+    return client.http.post("/v1/uploads", body=raw, headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def test_create_upload_returns_the_contract(client: Client) -> None:
+    response = post(client, {**VALID, "sha256": "ab" * 32})
+    assert response.status_code == 201
+    body = response.json_body
+    assert set(body) == {"media_id", "status", "upload", "expires_in", "status_url"}
+    assert MEDIA_ID_PATTERN.match(body["media_id"])
+    assert body["status"] == "PENDING_UPLOAD"
+    assert body["expires_in"] == 300
+    assert body["status_url"] == f"/v1/media/{body['media_id']}"
+    upload = body["upload"]
+    assert upload["method"] == "PUT"
+    assert upload["url"].startswith(f"http://localhost:4566/media/uploads/{body['media_id']}/original?")
+    assert "X-Amz-Signature=" in upload["url"]
+    signed = upload["url"].split("X-Amz-SignedHeaders=")[1].split("&")[0]
+    assert signed == "content-length%3Bcontent-type%3Bhost%3Bx-amz-checksum-sha256"
+    assert upload["headers"] == {
+        "Content-Type": "image/jpeg",
+        "Content-Length": "1234",
+        "x-amz-checksum-sha256": "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=",
+    }
+    item = media_repository().get(body["media_id"])
+    assert item is not None and item.status == "PENDING_UPLOAD"
+    assert item.source.filename == "beach.jpg" and item.source.declared_sha256 == "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("{not json", "invalid_json"),
+        ([1, 2], "invalid_request"),
+        ({"content_type": "image/jpeg", "size": 1}, "invalid_request"),
+        ({**VALID, "filename": ""}, "invalid_request"),
+        ({**VALID, "content_type": "image/svg+xml"}, "unsupported_type"),
+        ({**VALID, "content_type": "text/html"}, "unsupported_type"),
+        ({**VALID, "size": 0}, "invalid_size"),
+        ({**VALID, "size": -5}, "invalid_size"),
+        ({**VALID, "size": "12"}, "invalid_size"),
+        ({**VALID, "size": True}, "invalid_size"),
+        ({**VALID, "size": 50 * 1024 * 1024 + 1}, "too_large"),
+        ({**VALID, "sha256": "xyz"}, "invalid_sha256"),
+        ({**VALID, "sha256": "g" * 64}, "invalid_sha256"),
+    ],
+)
+def test_bad_upload_requests_are_400_with_a_code(client: Client, body: Any, code: str) -> None:
+    response = post(client, body)
+    assert response.status_code == 400
+    assert set(response.json_body) == {"error"}
+    assert response.json_body["error"]["code"] == code
+    assert response.json_body["error"]["message"]
+
+
+def test_same_idempotency_key_and_body_give_the_same_media(client: Client) -> None:
+    first = post(client, VALID, {"Idempotency-Key": "k-1"}).json_body
+    again = post(client, VALID, {"Idempotency-Key": "k-1"}).json_body
+    other = post(client, VALID, {"Idempotency-Key": "k-2"}).json_body
+    assert first["media_id"] == again["media_id"] != other["media_id"]
+    conflict = post(client, {**VALID, "size": 99}, {"Idempotency-Key": "k-1"})
+    assert conflict.status_code == 409
+    assert conflict.json_body["error"]["code"] == "idempotency_conflict"
+
+
+def test_get_media_shows_variants_as_presigned_urls(client: Client, context: FakeContext) -> None:
+    media = put_original("drop/m1.jpg", samples.jpeg_bytes(samples.photo(1200, 900, seed=8)))
+    run_pipeline(media, context)
+    response = client.http.get("/v1/media/M1")
+    assert response.status_code == 404  # not a media id the API hands out: the pattern is checked first
+    item = media_repository().get("M1")
+    assert item is not None
+    boto3.resource("dynamodb").Table("media-table").put_item(
+        Item={
+            "pk": "MEDIA#01JD3X4Y5Z6A7B8C9D0EFGHJKM",
+            "sk": "META",
+            "media_id": "01JD3X4Y5Z6A7B8C9D0EFGHJKM",
+            "status": "DUPLICATE",
+            "duplicate_of": "M1",
+            "source": {"bucket": "media", "key": "drop/m2.jpg", "size": 5},
+            "created_at": "t",
+            "updated_at": "t",
+        }
+    )
+    duplicate = client.http.get("/v1/media/01JD3X4Y5Z6A7B8C9D0EFGHJKM")
+    assert duplicate.status_code == 200
+    body = duplicate.json_body
+    assert body["status"] == "DUPLICATE" and body["duplicate_of"] == "M1"
+    assert set(body["variants"]) == {"thumb", "medium", "large"}
+    thumb = body["variants"]["thumb"]
+    assert thumb["key"] == "media/M1/thumb.webp" and thumb["format"] == "webp"
+    assert thumb["url"].startswith("http://localhost:4566/media/media/M1/thumb.webp?")
+    assert body["source"] == {"key": "drop/m2.jpg", "filename": "m2.jpg", "bytes": 5}
+
+
+def test_find_by_key_and_list_by_status(client: Client, context: FakeContext) -> None:
+    for index in range(3):
+        media = put_original(f"drop/l{index}.jpg", samples.jpeg_bytes(samples.photo(300, 200, seed=30 + index)))
+        run_pipeline(media, context, execution=f"arn:exec:{index}")
+    found = client.http.get("/v1/media?key=drop/l1.jpg")
+    assert found.status_code == 200 and found.json_body["media_id"] == "L1"
+    assert client.http.get("/v1/media?key=drop/none.jpg").status_code == 404
+    first = client.http.get("/v1/media?status=READY&limit=2").json_body
+    assert len(first["items"]) == 2 and first["next_token"]
+    rest = client.http.get(f"/v1/media?status=READY&limit=2&next_token={first['next_token']}").json_body
+    ids = [i["media_id"] for i in first["items"] + rest["items"]]
+    assert sorted(ids) == ["L0", "L1", "L2"]
+    bad = client.http.get("/v1/media?status=NOPE")
+    assert bad.status_code == 400 and bad.json_body["error"]["code"] == "invalid_status"
+    assert client.http.get("/v1/media").json_body["error"]["code"] == "missing_query"
+
+
+def test_unknown_media_is_404_and_wrong_method_is_405_as_json(client: Client) -> None:
+    missing = client.http.get("/v1/media/01JD3X4Y5Z6A7B8C9D0EFGHJKZ")
+    assert missing.status_code == 404
+    assert missing.json_body["error"]["code"] == "not_found"
+    wrong = client.http.delete("/v1/uploads")
+    assert wrong.status_code == 405
+    assert wrong.json_body["error"]["code"] == "method_not_allowed"
+
+
+def test_retry_only_restarts_failed_media(client: Client) -> None:
+    created = post(client, VALID).json_body
+    response = client.http.post(f"/v1/media/{created['media_id']}/retry")
+    assert response.status_code == 409
+    assert response.json_body["error"]["code"] == "not_failed"

@@ -1,0 +1,184 @@
+"""The HTTP API over real HTTP against the deployed stack, with real presigned PUTs to S3."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from photopipe import samples
+from photopipe.media import MediaReader
+from photopipe.stack import Stack
+from photopipe_core.models import Status
+
+
+def call(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, data: bytes | None = None
+) -> tuple[int, Any]:
+    payload = data if data is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=payload, method=method, headers=headers or {})
+    if body is not None and data is None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            return error.code, json.loads(raw)
+        except json.JSONDecodeError:
+            return error.code, raw
+
+
+def put(upload: dict[str, Any], data: bytes, **header_overrides: str) -> int:
+    headers = {**upload["headers"], **header_overrides}
+    status, _ = call("PUT", upload["url"], data=data, headers=headers)
+    return status
+
+
+def create(
+    stack: Stack, data: bytes, content_type: str = "image/jpeg", with_sha: bool = True, **extra: Any
+) -> dict[str, Any]:
+    body = {"filename": "photo.jpg", "content_type": content_type, "size": len(data), **extra}
+    if with_sha:
+        body["sha256"] = hashlib.sha256(data).hexdigest()
+    status, created = call("POST", f"{stack.outputs.ApiUrl}/v1/uploads", body)
+    assert status == 201, created
+    return dict(created)
+
+
+def media(stack: Stack, media_id: str) -> tuple[int, Any]:
+    return call("GET", f"{stack.outputs.ApiUrl}/v1/media/{media_id}")
+
+
+def test_create_put_poll_ready(stack: Stack) -> None:
+    data = samples.jpeg_bytes(samples.photo(2400, 1600, seed=41))
+    created = create(stack, data)
+    assert created["status"] == "PENDING_UPLOAD"
+    assert put(created["upload"], data) == 200
+
+    item = MediaReader(stack).wait_for_terminal([created["media_id"]], timeout=90)[created["media_id"]]
+    assert item is not None and item.status == Status.READY
+    status, body = media(stack, created["media_id"])
+    assert status == 200
+    assert body["status"] == "READY"
+    assert body["source"]["filename"] == "photo.jpg"
+    assert body["source"]["bytes"] == len(data)
+    assert {n: (v["width"], v["height"]) for n, v in body["variants"].items()} == {
+        "large": (2048, 1365),
+        "medium": (1024, 683),
+        "thumb": (256, 171),
+    }
+    with urllib.request.urlopen(body["variants"]["thumb"]["url"], timeout=30) as response:  # a presigned GET
+        assert response.headers["Content-Type"] == "image/webp"
+        assert len(response.read()) == body["variants"]["thumb"]["bytes"]
+    status, by_key = call("GET", f"{stack.outputs.ApiUrl}/v1/media?key=uploads/{created['media_id']}/original")
+    assert status == 200 and by_key["media_id"] == created["media_id"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"Content-Type": "image/png"}, 403),  # another type than signed
+        ("tampered", 403),
+        ("other_bytes", 400),  # same length, other content: the signed sha256 does not match
+        ("fewer_bytes", 403),
+    ],
+)
+def test_presigned_put_cannot_be_bent(stack: Stack, change: Any, expected: int) -> None:
+    data = samples.jpeg_bytes(samples.photo(300, 200, seed=42))
+    created = create(stack, data)
+    upload = created["upload"]
+    if change == "tampered":
+        upload = {**upload, "url": upload["url"].replace("X-Amz-Signature=", "X-Amz-Signature=0")}
+        status = put(upload, data)
+    elif change == "other_bytes":
+        status = put(upload, bytes(reversed(data)))
+    elif change == "fewer_bytes":
+        status = put(upload, data[:-10], **{"Content-Length": str(len(data) - 10)})
+    else:
+        status = put(upload, data, **change)
+    assert status == expected
+    time.sleep(1)
+    _, body = media(stack, created["media_id"])
+    assert body["status"] == "PENDING_UPLOAD"
+
+
+def test_presigned_put_for_another_key_is_refused(stack: Stack) -> None:
+    data = samples.jpeg_bytes(samples.photo(300, 200, seed=43))
+    first, second = create(stack, data), create(stack, data)
+    other_url = first["upload"]["url"].replace(first["media_id"], second["media_id"])
+    assert put({**first["upload"], "url": other_url}, data) == 403
+
+
+def test_expired_presigned_put_is_refused(stack: Stack, aws_client: Any) -> None:
+    data = samples.jpeg_bytes(samples.photo(300, 200, seed=44))
+    created = create(stack, data)
+    # Re-sign the same request with a 1-second lifetime (the API's lifetime is a template parameter).
+    s3 = aws_client("s3")
+    url = s3.generate_presigned_url(
+        "put_object",
+        ExpiresIn=1,
+        Params={
+            "Bucket": stack.outputs.MediaBucketName,
+            "Key": f"uploads/{created['media_id']}/original",
+            "ContentType": "image/jpeg",
+            "ContentLength": len(data),
+            "ChecksumSHA256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
+        },
+    )
+    time.sleep(2.5)
+    assert put({**created["upload"], "url": url}, data) == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"filename": "a.svg", "content_type": "image/svg+xml", "size": 10}, "unsupported_type"),
+        ({"filename": "a.jpg", "content_type": "image/jpeg", "size": 0}, "invalid_size"),
+        ({"filename": "a.jpg", "content_type": "image/jpeg", "size": 60 * 1024 * 1024}, "too_large"),
+        ({"filename": "a.jpg", "content_type": "image/jpeg", "size": 10, "sha256": "nope"}, "invalid_sha256"),
+        ({"content_type": "image/jpeg", "size": 10}, "invalid_request"),
+    ],
+)
+def test_bad_requests_are_400_with_the_error_body(stack: Stack, body: dict[str, Any], code: str) -> None:
+    status, answer = call("POST", f"{stack.outputs.ApiUrl}/v1/uploads", body)
+    assert status == 400
+    assert answer["error"]["code"] == code and answer["error"]["message"]
+
+
+def test_malformed_json_is_400(stack: Stack) -> None:
+    status, answer = call(
+        "POST", f"{stack.outputs.ApiUrl}/v1/uploads", data=b"{oops", headers={"Content-Type": "application/json"}
+    )
+    assert status == 400 and answer["error"]["code"] == "invalid_json"
+
+
+def test_same_idempotency_key_gives_one_media(stack: Stack) -> None:
+    body = {"filename": "k.jpg", "content_type": "image/jpeg", "size": 123}
+    key = f"key-{time.time_ns()}"
+    first = call("POST", f"{stack.outputs.ApiUrl}/v1/uploads", body, {"Idempotency-Key": key})
+    again = call("POST", f"{stack.outputs.ApiUrl}/v1/uploads", body, {"Idempotency-Key": key})
+    assert first[0] == again[0] == 201
+    assert first[1]["media_id"] == again[1]["media_id"]
+
+
+def test_unknown_ids_routes_and_methods_are_json(stack: Stack) -> None:
+    status, body = media(stack, "01JD3X4Y5Z6A7B8C9D0EFGHJKZ")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    status, body = call("GET", f"{stack.outputs.ApiUrl}/v1/nothing-here")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    status, body = call("DELETE", f"{stack.outputs.ApiUrl}/v1/uploads")
+    assert (status, body["error"]["code"]) == (405, "method_not_allowed")
+
+
+def test_health(stack: Stack) -> None:
+    status, body = call("GET", f"{stack.outputs.ApiUrl}/v1/health")
+    assert status == 200 and body["status"] == "ok"
