@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import click
@@ -18,6 +19,15 @@ from photopipe.demo import Sample, sample_set
 from photopipe.failures import Failures
 from photopipe.media import MediaReader
 from photopipe.stack import Stack, StackNotFound
+from photopipe.upload import (
+    ApiClient,
+    FileResult,
+    Uploader,
+    UploadFailed,
+    collect,
+    default_concurrency,
+    drop_folder_writer,
+)
 from photopipe_core.keys import DROP_PREFIX, media_id_for_object
 
 # Wide enough for media ids and keys when the output is a file or a pipe (rich assumes 80 columns there).
@@ -166,6 +176,65 @@ def redrive(ctx: Context, media_ids: tuple[str, ...]) -> None:
         console.print("Nothing to redrive")
     for media_id, outcome in results:
         out.print(f"{media_id}  {outcome}", soft_wrap=True, highlight=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--via",
+    type=click.Choice(["api", "drop"]),
+    default="api",
+    show_default=True,
+    help="Upload through the API (presigned PUTs) or write into the drop folder.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=None,
+    help=f"Files in flight at once [default: {default_concurrency()}].",
+)
+@click.option("--wait", is_flag=True, help="Wait until every photo has a final status.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file on stdout (and nothing else).")
+@pass_context
+def upload(ctx: Context, paths: tuple[str, ...], via: str, concurrency: int | None, wait: bool, as_json: bool) -> None:
+    """Upload photos (files and folders, recursively); files already READY or DUPLICATE are skipped."""
+    try:
+        files = collect(paths)
+        outputs = ctx.stack.outputs
+    except (UploadFailed, StackNotFound) as error:
+        raise _fail(str(error)) from error
+    drop = None
+    if via == "drop":
+        drop = drop_folder_writer(ctx.stack.client("s3"), outputs.MediaBucketName, f"upload-{int(time.time())}/")
+    uploader = Uploader(ApiClient(outputs.ApiUrl), via=via, concurrency=concurrency, wait=wait, drop=drop)
+    total_bytes = sum(path.stat().st_size for path in files)
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:
+        photos = progress.add_task("photos", total=len(files))
+        sent = progress.add_task("bytes", total=total_bytes)
+
+        def done(result: FileResult, size: int) -> None:
+            progress.advance(photos)
+            progress.advance(sent, size)
+            if as_json:
+                click.echo(json.dumps(result.as_json()))
+
+        results = uploader.run(files, on_done=done)
+    if not as_json:
+        _summary(results)
+    if any(r.status == "FAILED" for r in results):
+        sys.exit(1)
+
+
+def _summary(results: list[FileResult]) -> None:
+    table = Table("file", "media_id", "status", "detail")
+    for result in results:
+        detail = result.reason or (f"of {result.duplicate_of}" if result.duplicate_of else "") or result.error or ""
+        if result.skipped:
+            detail = f"already uploaded {detail}".strip()
+        table.add_row(result.path, result.media_id or "", result.status, detail)
+    out.print(table)
+    counts = Counter(r.status for r in results)
+    console.print("  ".join(f"{status}: {count}" for status, count in sorted(counts.items())))
 
 
 @main.command()

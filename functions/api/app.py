@@ -88,6 +88,8 @@ def list_media() -> Response:
     query = app.current_request.query_params or {}
     if query.get("key"):
         return respond(media_api().find_by_key(query["key"]))
+    if query.get("sha256"):
+        return respond(media_api().find_by_sha256(query["sha256"]))
     if query.get("status"):
         limit = query.get("limit")
         if limit is not None and not limit.isdigit():
@@ -95,7 +97,7 @@ def list_media() -> Response:
         return respond(
             media_api().list_by_status(query["status"], query.get("next_token"), int(limit) if limit else None)
         )
-    raise ApiError(400, "missing_query", "give ?key=<s3 key> or ?status=<status>")
+    raise ApiError(400, "missing_query", "give ?key=<s3 key>, ?sha256=<hex> or ?status=<status>")
 
 
 @route("/v1/media/{media_id}/retry", methods=["POST"], content_types=["application/json", "text/plain"])

@@ -158,6 +158,14 @@ class MediaApi:
             raise ApiError(404, "not_found", f"no media was created from the object {key!r}")
         return self.view(item)
 
+    def find_by_sha256(self, sha256: str) -> dict[str, Any]:
+        """The media that owns these exact bytes (the first one uploaded), so clients can skip re-uploads."""
+        owner = self._repo.owner_of_sha256(sha256.lower()) if len(sha256) == 64 else None
+        item = self._repo.get(owner) if owner else None
+        if item is None:
+            raise ApiError(404, "not_found", f"no media has the sha256 {sha256}")
+        return self.view(item)
+
     def list_by_status(self, status: str, next_token: str | None, limit: int | None) -> dict[str, Any]:
         try:
             wanted = Status(status.upper())
