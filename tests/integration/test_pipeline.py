@@ -75,6 +75,26 @@ def history(aws_client: Callable[[str], Any], execution_arn: str) -> list[dict[s
     return list(sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"])
 
 
+def wait_for_event(
+    aws_client: Callable[[str], Any],
+    execution_arn: str,
+    matches: Callable[[dict[str, Any]], bool],
+    timeout: float = 60,
+    interval: float = 0.2,
+) -> bool:
+    """Poll an execution's history until an event matches (True) or the deadline passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            events = history(aws_client, execution_arn)
+        except aws_client("stepfunctions").exceptions.ExecutionDoesNotExist:
+            events = []
+        if any(matches(event) for event in events):
+            return True
+        time.sleep(interval)
+    return False
+
+
 @pytest.fixture
 def throttled(aws_client: Callable[[str], Any]) -> Iterator[Callable[[str], None]]:
     """Set a function's reserved concurrency to 0 (all invokes throttled); always lifted after the test."""
@@ -203,17 +223,10 @@ def test_a_step_throttled_once_recovers_through_retry(
     throttled(resize)
     media_id = drop(stack, aws_client, samples.jpeg_bytes(samples.photo(800, 600, seed=25)))
     execution_arn = stack.outputs.execution_arn(media_id)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait for the first throttled attempt, then lift the fault
-        try:
-            events = history(aws_client, execution_arn)
-        except aws_client("stepfunctions").exceptions.ExecutionDoesNotExist:
-            events = []
-        if any(e["type"] in ("TaskFailed", "LambdaFunctionFailed") for e in events):
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the throttled step never failed")
+    # Wait for the first throttled attempt, then lift the fault.
+    assert wait_for_event(aws_client, execution_arn, lambda e: e["type"] in ("TaskFailed", "LambdaFunctionFailed")), (
+        "the throttled step never failed"
+    )
     lam.delete_function_concurrency(FunctionName=resize)
 
     item = finished(reader, media_id)
@@ -287,15 +300,12 @@ def test_a_lambda_process_killed_mid_step_still_ends_ready(
     for _attempt in range(3):
         media_id = drop(stack, aws_client, body, "big.png", "image/png")
         execution_arn = stack.outputs.execution_arn(media_id)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                events = history(aws_client, execution_arn)
-            except aws_client("stepfunctions").exceptions.ExecutionDoesNotExist:
-                events = []
-            if any(e["type"] == "TaskScheduled" and "ResizeFunction" in json.dumps(e, default=str) for e in events):
-                break
-            time.sleep(0.05)
+        wait_for_event(
+            aws_client,
+            execution_arn,
+            lambda e: e["type"] == "TaskScheduled" and "ResizeFunction" in json.dumps(e, default=str),
+            interval=0.05,
+        )
         time.sleep(0.4)
         for process in lambda_processes(resize):
             os.kill(process.pid, signal.SIGKILL)
