@@ -272,4 +272,4 @@ def test_damaged_files_only_ever_end_as_rejections(fmt: str) -> None:
         except errors.RejectedInput as rejection:
             assert rejection.reason in errors.REASON_CODES
             outcomes["rejected"] += 1
-    assert outcomes["ok"] + outcomes["rejected"] == 60
+    assert outcomes["rejected"] > 0  # the damage did reach the rejection paths, not only harmless bytes

@@ -50,4 +50,5 @@ def test_keys_outside_the_ingest_layout_are_refused(key: str) -> None:
 def test_output_and_work_keys_follow_the_contract() -> None:
     assert keys.variant_key("M", "thumb") == "media/M/thumb.webp"
     assert keys.work_prefix("M") == "work/M/"
-    assert not keys.is_ingest_key(keys.variant_key("M", "thumb"))
+    with pytest.raises(keys.NotAnIngestKey):  # outputs never start the pipeline again
+        keys.media_id_for_object("bucket", keys.variant_key("M", "thumb"), "etag")

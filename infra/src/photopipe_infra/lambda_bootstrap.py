@@ -166,7 +166,7 @@ def run_invocation(client: RuntimeClient, handler: Any, init_error: dict[str, An
         error = error_body(exc, "Runtime.MarshalError" if isinstance(exc, MarshalError) else None)
         error["requestId"] = request_id
         print(f"[ERROR] {error['errorType']}: {error['errorMessage']}", file=sys.stderr)
-        traceback.print_exception(exc, file=sys.stderr)
+        print("Traceback (most recent call last):", *error["stackTrace"], sep="\n", file=sys.stderr)
         flush_output()
         client.error(request_id, error)
         return

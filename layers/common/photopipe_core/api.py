@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from photopipe_core.imaging import CONTENT_TYPES, normalise_declared
 from photopipe_core.keys import MEDIA_ID_PATTERN, new_media_id, upload_key
 from photopipe_core.models import MediaItem, Status
 from photopipe_core.pipeline import PipelineStarter
 from photopipe_core.repository import InvalidTransition, MediaRepository
+from photopipe_core.rules import CONTENT_TYPES, normalise_declared
 from photopipe_core.settings import Settings
 from photopipe_core.storage import Presigner
 

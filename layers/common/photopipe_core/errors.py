@@ -51,10 +51,5 @@ REJECTIONS: dict[str, type[RejectedInput]] = {cls.__name__: cls for cls in Rejec
 REASON_CODES = frozenset(cls.reason for cls in REJECTIONS.values())
 
 
-def reason_for(error_type: str) -> str:
-    """The reason code for a Step Functions error name (a RejectedInput subclass name)."""
-    return REJECTIONS[error_type].reason
-
-
 class TransientError(Exception):
     """A fault that may pass on its own (throttling, a timeout); the state machine retries it with backoff."""

@@ -30,48 +30,24 @@ from photopipe_core.errors import (
     UnsupportedType,
 )
 from photopipe_core.models import GpsPosition, PhotoFacts
+from photopipe_core.rules import (
+    CONTENT_TYPES,
+    GENERIC_TYPES,
+    Limits,
+    VariantSpec,
+    WebpSettings,
+    hamming,
+    normalise_declared,
+)
+
+__all__ = ["CONTENT_TYPES", "Limits", "VariantSpec", "WebpSettings", "hamming", "normalise_declared"]
 
 # Pillow's own bomb check warns or raises at its own thresholds; photopipe enforces its limits itself, before decode.
 Image.MAX_IMAGE_PIXELS = None
 
-CONTENT_TYPES = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "GIF": "image/gif",
-    "WEBP": "image/webp",
-    "TIFF": "image/tiff",
-    "AVIF": "image/avif",
-}
-# Declared types that say nothing about the content (what `aws s3 cp` or a browser sends for unknown files).
-GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
-TYPE_ALIASES = {
-    "image/jpg": "image/jpeg",
-    "image/pjpeg": "image/jpeg",
-    "image/x-png": "image/png",
-    "image/tif": "image/tiff",
-}
 _SRGB = ImageCms.createProfile("sRGB")
 _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 _ORIENTATION, _MAKE, _MODEL, _DATETIME_ORIGINAL = 0x0112, 0x010F, 0x0110, 0x9003
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_bytes: int = 50 * 1024 * 1024
-    max_pixels: int = 50_000_000
-    max_frames: int = 100
-
-
-@dataclass(frozen=True)
-class VariantSpec:
-    name: str
-    long_edge: int
-
-
-@dataclass(frozen=True)
-class WebpSettings:
-    quality: int = 80
-    method: int = 4
 
 
 @dataclass(frozen=True)
@@ -139,11 +115,6 @@ def describe_content(head: bytes) -> str:
         if text.startswith(prefix):
             return name
     return "unrecognised content"
-
-
-def normalise_declared(declared: str | None) -> str:
-    value = (declared or "").split(";")[0].strip().lower()
-    return TYPE_ALIASES.get(value, value)
 
 
 def inspect(data: bytes, limits: Limits, declared_type: str | None = None) -> SourceInfo:
@@ -322,10 +293,6 @@ def perceptual_hash(image: Image.Image) -> str:
         for col in range(8):
             bits = (bits << 1) | (pixels[row * 9 + col] > pixels[row * 9 + col + 1])
     return f"{bits:016x}"
-
-
-def hamming(a: str, b: str) -> int:
-    return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
 def photo_facts(image: Image.Image) -> PhotoFacts:

@@ -40,10 +40,6 @@ def work_prefix(media_id: str) -> str:
     return f"{WORK_PREFIX}{media_id}/"
 
 
-def is_ingest_key(key: str) -> bool:
-    return key.startswith(INGEST_PREFIXES)
-
-
 def new_media_id(now_ms: int | None = None) -> str:
     """A new ULID: 48 bits of milliseconds then 80 random bits, as 26 Crockford base32 characters (sortable)."""
     millis = int(time.time() * 1000) if now_ms is None else now_ms

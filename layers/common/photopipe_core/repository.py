@@ -23,8 +23,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from photopipe_core import aws
-from photopipe_core.imaging import hamming
 from photopipe_core.models import MediaItem, PipelineInput, SourceFacts, Status, utc_now
+from photopipe_core.rules import hamming
 from photopipe_core.settings import get_settings
 
 META = "META"
@@ -72,20 +72,13 @@ class MediaRepository:
         return bool(self._table.table_status)
 
     # --- transitions ---------------------------------------------------------------------------------------------
-    def mark_processing(self, media: PipelineInput, execution_arn: str, source: SourceFacts | None = None) -> None:
+    def mark_processing(self, media: PipelineInput, execution_arn: str) -> None:
         """This execution processes the media (first run, repeat of the same run, or a redrive of a failed one).
 
         Safe to repeat: the history gets one PROCESSING entry per execution.
         """
         now = utc_now()
         values: dict[str, Any] = {"media_id": media.media_id, "source": self._source(media)}
-        if source is not None:
-            values |= {
-                "sha256": source.sha256,
-                "content_type": source.content_type,
-                "width": source.width,
-                "height": source.height,
-            }
         sets = ", ".join(f"#{k} = :{k}" for k in values)
         try:
             response = self._table.update_item(
@@ -118,6 +111,31 @@ class MediaRepository:
         old = response.get("Attributes", {})
         if old.get("status") != Status.PROCESSING.value or old.get("execution_arn") != execution_arn:
             self._append_history(media.media_id, Status.PROCESSING, now, step="validate", execution_arn=execution_arn)
+
+    def record_source(self, media_id: str, execution_arn: str, source: SourceFacts) -> None:
+        """What validation learnt about the original, on the media this execution is processing."""
+        try:
+            self._table.update_item(
+                Key={"pk": media_pk(media_id), "sk": META},
+                UpdateExpression=(
+                    "SET sha256 = :sha256, content_type = :type, width = :w, height = :h, updated_at = :now"
+                ),
+                ConditionExpression="#status = :processing AND execution_arn = :execution",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":sha256": source.sha256,
+                    ":type": source.content_type,
+                    ":w": source.width,
+                    ":h": source.height,
+                    ":now": utc_now(),
+                    ":processing": Status.PROCESSING.value,
+                    ":execution": execution_arn,
+                },
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                raise InvalidTransition(f"media {media_id} is not PROCESSING by this run") from error
+            raise
 
     def finish(self, media_id: str, execution_arn: str, status: Status, step: str, **fields: Any) -> MediaItem:
         """Move a media this execution is processing to a terminal status, setting ``fields``."""

@@ -7,7 +7,7 @@ from functools import cached_property, lru_cache
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from photopipe_core.imaging import Limits, VariantSpec, WebpSettings
+from photopipe_core.rules import Limits, VariantSpec, WebpSettings
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 

@@ -40,7 +40,7 @@ def validate(step: StepInput, store: ObjectStore, repo: MediaRepository, setting
         bytes=info.bytes,
         sha256=info.sha256,
     )
-    repo.mark_processing(media, step.execution_arn, source)
+    repo.record_source(media.media_id, step.execution_arn, source)
     return step.model_copy(update={"source": source})
 
 
