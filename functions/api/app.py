@@ -35,7 +35,7 @@ CHALICE_ERRORS = {
 
 @lru_cache(maxsize=1)
 def media_api() -> MediaApi:
-    return MediaApi(media_repository(), presigner(), pipeline_starter(), get_settings())
+    return MediaApi(media_repository(), object_store(), presigner(), pipeline_starter(), get_settings())
 
 
 def respond(body: dict[str, Any], status: int = 200) -> Response:
@@ -76,6 +76,11 @@ def create_upload() -> Response:
     request = app.current_request
     upload = parse_upload_request(request.raw_body, get_settings())
     return respond(media_api().create_upload(upload, request.headers.get("idempotency-key")), 201)
+
+
+@route("/v1/uploads/{media_id}/complete", methods=["POST"], content_types=["application/json", "text/plain"])
+def complete_upload(media_id: str) -> Response:
+    return respond(media_api().complete_upload(media_id))
 
 
 @route("/v1/media/{media_id}", methods=["GET"])

@@ -14,7 +14,10 @@ EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:pipeline:M1"
 def put_original(key: str, body: bytes, content_type: str = "image/jpeg") -> dict[str, Any]:
     s3 = boto3.client("s3")
     etag = s3.put_object(Bucket="media", Key=key, Body=body, ContentType=content_type)["ETag"].strip('"')
-    media_id = key.rsplit("/", maxsplit=1)[-1].split(".", maxsplit=1)[0].upper()
+    if key.startswith("uploads/"):  # uploads/<media_id>/original, as the API names it
+        media_id = key.split("/")[1]
+    else:  # drop/m1.jpg → M1: short ids that read well in assertions
+        media_id = key.rsplit("/", maxsplit=1)[-1].split(".", maxsplit=1)[0].upper()
     return {"media_id": media_id, "bucket": "media", "key": key, "etag": etag, "size": len(body)}
 
 

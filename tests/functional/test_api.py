@@ -154,3 +154,84 @@ def test_retry_only_restarts_failed_media(client: Client) -> None:
     response = client.http.post(f"/v1/media/{created['media_id']}/retry")
     assert response.status_code == 409
     assert response.json_body["error"]["code"] == "not_failed"
+
+
+MIB = 1024 * 1024
+
+
+def test_large_uploads_get_a_multipart_upload_that_resumes_and_completes(client: Client) -> None:
+    size = 20 * MIB
+    body = {"filename": "big.png", "content_type": "image/png", "size": size}
+    created = post(client, body, {"Idempotency-Key": "big-1"})
+    assert created.status_code == 201
+    grant = created.json_body
+    media_id, upload = grant["media_id"], grant["upload"]
+    assert upload["method"] == "MULTIPART"
+    assert upload["complete_url"] == f"/v1/uploads/{media_id}/complete"
+    assert [(p["part_number"], p["size"], p["uploaded"]) for p in upload["parts"]] == [
+        (1, 8 * MIB, False),
+        (2, 8 * MIB, False),
+        (3, 4 * MIB, False),
+    ]
+    for part in upload["parts"]:
+        assert f"uploadId={upload['upload_id']}" in part["url"] and f"partNumber={part['part_number']}" in part["url"]
+        assert "content-length" in part["url"].split("X-Amz-SignedHeaders=")[1].split("&")[0]
+        assert part["headers"] == {"Content-Length": str(part["size"])}
+    key = f"uploads/{media_id}/original"
+    s3 = boto3.client("s3")
+    payload = bytes(range(256)) * (size // 256)
+
+    def send(number: int, length: int) -> None:
+        start = (number - 1) * 8 * MIB
+        s3.upload_part(
+            Bucket="media",
+            Key=key,
+            UploadId=upload["upload_id"],
+            PartNumber=number,
+            Body=payload[start : start + length],
+        )
+
+    send(1, 8 * MIB)
+    send(3, 1000)  # a short last part
+    incomplete = client.http.post(f"/v1/uploads/{media_id}/complete")
+    assert incomplete.status_code == 409
+    assert incomplete.json_body["error"]["code"] == "upload_incomplete"
+    assert "[2, 3]" in incomplete.json_body["error"]["message"]
+
+    resumed = post(client, body, {"Idempotency-Key": "big-1"}).json_body  # the same upload, with fresh URLs
+    assert resumed["media_id"] == media_id and resumed["upload"]["upload_id"] == upload["upload_id"]
+    assert [p["uploaded"] for p in resumed["upload"]["parts"]] == [True, False, False]
+    send(2, 8 * MIB)
+    send(3, 4 * MIB)
+    completed = client.http.post(f"/v1/uploads/{media_id}/complete")
+    assert completed.status_code == 200
+    assert completed.json_body == {"media_id": media_id, "status": "PENDING_UPLOAD", "status_url": grant["status_url"]}
+    stored = s3.get_object(Bucket="media", Key=key)
+    assert stored["ContentLength"] == size and stored["ContentType"] == "image/png"
+    assert stored["Body"].read() == payload
+    assert client.http.post(f"/v1/uploads/{media_id}/complete").status_code == 200  # safe to repeat
+    again = post(client, body, {"Idempotency-Key": "big-1"})
+    assert again.status_code == 409 and again.json_body["error"]["code"] == "already_uploaded"
+
+
+def test_an_expired_multipart_upload_is_replaced_on_the_next_request(client: Client) -> None:
+    body = {"filename": "big.jpg", "content_type": "image/jpeg", "size": 17 * MIB}
+    first = post(client, body, {"Idempotency-Key": "big-2"}).json_body
+    boto3.client("s3").abort_multipart_upload(
+        Bucket="media", Key=f"uploads/{first['media_id']}/original", UploadId=first["upload"]["upload_id"]
+    )
+    gone = client.http.post(f"/v1/uploads/{first['media_id']}/complete")
+    assert gone.status_code == 409 and gone.json_body["error"]["code"] == "upload_expired"
+    second = post(client, body, {"Idempotency-Key": "big-2"}).json_body
+    assert second["media_id"] == first["media_id"]
+    assert second["upload"]["upload_id"] != first["upload"]["upload_id"]
+    item = media_repository().get(first["media_id"])
+    assert item is not None and item.source.upload_id == second["upload"]["upload_id"]
+
+
+def test_single_put_uploads_have_nothing_to_complete(client: Client) -> None:
+    created = post(client, VALID).json_body
+    response = client.http.post(f"/v1/uploads/{created['media_id']}/complete")
+    assert response.status_code == 409 and response.json_body["error"]["code"] == "not_multipart"
+    assert client.http.post("/v1/uploads/01JD3X4Y5Z6A7B8C9D0EFGHJKZ/complete").status_code == 404
+    assert client.http.get(f"/v1/uploads/{created['media_id']}/complete").status_code == 405

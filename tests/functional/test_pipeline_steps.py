@@ -119,6 +119,33 @@ def test_validate_refuses_too_large_before_downloading(
         load_function("validate").lambda_handler({"media": media, "execution_arn": EXECUTION}, context)
 
 
+def test_bytes_other_than_the_declared_sha256_are_rejected_as_corrupt(
+    stack: dict[str, Any], context: FakeContext
+) -> None:
+    """Parts of a multipart upload are not bound to the declared sha256 by S3; validation checks the whole."""
+    body = samples.jpeg_bytes(samples.photo(400, 300, seed=5))
+    media = put_original("uploads/01JD3X4Y5Z6A7B8C9D0EFGHJKM/original", body)
+    media_repository().create_pending(
+        media["media_id"], {**media, "declared_sha256": "0" * 64, "content_type": "image/jpeg"}, expires_at=1
+    )
+    with pytest.raises(errors.CorruptImage, match="do not match the sha256"):
+        load_function("validate").lambda_handler({"media": media, "execution_arn": EXECUTION}, context)
+
+
+def test_a_processed_upload_no_longer_expires(stack: dict[str, Any], context: FakeContext) -> None:
+    body = samples.jpeg_bytes(samples.photo(400, 300, seed=6))
+    media = put_original("uploads/01JD3X4Y5Z6A7B8C9D0EFGHJKN/original", body)
+    media_repository().create_pending(media["media_id"], {**media, "filename": "a.jpg"}, expires_at=1)
+    assert run_pipeline(media, context)["status"] == "READY"
+    stored = (
+        boto3.resource("dynamodb")
+        .Table("media-table")
+        .get_item(Key={"pk": f"MEDIA#{media['media_id']}", "sk": "META"})["Item"]
+    )
+    assert "expires_at" not in stored  # TTL only clears abandoned PENDING_UPLOAD items
+    assert stored["source"]["filename"] == "a.jpg"
+
+
 def test_reject_records_the_reason_and_leaves_no_outputs(stack: dict[str, Any], context: FakeContext) -> None:
     truncated = corpus.save(corpus.quadrants(1200, 900), "JPEG")[:3000]
     media = put_original("drop/r1.jpg", truncated)

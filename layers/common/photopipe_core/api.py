@@ -21,12 +21,13 @@ from photopipe_core.pipeline import PipelineStarter
 from photopipe_core.repository import InvalidTransition, MediaRepository
 from photopipe_core.rules import CONTENT_TYPES, normalise_declared
 from photopipe_core.settings import Settings
-from photopipe_core.storage import Presigner
+from photopipe_core.storage import NoSuchUpload, ObjectStore, Presigner
 
 ACCEPTED_TYPES = frozenset(CONTENT_TYPES.values())
 # Abandoned PENDING_UPLOAD items leave the table after this long (DynamoDB TTL).
 PENDING_TTL_SECONDS = 24 * 3600
 MAX_PAGE = 100
+MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
 
 
 class ApiError(Exception):
@@ -84,6 +85,18 @@ def parse_upload_request(raw: bytes | str | None, settings: Settings) -> UploadR
     return request.model_copy(update={"content_type": content_type, "sha256": sha256})
 
 
+def plan_parts(size: int, part_bytes: int) -> list[tuple[int, int]]:
+    """(part number, length) of each part of a multipart upload of ``size`` bytes; every part but the last is
+    ``part_bytes`` long (larger when needed to stay within S3's 10,000 parts)."""
+    part = max(part_bytes, -(-size // MAX_PARTS))
+    return [(number, min(part, size - offset)) for number, offset in enumerate(range(0, size, part), start=1)]
+
+
+def status_path(media_id: str) -> str:
+    """Where to follow a media, relative to the API's base URL (the stack output ApiUrl)."""
+    return f"/v1/media/{media_id}"
+
+
 def without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -93,15 +106,24 @@ def _sha256_base64(hex_digest: str) -> str:
 
 
 class MediaApi:
-    def __init__(self, repo: MediaRepository, presigner: Presigner, starter: PipelineStarter, settings: Settings):
+    def __init__(
+        self,
+        repo: MediaRepository,
+        store: ObjectStore,
+        presigner: Presigner,
+        starter: PipelineStarter,
+        settings: Settings,
+    ) -> None:
         self._repo = repo
+        self._store = store
         self._presigner = presigner
         self._starter = starter
         self._settings = settings
 
     # --- uploads ---------------------------------------------------------------------------------------------
     def create_upload(self, request: UploadRequest, idempotency_key: str | None) -> dict[str, Any]:
-        """A PENDING_UPLOAD media and a presigned PUT bound to its key, type, size (and sha256 when given)."""
+        """A PENDING_UPLOAD media and where to send its bytes: one presigned PUT bound to key, type, size (and
+        sha256 when given), or presigned part URLs of a multipart upload for files over the threshold."""
         media_id = new_media_id()
         if idempotency_key:
             if len(idempotency_key) > 255:
@@ -118,7 +140,7 @@ class MediaApi:
                     return self._grant(existing, request)
                 media_id = bound_id  # the first request claimed the key but did not get as far as the item
         key = upload_key(media_id)
-        source = {
+        source: dict[str, Any] = {
             "bucket": self._presigner.bucket,
             "key": key,
             "etag": "",
@@ -128,20 +150,101 @@ class MediaApi:
         }
         if request.sha256:
             source["declared_sha256"] = request.sha256
+        if self._is_multipart(request.size):
+            source["upload_id"] = self._store.start_multipart(key, request.content_type)
         item = self._repo.create_pending(media_id, source, int(time.time()) + PENDING_TTL_SECONDS)
         return self._grant(item, request)
 
+    def _is_multipart(self, size: int) -> bool:
+        return size > self._settings.multipart_threshold_bytes
+
     def _grant(self, item: MediaItem, request: UploadRequest) -> dict[str, Any]:
+        if item.status != Status.PENDING_UPLOAD:
+            raise self._already_uploaded(item)
         expires = self._settings.upload_url_expires_seconds
-        checksum = _sha256_base64(request.sha256) if request.sha256 else None
-        url, headers = self._presigner.put_url(item.source.key, request.content_type, request.size, checksum, expires)
+        if self._is_multipart(request.size):
+            upload = self._multipart_grant(item, expires)
+        else:
+            checksum = _sha256_base64(request.sha256) if request.sha256 else None
+            url, headers = self._presigner.put_url(
+                item.source.key, request.content_type, request.size, checksum, expires
+            )
+            upload = {"method": "PUT", "url": url, "headers": headers}
         return {
             "media_id": item.media_id,
             "status": item.status.value,
-            "upload": {"method": "PUT", "url": url, "headers": headers},
+            "upload": upload,
             "expires_in": expires,
-            "status_url": f"/v1/media/{item.media_id}",
+            "status_url": status_path(item.media_id),
         }
+
+    def _multipart_grant(self, item: MediaItem, expires: int) -> dict[str, Any]:
+        """Part URLs for every part (a resumed upload learns which parts S3 already holds: ``uploaded``)."""
+        key, upload_id = item.source.key, item.source.upload_id
+        try:
+            if upload_id is None:
+                raise NoSuchUpload("no multipart upload was started")
+            held = self._store.uploaded_parts(key, upload_id)
+        except NoSuchUpload:
+            if self._store.exists(key):  # completed a moment ago; the pipeline has not picked it up yet
+                raise self._already_uploaded(item) from None
+            upload_id = self._store.start_multipart(key, item.source.content_type or "application/octet-stream")
+            self._repo.set_upload_id(item.media_id, upload_id)
+            held = {}
+        parts = []
+        for number, size in plan_parts(item.source.size, self._settings.multipart_part_bytes):
+            url, headers = self._presigner.part_url(key, upload_id, number, size, expires)
+            part = held.get(number)
+            uploaded = part is not None and part.size == size
+            parts.append({"part_number": number, "size": size, "url": url, "headers": headers, "uploaded": uploaded})
+        return {
+            "method": "MULTIPART",
+            "upload_id": upload_id,
+            "part_size": self._settings.multipart_part_bytes if len(parts) > 1 else item.source.size,
+            "parts": parts,
+            "complete_url": f"/v1/uploads/{item.media_id}/complete",
+        }
+
+    def complete_upload(self, media_id: str) -> dict[str, Any]:
+        """Assemble a multipart upload once every part is in S3 (safe to call again); the pipeline starts from
+        the object S3 creates."""
+        item = self._repo.get(media_id) if MEDIA_ID_PATTERN.match(media_id) else None
+        if item is None:
+            raise ApiError(404, "not_found", f"no media {media_id}")
+        done = {"media_id": media_id, "status": item.status.value, "status_url": status_path(media_id)}
+        if item.status != Status.PENDING_UPLOAD:
+            return done
+        key, upload_id = item.source.key, item.source.upload_id
+        if upload_id is None:
+            raise ApiError(
+                409, "not_multipart", f"media {media_id} is uploaded with one PUT; there is nothing to complete"
+            )
+        try:
+            held = self._store.uploaded_parts(key, upload_id)
+            plan = plan_parts(item.source.size, self._settings.multipart_part_bytes)
+            missing = [number for number, size in plan if number not in held or held[number].size != size]
+            if missing:
+                raise ApiError(
+                    409,
+                    "upload_incomplete",
+                    f"parts {missing} of {len(plan)} are missing or of the wrong length; send them and complete again",
+                )
+            self._store.complete_multipart(key, upload_id, [held[number] for number, _ in plan])
+        except NoSuchUpload:
+            if self._store.exists(key):
+                return done
+            raise ApiError(
+                409, "upload_expired", "the multipart upload expired or was aborted; POST /v1/uploads again"
+            ) from None
+        return done
+
+    @staticmethod
+    def _already_uploaded(item: MediaItem) -> ApiError:
+        return ApiError(
+            409,
+            "already_uploaded",
+            f"media {item.media_id} was already uploaded and is {item.status.value}; see {status_path(item.media_id)}",
+        )
 
     # --- reading ---------------------------------------------------------------------------------------------
     def get_media(self, media_id: str) -> dict[str, Any]:

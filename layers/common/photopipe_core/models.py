@@ -59,6 +59,7 @@ class SourceObject(ObjectRef):
     filename: str | None = None
     content_type: str | None = None
     declared_sha256: str | None = None
+    upload_id: str | None = None  # the S3 multipart upload of a large API upload
 
 
 class PipelineInput(ObjectRef):

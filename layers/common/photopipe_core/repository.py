@@ -23,7 +23,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from photopipe_core import aws
-from photopipe_core.models import MediaItem, PipelineInput, SourceFacts, Status, utc_now
+from photopipe_core.models import MediaItem, PipelineInput, SourceFacts, SourceObject, Status, utc_now
 from photopipe_core.rules import hamming
 from photopipe_core.settings import get_settings
 
@@ -72,10 +72,12 @@ class MediaRepository:
         return bool(self._table.table_status)
 
     # --- transitions ---------------------------------------------------------------------------------------------
-    def mark_processing(self, media: PipelineInput, execution_arn: str) -> None:
-        """This execution processes the media (first run, repeat of the same run, or a redrive of a failed one).
+    def mark_processing(self, media: PipelineInput, execution_arn: str) -> SourceObject:
+        """This execution processes the media (first run, repeat of the same run, or a redrive of a failed one);
+        returns the source object with what the uploader declared about it.
 
-        Safe to repeat: the history gets one PROCESSING entry per execution.
+        Safe to repeat: the history gets one PROCESSING entry per execution. A media being processed no longer
+        expires (the TTL only clears abandoned PENDING_UPLOAD items).
         """
         now = utc_now()
         values: dict[str, Any] = {"media_id": media.media_id, "source": self._source(media)}
@@ -87,7 +89,7 @@ class MediaRepository:
                     f"SET {sets}, #status = :status, execution_arn = :execution, "
                     "created_at = if_not_exists(created_at, :now), updated_at = :now, "
                     "gsi1pk = :gsi1pk, gsi1sk = if_not_exists(created_at, :now), gsi2pk = :gsi2pk "
-                    "REMOVE reason, reason_detail, #error"
+                    "REMOVE reason, reason_detail, #error, expires_at"
                 ),
                 ConditionExpression=(
                     "attribute_not_exists(pk) OR #status IN (:s0, :s1, :s2) OR execution_arn = :execution"
@@ -111,6 +113,26 @@ class MediaRepository:
         old = response.get("Attributes", {})
         if old.get("status") != Status.PROCESSING.value or old.get("execution_arn") != execution_arn:
             self._append_history(media.media_id, Status.PROCESSING, now, step="validate", execution_arn=execution_arn)
+        return SourceObject.model_validate(plain(values["source"]))
+
+    def set_upload_id(self, media_id: str, upload_id: str) -> None:
+        """A new multipart upload for a media still waiting for its bytes (the previous one expired)."""
+        try:
+            self._table.update_item(
+                Key={"pk": media_pk(media_id), "sk": META},
+                UpdateExpression="SET #source.upload_id = :upload_id, updated_at = :now",
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames={"#source": "source", "#status": "status"},
+                ExpressionAttributeValues={
+                    ":upload_id": upload_id,
+                    ":now": utc_now(),
+                    ":pending": Status.PENDING_UPLOAD.value,
+                },
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                raise InvalidTransition(f"media {media_id} is no longer waiting for its upload") from error
+            raise
 
     def record_source(self, media_id: str, execution_arn: str, source: SourceFacts) -> None:
         """What validation learnt about the original, on the media this execution is processing."""

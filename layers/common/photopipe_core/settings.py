@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from photopipe_core.rules import Limits, VariantSpec, WebpSettings
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
+MIB = 1024 * 1024
 
 
 def parse_variants(spec: str) -> list[VariantSpec]:
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
     pipeline_arn: str = ""
     failed_queue_url: str = ""
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    # Uploads larger than this get a multipart upload (presigned part URLs) instead of one PUT.
+    multipart_threshold_bytes: int = Field(default=16 * MIB, ge=5 * MIB, le=5 * 1024 * MIB)
+    multipart_part_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=5 * 1024 * MIB)
     max_pixels: int = Field(default=50_000_000, gt=0)
     max_frames: int = Field(default=100, gt=0)
     variants: str = "thumb:256,medium:1024,large:2048"

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from photopipe_core import imaging
-from photopipe_core.errors import REJECTIONS, TooLarge
+from photopipe_core.errors import REJECTIONS, CorruptImage, TooLarge
 from photopipe_core.keys import media_prefix, variant_key, work_prefix
 from photopipe_core.models import MediaItem, OutcomeInput, SourceFacts, Status, StepInput, Variant, VariantRef
 from photopipe_core.repository import MediaRepository
@@ -24,12 +24,17 @@ INTERMEDIATE = "image/tiff"
 def validate(step: StepInput, store: ObjectStore, repo: MediaRepository, settings: Settings) -> StepInput:
     """Check the original by content and limits (a RejectedInput ends the run as REJECTED); mark it PROCESSING."""
     media = step.media
-    repo.mark_processing(media, step.execution_arn)
+    recorded = repo.mark_processing(media, step.execution_arn)
     head = store.head(media.key)
     if head.size > settings.limits.max_bytes:  # refused before a byte is downloaded
         raise TooLarge(f"{head.size} bytes is over the limit of {settings.limits.max_bytes} bytes")
     data = store.get(media.key)
     info = imaging.inspect(data, settings.limits, head.content_type)
+    if recorded.declared_sha256 and recorded.declared_sha256 != info.sha256:
+        # S3 enforces a declared sha256 on single PUTs; parts of a multipart upload are checked here.
+        raise CorruptImage(
+            f"the bytes received do not match the sha256 the uploader declared ({recorded.declared_sha256})"
+        )
     source = SourceFacts(
         format=info.format,
         content_type=info.content_type,

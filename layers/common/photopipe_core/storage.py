@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from photopipe_core import aws
 from photopipe_core.settings import get_settings
 
@@ -16,6 +18,17 @@ class ObjectHead:
     size: int
     content_type: str
     etag: str
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    number: int
+    size: int
+    etag: str
+
+
+class NoSuchUpload(LookupError):
+    """The multipart upload was completed, aborted or expired."""
 
 
 class ObjectStore:
@@ -49,6 +62,48 @@ class ObjectStore:
         self._client.head_bucket(Bucket=self.bucket)
         return True
 
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise
+        return True
+
+    # --- multipart uploads (parts are sent by clients to presigned URLs) ----------------------------------------
+    def start_multipart(self, key: str, content_type: str) -> str:
+        """A new multipart upload; its Content-Type is fixed here, by the server, not by whoever sends the parts."""
+        response = self._client.create_multipart_upload(Bucket=self.bucket, Key=key, ContentType=content_type)
+        return str(response["UploadId"])
+
+    def uploaded_parts(self, key: str, upload_id: str) -> dict[int, UploadedPart]:
+        """The parts S3 holds for this upload, by number; NoSuchUpload when it is gone."""
+        parts: dict[int, UploadedPart] = {}
+        try:
+            pages = self._client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            for page in pages:
+                for part in page.get("Parts", []):
+                    parts[part["PartNumber"]] = UploadedPart(part["PartNumber"], part["Size"], part["ETag"])
+        except ClientError as error:
+            if error.response["Error"]["Code"] in {"NoSuchUpload", "404"}:
+                raise NoSuchUpload(upload_id) from error
+            raise
+        return parts
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
+        try:
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] in {"NoSuchUpload", "404"}:
+                raise NoSuchUpload(upload_id) from error
+            raise
+
 
 class Presigner:
     """Presigned URLs for clients, minted against the endpoint clients reach (a setting, not the Lambda's own)."""
@@ -69,6 +124,12 @@ class Presigner:
             headers["x-amz-checksum-sha256"] = checksum_sha256
         url = self._client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires)
         return url, headers
+
+    def part_url(self, key: str, upload_id: str, number: int, size: int, expires: int) -> tuple[str, dict[str, str]]:
+        """A PUT URL for one part of a multipart upload, bound to its number and length."""
+        params = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number, "ContentLength": size}
+        url = self._client.generate_presigned_url("upload_part", Params=params, ExpiresIn=expires)
+        return url, {"Content-Length": str(size)}
 
     def get_url(self, key: str, expires: int) -> str:
         return str(
