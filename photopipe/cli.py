@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import click
@@ -15,9 +16,10 @@ from rich.table import Table
 
 from photopipe import local
 from photopipe.config import ClientSettings
-from photopipe.demo import Sample, sample_set
+from photopipe.demo import API, DROP, contact_sheet, sample_set, unexpected, write_samples
 from photopipe.failures import Failures
 from photopipe.media import MediaReader
+from photopipe.progress import transfer_bars
 from photopipe.stack import Stack, StackNotFound
 from photopipe.upload import (
     ApiClient,
@@ -140,6 +142,48 @@ def status(ctx: Context, media_id: str, as_json: bool) -> None:
     out.print(table)
 
 
+STATUSES = ["PENDING_UPLOAD", "PROCESSING", "READY", "DUPLICATE", "REJECTED", "FAILED"]
+
+
+@main.command(name="ls")
+@click.option(
+    "--status",
+    "statuses",
+    type=click.Choice(STATUSES, case_sensitive=False),
+    multiple=True,
+    help="Only media with this status (repeatable) [default: all].",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per media on stdout (the API's media shape).")
+@pass_context
+def list_media(ctx: Context, statuses: tuple[str, ...], as_json: bool) -> None:
+    """List media with their status and variants (through the API)."""
+    try:
+        api = ApiClient(ctx.stack.outputs.ApiUrl)
+        media = [item for status in (statuses or STATUSES) for item in api.listing(status.upper())]
+    except (UploadFailed, StackNotFound) as error:
+        raise _fail(str(error)) from error
+    media.sort(key=lambda item: (item["created_at"], item["media_id"]))
+    if as_json:
+        for item in media:
+            click.echo(json.dumps(item))
+        return
+    table = Table("media_id", "status", "file", "size", "variants", "detail", "created")
+    for item in media:
+        size = f"{item['width']}×{item['height']}" if item.get("width") else ""
+        detail = item.get("reason") or item.get("duplicate_of") or item.get("error") or ""
+        table.add_row(
+            item["media_id"],
+            item["status"],
+            item["source"].get("filename", item["source"]["key"]),
+            size,
+            " ".join(sorted(item["variants"])),
+            detail,
+            item["created_at"],
+        )
+    out.print(table)
+    console.print("  ".join(f"{s}: {n}" for s, n in sorted(Counter(i["status"] for i in media).items())) or "No media")
+
+
 def _reader(ctx: Context) -> MediaReader:
     try:
         return MediaReader(ctx.stack)
@@ -206,15 +250,14 @@ def upload(ctx: Context, paths: tuple[str, ...], via: str, concurrency: int | No
     drop = None
     if via == "drop":
         drop = drop_folder_writer(ctx.stack.client("s3"), outputs.MediaBucketName, f"upload-{int(time.time())}/")
-    uploader = Uploader(ApiClient(outputs.ApiUrl), via=via, concurrency=concurrency, wait=wait, drop=drop)
     total_bytes = sum(path.stat().st_size for path in files)
-    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:
-        photos = progress.add_task("photos", total=len(files))
-        sent = progress.add_task("bytes", total=total_bytes)
+    with transfer_bars(console, len(files), total_bytes) as bars:
+        uploader = Uploader(
+            ApiClient(outputs.ApiUrl), via=via, concurrency=concurrency, wait=wait, drop=drop, progress=bars
+        )
 
         def done(result: FileResult, size: int) -> None:
-            progress.advance(photos)
-            progress.advance(sent, size)
+            bars.finished(Path(result.path), size)
             if as_json:
                 click.echo(json.dumps(result.as_json()))
 
@@ -238,51 +281,74 @@ def _summary(results: list[FileResult]) -> None:
 
 
 @main.command()
-@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for the pipeline.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for the pipeline.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="photopipe-demo",
+    show_default=True,
+    help="Where the sample photos and the contact sheet are written.",
+)
 @pass_context
-def demo(ctx: Context, timeout: float) -> None:
-    """The main job end to end: bring the stack up, drop a varied set of photos in, wait, show what happened."""
+def demo(ctx: Context, timeout: float, out_dir: Path) -> None:
+    """The main job end to end: bring the stack up, send a varied set of photos half through the API and half
+    into the drop folder, wait, show what happened and write a contact sheet."""
     _bring_up(ctx)
-    stack = ctx.stack
-    bucket = stack.outputs.MediaBucketName
-    s3 = stack.client("s3")
+    outputs = ctx.stack.outputs
     run = time.strftime("%Y%m%d-%H%M%S")
-    sent: list[tuple[Sample, str, str]] = []
-    for sample in sample_set():
-        key = f"{DROP_PREFIX}demo-{run}/{sample.name}"
-        put = s3.put_object(Bucket=bucket, Key=key, Body=sample.body, ContentType=sample.content_type)
-        sent.append((sample, key, media_id_for_object(bucket, key, put["ETag"])))
-    console.print(f"Dropped {len(sent)} files into s3://{bucket}/{DROP_PREFIX}demo-{run}/")
-    reader = _reader(ctx)
+    folder = out_dir / run
+    paths = write_samples(folder / "photos")
+    chosen = {sample.name: sample for sample in sample_set()}
     began = time.monotonic()
+
+    api = ApiClient(outputs.ApiUrl)
+    via_api = [paths[name] for name, sample in chosen.items() if sample.via == API]
+    with transfer_bars(console, len(via_api), sum(p.stat().st_size for p in via_api)) as bars:
+        sent = Uploader(api, progress=bars).run(via_api, on_done=lambda r, size: bars.finished(Path(r.path), size))
+    media_ids = {Path(result.path).name: result.media_id for result in sent}
+    console.print(f"Uploaded {len(via_api)} photos through the API ({outputs.ApiUrl})", soft_wrap=True)
+
+    s3, bucket, prefix = ctx.stack.client("s3"), outputs.MediaBucketName, f"{DROP_PREFIX}demo-{run}/"
+    for name, sample in chosen.items():
+        if sample.via == DROP:  # exactly what `aws s3 cp --recursive photos/drop s3://…/drop/…/` does
+            s3.upload_file(str(paths[name]), bucket, f"{prefix}{name}", ExtraArgs={"ContentType": sample.content_type})
+            etag = s3.head_object(Bucket=bucket, Key=f"{prefix}{name}")["ETag"]
+            media_ids[name] = media_id_for_object(bucket, f"{prefix}{name}", etag)
+    console.print(f"Dropped {len(chosen) - len(via_api)} files into s3://{bucket}/{prefix}", soft_wrap=True)
+
     with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("Processing", total=len(sent))
-        items = reader.wait_for_terminal(
-            [m for _, _, m in sent], timeout=timeout, progress=lambda done: progress.update(task, completed=done)
-        )
+        task = progress.add_task("Processing", total=len(media_ids))
+        found = api.wait_for([m for m in media_ids.values() if m], timeout, finished=lambda *_: progress.advance(task))
+    for media_id, media in found.items():
+        if media and media["status"] == "DUPLICATE":  # seen before its original was READY: show the variants now
+            found[media_id] = api.media(media_id)
+    outcomes = {name: found.get(media_id) if media_id else None for name, media_id in media_ids.items()}
     elapsed = time.monotonic() - began
-    table = Table("file", "media_id", "status", "detail", "variants", title=f"demo ({elapsed:.1f} s)")
-    unexpected = []
-    for sample, _, media_id in sent:
-        item = items.get(media_id)
-        status_text = item.status.value if item else "(not seen)"
-        if status_text != sample.expect:
-            unexpected.append(f"{sample.name}: {status_text}, expected {sample.expect}")
-        detail = ""
-        if item is not None:
-            detail = item.reason or (f"of {item.duplicate_of}" if item.duplicate_of else "") or item.error or ""
-        sizes = " ".join(f"{n}:{v.width}×{v.height}" for n, v in item.variants.items()) if item else ""
-        table.add_row(sample.name, media_id, status_text, detail, sizes)
+
+    table = Table("file", "via", "media_id", "status", "detail", "variants", title=f"demo ({elapsed:.1f} s)")
+    for name, media in outcomes.items():
+        detail = sizes = ""
+        if media is not None:
+            detail = media.get("reason") or (f"of {media['duplicate_of']}" if media.get("duplicate_of") else "")
+            sizes = " ".join(f"{n}:{v['width']}×{v['height']}" for n, v in media["variants"].items())
+        status_text = media["status"] if media else "(not seen)"
+        table.add_row(name, chosen[name].via, media_ids[name] or "", status_text, detail, sizes)
     out.print(table)
+    sheet = contact_sheet(folder / "contact-sheet", outcomes, f"photopipe demo {run}")
     endpoint = ctx.settings.endpoint_url
     console.print(
+        f"Contact sheet: {sheet.resolve()}\n"
         f"Outputs are under s3://{bucket}/media/<media_id>/<variant>.webp\n"
-        f"  photopipe status <media_id>      # status, variants and history of one photo\n"
+        "Inspect:\n"
+        "  photopipe ls                     # every media with its status\n"
+        "  photopipe status <media_id>      # one photo: variants and history\n"
         f"  aws --endpoint-url {endpoint} s3 ls s3://{bucket}/media/ --recursive\n"
         f"  aws --endpoint-url {endpoint} stepfunctions list-executions "
-        f"--state-machine-arn {stack.outputs.PipelineStateMachineArn}\n"
+        f"--state-machine-arn {outputs.PipelineStateMachineArn}\n"
         "The stack keeps running; stop it with: make down",
         soft_wrap=True,
     )
-    if unexpected:
-        raise _fail("unexpected outcomes: " + "; ".join(unexpected))
+    problems = unexpected(outcomes)
+    if problems:
+        raise _fail("unexpected outcomes: " + "; ".join(problems))

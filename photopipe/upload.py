@@ -1,8 +1,9 @@
 """Batch upload: many files, bounded concurrency, retries with backoff, nothing uploaded twice.
 
-Each file: sniff its type and hash it locally → ask the API whether these bytes are already a media (skip) →
-create an upload with an Idempotency-Key derived from the bytes (a re-run after an interruption gets the same
-media, with a fresh URL) → PUT the bytes with exactly the signed headers → optionally wait for a final status.
+Each file: sniff its type from its first bytes and hash it (streamed, never held whole in memory) → ask the API
+whether these bytes are already a media (skip) → create an upload with an Idempotency-Key derived from the bytes and
+name (a re-run after an interruption gets the same media, fresh URLs, and for a multipart upload the list of parts S3
+already holds) → send the bytes with exactly the signed headers → optionally wait for a final status.
 """
 
 from __future__ import annotations
@@ -11,21 +12,24 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
 from photopipe_core.errors import RejectedInput
-from photopipe_core.imaging import CONTENT_TYPES, sniff
+from photopipe_core.imaging import sniff
 from photopipe_core.keys import DROP_PREFIX, media_id_for_object
+from photopipe_core.rules import CONTENT_TYPES
 
 TERMINAL = {"READY", "DUPLICATE", "REJECTED", "FAILED"}
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 ATTEMPTS = 6
+SNIFF_BYTES = 64
+CHUNK = 256 * 1024
 
 
 def default_concurrency() -> int:
@@ -34,6 +38,24 @@ def default_concurrency() -> int:
 
 class UploadFailed(RuntimeError):
     pass
+
+
+class UploadProgress(Protocol):
+    """Where the uploader reports bytes as they leave (a progress display, or nothing)."""
+
+    def begin(self, path: Path, size: int) -> Callable[[int], None]:
+        """A file starts sending; returns the function told of each chunk sent (negative when a send restarts)."""
+        ...
+
+    def end(self, path: Path) -> None: ...
+
+
+class NoProgress:
+    def begin(self, path: Path, size: int) -> Callable[[int], None]:
+        return lambda _: None
+
+    def end(self, path: Path) -> None:
+        return None
 
 
 @dataclass
@@ -60,6 +82,29 @@ class FileResult:
         return out
 
 
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+    size: int
+    content_type: str
+    sha256: str
+
+    @property
+    def idempotency_key(self) -> str:
+        """Same bytes and name → same key → same media on a re-run."""
+        return hashlib.sha256(f"{self.sha256}:{self.path.name}".encode()).hexdigest()
+
+
+def inspect_file(path: Path) -> LocalFile:
+    """Type by content (magic bytes) and sha256, reading the file in chunks; RejectedInput if not an image."""
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+        content_type = CONTENT_TYPES[sniff(head)]
+        handle.seek(0)
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return LocalFile(path, path.stat().st_size, content_type, digest)
+
+
 def collect(paths: Iterable[str]) -> list[Path]:
     """Files named, and every file under folders named (recursively), in a stable order."""
     files: list[Path] = []
@@ -74,22 +119,67 @@ def collect(paths: Iterable[str]) -> list[Path]:
     return files
 
 
+def describe(response: requests.Response) -> str:
+    """An HTTP refusal in a line: the status and the API's error message (or the start of S3's XML)."""
+    try:
+        error = response.json()["error"]
+        return f"{response.status_code} {error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{response.status_code}: {response.text[:300]}"
+
+
 def backoff(attempt: int) -> float:
     """Exponential backoff with full jitter: up to 0.2 s, 0.4 s, 0.8 s … capped at 8 s."""
     return random.uniform(0, min(8.0, 0.2 * 2**attempt))  # noqa: S311 - jitter, not security
+
+
+class FileSlice:
+    """``length`` bytes of a file from ``offset``, read in chunks as the HTTP body (so a 40 MB file is never held
+    in memory) and reported to ``sent`` as they go."""
+
+    def __init__(self, path: Path, offset: int, length: int, sent: Callable[[int], None]) -> None:
+        self._handle = path.open("rb")
+        self._handle.seek(offset)
+        self._length = length
+        self._left = length
+        self._sent = sent
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = self._left if size is None or size < 0 else min(size, self._left)
+        chunk = self._handle.read(wanted)
+        self._left -= len(chunk)
+        if chunk:
+            self._sent(len(chunk))
+        return chunk
+
+    @property
+    def sent(self) -> int:
+        return self._length - self._left
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 class ApiClient:
     def __init__(self, api_url: str, session: requests.Session | None = None) -> None:
         self.api_url = api_url.rstrip("/")
         self.session = session or requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def url(self, path_or_url: str) -> str:
+        """Paths the API hands out (status_url, complete_url) are relative to its base URL (ApiUrl)."""
+        return path_or_url if path_or_url.startswith(("http://", "https://")) else f"{self.api_url}{path_or_url}"
 
     def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
         """One HTTP call, retried on connection errors and 429/5xx with backoff; other statuses are returned."""
-        url = path_or_url if path_or_url.startswith("http") else f"{self.api_url}{path_or_url}"
         for attempt in range(ATTEMPTS):
             try:
-                response = self.session.request(method, url, timeout=60, **kwargs)
+                response = self.session.request(method, self.url(path_or_url), timeout=60, **kwargs)
             except (requests.ConnectionError, requests.Timeout):
                 if attempt == ATTEMPTS - 1:
                     raise
@@ -99,14 +189,82 @@ class ApiClient:
             time.sleep(backoff(attempt))
         raise AssertionError("unreachable")
 
+    def send_bytes(
+        self, url: str, headers: dict[str, str], path: Path, offset: int, length: int, sent: Callable[[int], None]
+    ) -> requests.Response:
+        """PUT a byte range of a file to a presigned URL, retried like ``request``; a restarted send takes back the
+        bytes it had reported."""
+        for attempt in range(ATTEMPTS):
+            body = FileSlice(path, offset, length, sent)
+            try:
+                response = self.session.put(url, data=body, headers=headers, timeout=120)
+            except (requests.ConnectionError, requests.Timeout):
+                sent(-body.sent)
+                if attempt == ATTEMPTS - 1:
+                    raise
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt == ATTEMPTS - 1:
+                    if response.status_code != 200:
+                        sent(-body.sent)
+                    return response
+                sent(-body.sent)
+            finally:
+                body.close()
+            time.sleep(backoff(attempt))
+        raise AssertionError("unreachable")
+
     def media(self, media_id: str) -> dict[str, Any]:
         response = self.request("GET", f"/v1/media/{media_id}")
         response.raise_for_status()
         return dict(response.json())
 
+    def wait_for(
+        self, media_ids: list[str], timeout: float, finished: Callable[[str, dict[str, Any]], None] | None = None
+    ) -> dict[str, dict[str, Any] | None]:
+        """Poll until every media has a final status or the deadline passes; unknown ids (an event not processed
+        yet) are polled too. Returns each media as the API shows it (None if never seen)."""
+        deadline = time.monotonic() + timeout
+        seen: dict[str, dict[str, Any] | None] = dict.fromkeys(media_ids)
+        pending = list(media_ids)
+        delay = 0.3
+        while pending:
+            for media_id in list(pending):
+                response = self.request("GET", f"/v1/media/{media_id}")
+                if response.status_code == 200:
+                    seen[media_id] = media = dict(response.json())
+                    if media["status"] in TERMINAL:
+                        pending.remove(media_id)
+                        if finished is not None:
+                            finished(media_id, media)
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(delay)
+            delay = min(2.0, delay * 1.5)
+        return seen
+
+    def listing(self, status: str) -> Iterator[dict[str, Any]]:
+        """Every media with this status, oldest first, page by page."""
+        token = None
+        while True:
+            params = {"status": status, "limit": "100", **({"next_token": token} if token else {})}
+            response = self.request("GET", "/v1/media", params=params)
+            if response.status_code != 200:
+                raise UploadFailed(f"listing {status} media failed: {describe(response)}")
+            page = response.json()
+            yield from page["items"]
+            token = page.get("next_token")
+            if not token:
+                return
+
     def existing(self, sha256: str) -> dict[str, Any] | None:
         response = self.request("GET", "/v1/media", params={"sha256": sha256})
         return dict(response.json()) if response.status_code == 200 else None
+
+
+class AlreadyUploaded(Exception):
+    def __init__(self, media_id: str) -> None:
+        super().__init__(media_id)
+        self.media_id = media_id
 
 
 class Uploader:
@@ -118,7 +276,8 @@ class Uploader:
         concurrency: int | None = None,
         wait: bool = False,
         wait_timeout: float = 300.0,
-        drop: Callable[[str, bytes, str], str] | None = None,
+        drop: Callable[[LocalFile, Callable[[int], None]], str] | None = None,
+        progress: UploadProgress | None = None,
     ) -> None:
         self.api = api
         self.via = via
@@ -126,6 +285,7 @@ class Uploader:
         self.wait = wait
         self.wait_timeout = wait_timeout
         self.drop = drop
+        self.progress = progress or NoProgress()
 
     def run(self, files: list[Path], on_done: Callable[[FileResult, int], None] | None = None) -> list[FileResult]:
         results: list[FileResult] = []
@@ -142,59 +302,90 @@ class Uploader:
     def one(self, path: Path) -> FileResult:
         result = FileResult(path=str(path))
         try:
-            data = path.read_bytes()
             try:
-                content_type = CONTENT_TYPES[sniff(data)]
+                local = inspect_file(path)
             except RejectedInput as rejection:  # not an image: refused here, nothing is sent
                 result.status, result.reason, result.error = "REJECTED", rejection.reason, str(rejection)
                 return result
-            sha256 = hashlib.sha256(data).hexdigest()
-            existing = self.api.existing(sha256)
-            if existing and existing["status"] in {"READY", "DUPLICATE"}:
-                result.skipped = True
+            existing = self.api.existing(local.sha256)
+            if existing and existing["status"] in {"READY", "DUPLICATE", "PROCESSING"}:
+                result.skipped = True  # these bytes are already in (or on their way through) the pipeline
                 self._fill(result, existing)
-                return result
-            if self.via == "drop":
-                assert self.drop is not None, "--via drop needs the stack's bucket"
-                result.media_id = self.drop(path.name, data, content_type)
             else:
-                result.media_id = self._put_via_api(path, data, content_type, sha256)
-            result.status = "PROCESSING"
-            if self.wait:
+                result.media_id = self._send(local)
+                result.status = "PROCESSING"
+            if self.wait and result.status not in TERMINAL:
+                assert result.media_id is not None
                 self._fill(result, self._wait(result.media_id))
         except (UploadFailed, requests.RequestException, OSError) as error:
             result.status, result.error = "FAILED", str(error)
         return result
 
-    def _put_via_api(self, path: Path, data: bytes, content_type: str, sha256: str) -> str:
-        body = {"filename": path.name, "content_type": content_type, "size": len(data), "sha256": sha256}
-        # Same bytes and name → same key → same media on a re-run (and a fresh URL when the old one expired).
-        headers = {"Idempotency-Key": hashlib.sha256(f"{sha256}:{path.name}".encode()).hexdigest()}
+    def _send(self, local: LocalFile) -> str:
+        sent = self.progress.begin(local.path, local.size)
+        try:
+            if self.via == "drop":
+                assert self.drop is not None, "--via drop needs the stack's bucket"
+                return self.drop(local, sent)
+            return self._via_api(local, sent)
+        except AlreadyUploaded as already:
+            return already.media_id
+        finally:
+            self.progress.end(local.path)
+
+    def _grant(self, local: LocalFile) -> dict[str, Any]:
+        body = {
+            "filename": local.path.name,
+            "content_type": local.content_type,
+            "size": local.size,
+            "sha256": local.sha256,
+        }
+        created = self.api.request("POST", "/v1/uploads", json=body, headers={"Idempotency-Key": local.idempotency_key})
+        if created.status_code == 409 and created.json().get("error", {}).get("code") == "already_uploaded":
+            raise AlreadyUploaded(created.json()["error"]["media_id"])
+        if created.status_code != 201:
+            raise UploadFailed(f"{local.path}: the API refused the upload: {describe(created)}")
+        return dict(created.json())
+
+    def _via_api(self, local: LocalFile, sent: Callable[[int], None]) -> str:
         for attempt in range(ATTEMPTS):
-            created = self.api.request("POST", "/v1/uploads", json=body, headers=headers)
-            if created.status_code != 201:
-                raise UploadFailed(f"{path}: the API refused the upload ({created.status_code}: {created.text[:300]})")
-            grant = created.json()
+            grant = self._grant(local)
             upload = grant["upload"]
-            response = self.api.request("PUT", upload["url"], data=data, headers=upload["headers"])
-            if response.status_code == 200:
+            if upload["method"] == "MULTIPART":
+                response = self._send_parts(local, upload, sent)
+            else:
+                response = self.api.send_bytes(upload["url"], upload["headers"], local.path, 0, local.size, sent)
+            if response is None or response.status_code == 200:
                 return str(grant["media_id"])
-            if response.status_code != 403 or attempt == ATTEMPTS - 1:  # 403: expired URL → ask for a new one
-                raise UploadFailed(f"{path}: S3 refused the upload ({response.status_code}: {response.text[:300]})")
+            # 403: the URL expired (a slow or resumed upload); ask for a new one. Anything else is final.
+            if response.status_code != 403 or attempt == ATTEMPTS - 1:
+                raise UploadFailed(f"{local.path}: the upload was refused: {describe(response)}")
             time.sleep(backoff(attempt))
         raise AssertionError("unreachable")
 
+    def _send_parts(
+        self, local: LocalFile, upload: dict[str, Any], sent: Callable[[int], None]
+    ) -> requests.Response | None:
+        """Send the parts S3 does not hold yet, then complete; a refused part is returned for the caller to judge."""
+        offset = 0
+        for part in upload["parts"]:
+            if part["uploaded"]:
+                sent(part["size"])  # resumed: S3 holds this part from an earlier run
+            else:
+                response = self.api.send_bytes(part["url"], part["headers"], local.path, offset, part["size"], sent)
+                if response.status_code != 200:
+                    return response
+            offset += part["size"]
+        completed = self.api.request("POST", upload["complete_url"])
+        if completed.status_code != 200:
+            raise UploadFailed(f"{local.path}: completing the upload failed: {describe(completed)}")
+        return None
+
     def _wait(self, media_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + self.wait_timeout
-        delay = 0.3
-        while True:
-            response = self.api.request("GET", f"/v1/media/{media_id}")
-            if response.status_code == 200 and response.json()["status"] in TERMINAL:
-                return dict(response.json())
-            if time.monotonic() > deadline:
-                raise UploadFailed(f"media {media_id} did not finish within {self.wait_timeout:.0f} s")
-            time.sleep(delay)
-            delay = min(2.0, delay * 1.5)
+        media = self.api.wait_for([media_id], self.wait_timeout)[media_id]
+        if media is None or media["status"] not in TERMINAL:
+            raise UploadFailed(f"media {media_id} did not finish within {self.wait_timeout:.0f} s")
+        return media
 
     @staticmethod
     def _fill(result: FileResult, media: dict[str, Any]) -> None:
@@ -206,12 +397,15 @@ class Uploader:
         result.variants = media.get("variants", {})
 
 
-def drop_folder_writer(s3: Any, bucket: str, prefix: str) -> Callable[[str, bytes, str], str]:
-    """Write files under drop/<prefix>/ and return the media id each object will get."""
+def drop_folder_writer(s3: Any, bucket: str, prefix: str) -> Callable[[LocalFile, Callable[[int], None]], str]:
+    """Write files under drop/<prefix>/ (boto3's managed transfer: multipart for big files) and return the media
+    id each object will get."""
 
-    def write(name: str, data: bytes, content_type: str) -> str:
-        key = f"{DROP_PREFIX}{prefix}{name}"
-        put = s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
-        return media_id_for_object(bucket, key, put["ETag"])
+    def write(local: LocalFile, sent: Callable[[int], None]) -> str:
+        # Files of the same name from different folders must not overwrite each other.
+        key = f"{DROP_PREFIX}{prefix}{local.sha256[:12]}/{local.path.name}"
+        s3.upload_file(str(local.path), bucket, key, ExtraArgs={"ContentType": local.content_type}, Callback=sent)
+        etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+        return media_id_for_object(bucket, key, etag)
 
     return write

@@ -212,6 +212,20 @@ def test_large_uploads_get_a_multipart_upload_that_resumes_and_completes(client:
     assert client.http.post(f"/v1/uploads/{media_id}/complete").status_code == 200  # safe to repeat
     again = post(client, body, {"Idempotency-Key": "big-1"})
     assert again.status_code == 409 and again.json_body["error"]["code"] == "already_uploaded"
+    assert again.json_body["error"]["media_id"] == media_id
+
+
+def test_a_replayed_single_put_upload_whose_bytes_arrived_is_already_uploaded(client: Client) -> None:
+    first = post(client, VALID, {"Idempotency-Key": "small-1"}).json_body
+    assert post(client, VALID, {"Idempotency-Key": "small-1"}).status_code == 201  # not sent yet: a fresh URL
+    boto3.client("s3").put_object(Bucket="media", Key=f"uploads/{first['media_id']}/original", Body=b"x" * 1234)
+    replay = post(client, VALID, {"Idempotency-Key": "small-1"})
+    assert replay.status_code == 409
+    assert replay.json_body["error"] == {
+        "code": "already_uploaded",
+        "message": f"media {first['media_id']} was already uploaded and is PENDING_UPLOAD; see {first['status_url']}",
+        "media_id": first["media_id"],
+    }
 
 
 def test_an_expired_multipart_upload_is_replaced_on_the_next_request(client: Client) -> None:

@@ -31,14 +31,15 @@ MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, **details: str) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.details = details  # extra fields a client can act on (e.g. the media_id of an upload already made)
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
+        return {"error": {"code": self.code, "message": self.message, **self.details}}
 
 
 class UploadRequest(BaseModel):
@@ -137,6 +138,8 @@ class MediaApi:
             if bound_id != media_id:
                 existing = self._repo.get(bound_id)
                 if existing is not None:
+                    if not self._is_multipart(request.size) and self._store.exists(existing.source.key):
+                        raise self._already_uploaded(existing)  # the bytes arrived; the pipeline has them next
                     return self._grant(existing, request)
                 media_id = bound_id  # the first request claimed the key but did not get as far as the item
         key = upload_key(media_id)
@@ -244,6 +247,7 @@ class MediaApi:
             409,
             "already_uploaded",
             f"media {item.media_id} was already uploaded and is {item.status.value}; see {status_path(item.media_id)}",
+            media_id=item.media_id,
         )
 
     # --- reading ---------------------------------------------------------------------------------------------
