@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import random
 import struct
 import zlib
 
 from PIL import Image
+
+from photopipe import samples
 
 # The four quadrant colours of the upright reference picture: top-left, top-right, bottom-left, bottom-right.
 QUADRANTS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255))
@@ -125,3 +128,12 @@ def swapped_primaries_icc() -> bytes:
     )
     assert len(header) == 128
     return header + struct.pack(">I", len(tags)) + table + data
+
+
+def big_png(width: int, height: int, seed: int) -> bytes:
+    """A PNG that does not compress (photo-like shapes under fine noise), so a few megapixels make tens of MB."""
+    base = samples.photo(width, height, seed=seed)
+    noise = Image.frombytes("RGB", (width, height), random.Random(seed).randbytes(width * height * 3))
+    buffer = io.BytesIO()
+    Image.blend(base, noise, 0.5).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()

@@ -16,6 +16,7 @@ from photopipe import samples
 from photopipe.media import MediaReader
 from photopipe.stack import Stack
 from photopipe_core.models import Status
+from tests import corpus
 
 
 def call(
@@ -182,3 +183,47 @@ def test_unknown_ids_routes_and_methods_are_json(stack: Stack) -> None:
 def test_health(stack: Stack) -> None:
     status, body = call("GET", f"{stack.outputs.ApiUrl}/v1/health")
     assert status == 200 and body["status"] == "ok"
+
+
+def test_multipart_upload_of_a_large_image_resumes_and_ends_ready(stack: Stack) -> None:
+    data = corpus.big_png(3000, 2600, seed=47)
+    assert len(data) >= 20 * 1024 * 1024
+    body = {"filename": "big.png", "content_type": "image/png", "size": len(data), "sha256": _hex(data)}
+    headers = {"Idempotency-Key": f"big-{time.time_ns()}"}
+    status, created = call("POST", f"{stack.outputs.ApiUrl}/v1/uploads", body, headers)
+    assert status == 201, created
+    upload = created["upload"]
+    assert upload["method"] == "MULTIPART" and len(upload["parts"]) >= 3
+    parts = upload["parts"]
+    offsets = [sum(p["size"] for p in parts[:i]) for i in range(len(parts))]
+
+    def send(index: int, chunk: bytes | None = None, url: str | None = None) -> int:
+        part = parts[index]
+        piece = data[offsets[index] : offsets[index] + part["size"]] if chunk is None else chunk
+        return call("PUT", url or part["url"], data=piece, headers={"Content-Length": str(len(piece))})[0]
+
+    assert send(0, data[: parts[0]["size"] - 10]) == 403  # fewer bytes than the part's signed length
+    assert parts[-1]["size"] != parts[0]["size"]
+    assert send(0, url=parts[-1]["url"]) == 403  # a part's URL is bound to its length
+    assert send(0) == 200
+    assert call("POST", f"{stack.outputs.ApiUrl}{upload['complete_url']}")[0] == 409  # parts missing
+
+    # An interrupted client asks again with the same key: same media and upload, part 1 already held.
+    status, resumed = call("POST", f"{stack.outputs.ApiUrl}/v1/uploads", body, headers)
+    assert status == 201 and resumed["media_id"] == created["media_id"]
+    assert resumed["upload"]["upload_id"] == upload["upload_id"]
+    assert [p["uploaded"] for p in resumed["upload"]["parts"]] == [True] + [False] * (len(parts) - 1)
+    parts = resumed["upload"]["parts"]
+    for index in range(1, len(parts)):
+        assert send(index) == 200
+    status, done = call("POST", f"{stack.outputs.ApiUrl}{upload['complete_url']}")
+    assert status == 200 and done["media_id"] == created["media_id"]
+
+    item = MediaReader(stack).wait_for_terminal([created["media_id"]], timeout=180)[created["media_id"]]
+    assert item is not None and item.status == Status.READY, item
+    assert (item.width, item.height) == (3000, 2600) and item.sha256 == _hex(data)
+    assert item.variants["large"].width == 2048
+
+
+def _hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import requests
 from click.testing import CliRunner
 
 from photopipe import samples
 from photopipe.cli import main
 from photopipe.stack import Stack
+from photopipe.upload import ApiClient, Uploader, inspect_file
+from tests import corpus
 
 
 def photo_folder(root: Path, count: int, seed: int) -> Path:
@@ -53,3 +60,72 @@ def test_via_drop(stack: Stack, tmp_path: Path) -> None:
     code, lines = run(stack, str(folder), "--via", "drop", "--wait")
     assert code == 0
     assert sorted(str(line["status"]) for line in lines) == ["READY", "READY", "READY", "REJECTED"]
+
+
+def test_a_multipart_upload_interrupted_after_one_part_resumes_where_it_stopped(stack: Stack, tmp_path: Path) -> None:
+    path = tmp_path / "large.png"
+    path.write_bytes(corpus.big_png(2800, 2600, seed=61))
+    local = inspect_file(path)
+    api = ApiClient(stack.outputs.ApiUrl)
+    body = {"filename": path.name, "content_type": local.content_type, "size": local.size, "sha256": local.sha256}
+    # What an earlier run did before it was killed: created the upload (same Idempotency-Key) and sent part 1.
+    grant = api.request("POST", "/v1/uploads", json=body, headers={"Idempotency-Key": local.idempotency_key}).json()
+    first = grant["upload"]["parts"][0]
+    with path.open("rb") as handle:
+        assert requests.put(first["url"], data=handle.read(first["size"]), headers=first["headers"]).status_code == 200
+
+    session = CountingSession()
+    results = Uploader(ApiClient(stack.outputs.ApiUrl, session), wait=True, wait_timeout=180).run([path])
+
+    assert [(r.media_id, r.status) for r in results] == [(grant["media_id"], "READY")]
+    assert session.puts == len(grant["upload"]["parts"]) - 1  # only the parts S3 did not hold
+
+
+def test_a_run_killed_mid_upload_then_run_again_processes_every_photo_once(stack: Stack, tmp_path: Path) -> None:
+    folder = tmp_path / "roll"
+    folder.mkdir()
+    for index in range(24):
+        (folder / f"r{index:02d}.jpg").write_bytes(samples.jpeg_bytes(samples.photo(2400, 1800, seed=700 + index)))
+    cli = str(Path(sys.executable).with_name("photopipe"))  # the installed console script
+    command = [cli, "--endpoint-url", stack.settings.endpoint_url, "upload"]
+    first = subprocess.Popen(  # noqa: S603 - our own CLI
+        [*command, str(folder), "--concurrency", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert first.stdout is not None
+        early = [json.loads(first.stdout.readline()) for _ in range(4)]  # four files are through; others are not
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    assert all(line["status"] == "PROCESSING" for line in early)
+
+    rerun = subprocess.run(  # noqa: S603
+        [*command, str(folder), "--wait", "--json"], capture_output=True, text=True, timeout=600, check=False
+    )
+
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    lines = [json.loads(line) for line in rerun.stdout.splitlines()]
+    assert len(lines) == 24 and {line["status"] for line in lines} == {"READY"}
+    by_path = {line["path"]: line["media_id"] for line in lines}
+    assert len(set(by_path.values())) == 24
+    assert all(by_path[line["path"]] == line["media_id"] for line in early)  # no second media for sent files
+    sfn = stack.client("stepfunctions")
+    names = [
+        execution["name"]
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=stack.outputs.PipelineStateMachineArn)
+        for execution in page["executions"]
+    ]
+    for media_id in by_path.values():
+        assert [n for n in names if n.startswith(media_id)] == [media_id]  # one run each, no repeats
+
+
+class CountingSession(requests.Session):
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts = 0
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if method == "PUT":
+            self.puts += 1
+        return super().request(method, url, *args, **kwargs)
