@@ -8,12 +8,14 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from chalice.test import Client
+from openapi_spec_validator import validate
 
 from photopipe import samples
 from photopipe_core.keys import MEDIA_ID_PATTERN
 from photopipe_core.repository import media_repository
-from tests.functional.conftest import FakeContext, load_function
+from tests.functional.conftest import FUNCTIONS_DIR, FakeContext, load_function
 from tests.functional.pipeline import put_original, run_pipeline
 
 VALID = {"filename": "beach.jpg", "content_type": "image/jpeg", "size": 1234}
@@ -249,3 +251,14 @@ def test_single_put_uploads_have_nothing_to_complete(client: Client) -> None:
     assert response.status_code == 409 and response.json_body["error"]["code"] == "not_multipart"
     assert client.http.post("/v1/uploads/01JD3X4Y5Z6A7B8C9D0EFGHJKZ/complete").status_code == 404
     assert client.http.get(f"/v1/uploads/{created['media_id']}/complete").status_code == 405
+
+
+def test_the_openapi_document_is_valid_and_lists_exactly_the_apps_routes(stack: dict[str, Any]) -> None:
+    document = yaml.safe_load((FUNCTIONS_DIR / "api" / "openapi.yaml").read_text())
+    validate(document)  # raises on an invalid OpenAPI 3.1 document
+    app = load_function("api", "app").app
+    routes = {
+        (path, method.lower()) for path, methods in app.routes.items() if path != "/{proxy+}" for method in methods
+    }
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert documented == routes

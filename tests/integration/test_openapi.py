@@ -1,0 +1,124 @@
+"""The OpenAPI document (functions/api/openapi.yaml) against the live API: every response the deployed stack gives in
+this scenario must be documented for its path, method and status, and its body must match the documented schema;
+every documented response but the two this scenario cannot provoke must have been seen."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from jsonschema import Draft202012Validator
+
+from photopipe import samples
+from photopipe.media import MediaReader
+from photopipe.stack import Stack
+from photopipe_core.models import Status
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "functions" / "api" / "openapi.yaml"
+# Responses this scenario cannot provoke without breaking the stack: a retry needs a FAILED media (the fault
+# injection tests in test_pipeline.py retry one), and an unhealthy dependency.
+NOT_PROVOKED = {("POST", "/v1/media/{media_id}/retry", "202"), ("GET", "/v1/health", "503")}
+
+
+class ContractClient:
+    def __init__(self, api_url: str, spec: dict[str, Any]) -> None:
+        self.api_url = api_url
+        self.spec = spec
+        self.seen: set[tuple[str, str, str]] = set()
+
+    def call(
+        self, method: str, template: str, *, json: Any = None, headers: dict[str, str] | None = None, **params: str
+    ) -> requests.Response:
+        path_params = {k: v for k, v in params.items() if f"{{{k}}}" in template}
+        query = {k: v for k, v in params.items() if k not in path_params}
+        response = requests.request(
+            method, self.api_url + template.format(**path_params), json=json, params=query, headers=headers, timeout=60
+        )
+        self.check(method, template, response)
+        return response
+
+    def check(self, method: str, template: str, response: requests.Response) -> None:
+        status = str(response.status_code)
+        assert response.headers["Content-Type"].startswith("application/json")
+        operation = self.spec["paths"].get(template, {}).get(method.lower())
+        if operation is None:  # outside the documented paths and methods: the documented error format
+            schema: dict[str, Any] = {"$ref": "#/components/schemas/Error"}
+            assert response.status_code in {404, 405}, (method, template, status)
+        else:
+            assert status in operation["responses"], f"{method} {template} answered {status}, which is not documented"
+            schema = operation["responses"][status]["content"]["application/json"]["schema"]
+            self.seen.add((method, template, status))
+        validator = Draft202012Validator(
+            {**schema, "components": self.spec["components"]}, format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(response.json())]
+        assert not errors, f"{method} {template} {status} does not match the document: {errors}"
+
+    def documented(self) -> set[tuple[str, str, str]]:
+        return {
+            (method.upper(), path, status)
+            for path, item in self.spec["paths"].items()
+            for method, operation in item.items()
+            for status in operation["responses"]
+        }
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    return dict(yaml.safe_load(SPEC_PATH.read_text()))
+
+
+def test_the_live_api_behaves_as_its_openapi_document_says(stack: Stack, spec: dict[str, Any]) -> None:
+    api = ContractClient(stack.outputs.ApiUrl, spec)
+    photo = samples.jpeg_bytes(samples.photo(800, 600, seed=77))
+    body = {"filename": "c.jpg", "content_type": "image/jpeg", "size": len(photo)}
+    body["sha256"] = hashlib.sha256(photo).hexdigest()
+    key = {"Idempotency-Key": f"contract-{time.time_ns()}"}
+
+    grant = api.call("POST", "/v1/uploads", json=body, headers=key).json()
+    assert requests.put(grant["upload"]["url"], data=photo, headers=grant["upload"]["headers"], timeout=60).ok
+    media_id = grant["media_id"]
+    api.call("POST", "/v1/uploads", json={**body, "size": 0})  # 400
+    api.call("POST", "/v1/uploads", json={**body, "filename": "other.jpg"}, headers=key)  # 409 conflict
+    assert api.call("POST", "/v1/uploads", json=body, headers=key).json()["error"]["code"] == "already_uploaded"
+
+    big = os.urandom(17 * 1024 * 1024)  # not an image: the pipeline rejects it once assembled
+    multipart = api.call(
+        "POST", "/v1/uploads", json={"filename": "big.png", "content_type": "image/png", "size": len(big)}
+    ).json()
+    upload = multipart["upload"]
+    assert upload["method"] == "MULTIPART"
+    assert api.call("POST", "/v1/uploads/{media_id}/complete", media_id=multipart["media_id"]).status_code == 409
+    offset = 0
+    for part in upload["parts"]:
+        chunk = big[offset : offset + part["size"]]
+        assert requests.put(part["url"], data=chunk, headers=part["headers"], timeout=60).ok
+        offset += part["size"]
+    assert api.call("POST", "/v1/uploads/{media_id}/complete", media_id=multipart["media_id"]).status_code == 200
+    api.call("POST", "/v1/uploads/{media_id}/complete", media_id="01JD3X4Y5Z6A7B8C9D0EFGHJKZ")  # 404
+
+    finished = MediaReader(stack).wait_for_terminal([media_id, multipart["media_id"]], timeout=120)
+    assert finished[media_id] is not None and finished[media_id].status == Status.READY  # type: ignore[union-attr]
+    rejected = finished[multipart["media_id"]]
+    assert rejected is not None and rejected.reason == "unsupported_type"
+    api.call("GET", "/v1/media/{media_id}", media_id=media_id)
+    api.call("GET", "/v1/media/{media_id}", media_id=multipart["media_id"])  # REJECTED: reason and detail
+    api.call("GET", "/v1/media/{media_id}", media_id="01JD3X4Y5Z6A7B8C9D0EFGHJKZ")  # 404
+    api.call("GET", "/v1/media", key=f"uploads/{media_id}/original")
+    api.call("GET", "/v1/media", sha256=body["sha256"])
+    api.call("GET", "/v1/media", status="READY", limit="1")
+    api.call("GET", "/v1/media", status="NOPE")  # 400
+    api.call("GET", "/v1/media", key="drop/never-dropped.jpg")  # 404
+    api.call("POST", "/v1/media/{media_id}/retry", media_id=media_id)  # 409: not FAILED
+    api.call("POST", "/v1/media/{media_id}/retry", media_id="01JD3X4Y5Z6A7B8C9D0EFGHJKZ")  # 404
+    api.call("GET", "/v1/health")
+    assert api.call("GET", "/v1/nothing-here").status_code == 404
+    assert api.call("DELETE", "/v1/media/{media_id}", media_id=media_id).status_code == 405
+
+    assert api.documented() - api.seen == NOT_PROVOKED
