@@ -20,6 +20,7 @@ from photopipe.demo import API, DROP, contact_sheet, sample_set, unexpected, wri
 from photopipe.failures import Failures
 from photopipe.media import MediaReader
 from photopipe.progress import transfer_bars
+from photopipe.samples import camera_roll
 from photopipe.stack import Stack, StackNotFound
 from photopipe.upload import (
     ApiClient,
@@ -278,6 +279,22 @@ def _summary(results: list[FileResult]) -> None:
     out.print(table)
     counts = Counter(r.status for r in results)
     console.print("  ".join(f"{status}: {count}" for status, count in sorted(counts.items())))
+
+
+@main.command(name="samples")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--count", type=click.IntRange(1, 10_000), default=10, show_default=True, help="How many photos.")
+@click.option("--seed", type=int, default=None, help="Same seed, same photos [default: new ones each time].")
+def make_samples(folder: Path, count: int, seed: int | None) -> None:
+    """Write photo-like sample JPEGs (12 MP and smaller, with EXIF; some stored sideways) into FOLDER."""
+    seed = seed if seed is not None else time.time_ns() % 1_000_000
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    with Progress(*Progress.get_default_columns(), console=console) as progress:
+        for name, body in progress.track(camera_roll(count, seed), total=count, description="Making photos"):
+            (folder / name).write_bytes(body)
+            total += len(body)
+    console.print(f"Wrote {count} photos ({total / 1e6:.1f} MB, seed {seed}) to {folder}")
 
 
 @main.command()

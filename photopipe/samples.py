@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Iterator
 
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -34,3 +35,26 @@ def jpeg_bytes(image: Image.Image, quality: int = 88, **params: object) -> bytes
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality, **params)
     return buffer.getvalue()
+
+
+# A camera roll's mix: landscape and portrait 12 MP, smaller shots, a panorama.
+ROLL_SIZES = ((4000, 3000), (3000, 2000), (2400, 3200), (1600, 1200), (6000, 1500))
+EXIF_ORIENTATION, EXIF_MAKE, EXIF_MODEL, EXIF_IFD, EXIF_DATETIME_ORIGINAL = 0x0112, 0x010F, 0x0110, 0x8769, 0x9003
+
+
+def camera_roll(count: int, seed: int) -> Iterator[tuple[str, bytes]]:
+    """``count`` photo-like JPEGs named like a camera's, with EXIF (camera, time taken; every fourth stored sideways
+    with orientation 6). The same seed gives the same bytes."""
+    rng = random.Random(seed)
+    for index in range(count):
+        width, height = ROLL_SIZES[index % len(ROLL_SIZES)]
+        exif = Image.Exif()
+        exif[EXIF_MAKE], exif[EXIF_MODEL] = "PhotoCam", "PC-1"
+        exif.get_ifd(EXIF_IFD)[EXIF_DATETIME_ORIGINAL] = f"2026:0{1 + index % 9}:1{index % 10} 1{index % 10}:00:00"
+        if index % 4 == 3:
+            exif[EXIF_ORIENTATION] = 6
+            width, height = height, width  # stored sideways
+        yield (
+            f"IMG_{seed % 10000:04d}_{index + 1:03d}.jpg",
+            jpeg_bytes(photo(width, height, rng.randrange(2**32)), exif=exif),
+        )
