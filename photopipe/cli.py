@@ -23,6 +23,7 @@ from photopipe.progress import transfer_bars
 from photopipe.samples import camera_roll
 from photopipe.stack import Stack, StackNotFound
 from photopipe.upload import (
+    TERMINAL,
     ApiClient,
     FileResult,
     Uploader,
@@ -265,7 +266,7 @@ def upload(ctx: Context, paths: tuple[str, ...], via: str, concurrency: int | No
         results = uploader.run(files, on_done=done)
     if not as_json:
         _summary(results)
-    if any(r.status == "FAILED" for r in results):
+    if any(r.status == "FAILED" or (wait and r.status not in TERMINAL) for r in results):
         sys.exit(1)
 
 

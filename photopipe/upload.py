@@ -219,27 +219,45 @@ class ApiClient:
         return dict(response.json())
 
     def wait_for(
-        self, media_ids: list[str], timeout: float, finished: Callable[[str, dict[str, Any]], None] | None = None
+        self,
+        media_ids: list[str],
+        timeout: float,
+        finished: Callable[[str, dict[str, Any]], None] | None = None,
+        window: int = 4,
     ) -> dict[str, dict[str, Any] | None]:
-        """Poll until every media has a final status or the deadline passes; unknown ids (an event not processed
-        yet) are polled too. Returns each media as the API shows it (None if never seen)."""
+        """Poll until every media has a final status or the deadline passes; returns each media as the API shows
+        it (None if never seen: its event was not processed yet).
+
+        Media finish roughly in the order they were sent, so each round asks about the oldest unfinished ones
+        only (``window`` of them still running ends the round): the API is asked about once per photo plus once
+        per interval, not once per photo per interval.
+        """
         deadline = time.monotonic() + timeout
         seen: dict[str, dict[str, Any] | None] = dict.fromkeys(media_ids)
         pending = list(media_ids)
         delay = 0.3
         while pending:
+            running = progressed = 0
             for media_id in list(pending):
                 response = self.request("GET", f"/v1/media/{media_id}")
-                if response.status_code == 200:
-                    seen[media_id] = media = dict(response.json())
-                    if media["status"] in TERMINAL:
-                        pending.remove(media_id)
-                        if finished is not None:
-                            finished(media_id, media)
+                media = dict(response.json()) if response.status_code == 200 else None
+                seen[media_id] = media or seen[media_id]
+                if media is not None and media["status"] in TERMINAL:
+                    pending.remove(media_id)
+                    progressed += 1
+                    if finished is not None:
+                        finished(media_id, media)
+                else:
+                    running += 1
+                    if running >= window:
+                        break
             if not pending or time.monotonic() > deadline:
                 break
-            time.sleep(delay)
-            delay = min(2.0, delay * 1.5)
+            if progressed:
+                delay = 0.3
+            else:
+                time.sleep(delay)
+                delay = min(2.0, delay * 1.5)
         return seen
 
     def listing(self, status: str) -> Iterator[dict[str, Any]]:
@@ -288,18 +306,37 @@ class Uploader:
         self.progress = progress or NoProgress()
 
     def run(self, files: list[Path], on_done: Callable[[FileResult, int], None] | None = None) -> list[FileResult]:
+        """Send every file (``concurrency`` at a time); with ``wait``, then follow what was sent to a final status.
+        ``on_done`` hears of each file once, when its result is final for this run."""
+        sizes = {str(path): path.stat().st_size for path in files}
         results: list[FileResult] = []
+        waiting: dict[str, FileResult] = {}
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = {pool.submit(self.one, path): path for path in files}
-            for future in as_completed(futures):
+            for future in as_completed(pool.submit(self.one, path) for path in files):
                 result = future.result()
                 results.append(result)
-                if on_done is not None:
-                    on_done(result, futures[future].stat().st_size)
+                if self.wait and result.media_id and result.status not in TERMINAL:
+                    waiting[result.media_id] = result
+                elif on_done is not None:
+                    on_done(result, sizes[result.path])
+
+        def finished(media_id: str, media: dict[str, Any]) -> None:
+            result = waiting.pop(media_id)
+            self._fill(result, media)
+            if on_done is not None:
+                on_done(result, sizes[result.path])
+
+        if waiting:
+            self.api.wait_for(list(waiting), self.wait_timeout, finished)
+        for result in waiting.values():  # still not final when the time was up
+            result.error = f"no final status within {self.wait_timeout:.0f} s (still {result.status})"
+            if on_done is not None:
+                on_done(result, sizes[result.path])
         order = {str(path): index for index, path in enumerate(files)}
         return sorted(results, key=lambda r: order.get(r.path, 0))
 
     def one(self, path: Path) -> FileResult:
+        """Inspect and send one file (or find its bytes are already in); never raises for the file's own problems."""
         result = FileResult(path=str(path))
         try:
             try:
@@ -314,9 +351,6 @@ class Uploader:
             else:
                 result.media_id = self._send(local)
                 result.status = "PROCESSING"
-            if self.wait and result.status not in TERMINAL:
-                assert result.media_id is not None
-                self._fill(result, self._wait(result.media_id))
         except (UploadFailed, requests.RequestException, OSError) as error:
             result.status, result.error = "FAILED", str(error)
         return result
@@ -380,12 +414,6 @@ class Uploader:
         if completed.status_code != 200:
             raise UploadFailed(f"{local.path}: completing the upload failed: {describe(completed)}")
         return None
-
-    def _wait(self, media_id: str) -> dict[str, Any]:
-        media = self.api.wait_for([media_id], self.wait_timeout)[media_id]
-        if media is None or media["status"] not in TERMINAL:
-            raise UploadFailed(f"media {media_id} did not finish within {self.wait_timeout:.0f} s")
-        return media
 
     @staticmethod
     def _fill(result: FileResult, media: dict[str, Any]) -> None:
