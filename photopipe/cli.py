@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 
+from photopipe import bench as benchmark
 from photopipe import local
 from photopipe.config import ClientSettings
 from photopipe.demo import API, DROP, contact_sheet, sample_set, unexpected, write_samples
@@ -280,6 +282,79 @@ def _summary(results: list[FileResult]) -> None:
     out.print(table)
     counts = Counter(r.status for r in results)
     console.print("  ".join(f"{status}: {count}" for status, count in sorted(counts.items())))
+
+
+@main.command()
+@click.option(
+    "--photos", type=click.IntRange(1, 5000), default=100, show_default=True, help="Photos through the stack."
+)
+@click.option(
+    "--kernel-photos", type=click.IntRange(1, 200), default=8, show_default=True, help="Photos per kernel row."
+)
+@click.option("--kernel-only", is_flag=True, help="Only the one-core kernel comparison (no stack needed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (DESIGN §10).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="photopipe-bench",
+    show_default=True,
+    help="Where the report (JSON) and its chart (PNG) are written.",
+)
+@pass_context
+def bench(ctx: Context, photos: int, kernel_photos: int, kernel_only: bool, as_json: bool, out_dir: Path) -> None:
+    """Measure the imaging kernel against naive Pillow, pyvips and the floor (one core), then photos through the
+    deployed stack via the API (all cores)."""
+    run = time.strftime("%Y%m%d-%H%M%S")
+    corpus_size = kernel_photos if kernel_only else max(kernel_photos, photos)
+    with console.status(f"Making the corpus: {corpus_size} × 12 MP JPEG (cached in {benchmark.corpus_folder()}) ..."):
+        corpus = benchmark.write_corpus(benchmark.corpus_folder(), corpus_size, seed=1)
+    names = ["photopipe", "naive_pillow", "floor"] + (["pyvips"] if benchmark.pyvips_available() else [])
+    with console.status(f"Kernel, one core: {', '.join(names)} over {kernel_photos} photos ..."):
+        kernel = benchmark.run_kernels(corpus[:kernel_photos], names)
+        ssim = benchmark.ssim_of_medium(corpus[0].read_bytes())
+        bomb = benchmark.bomb_check()
+    report: dict[str, Any] = {
+        "kernel": {
+            f"{name}_img_s": round(kernel[name]["img_s"], 3) if name in kernel else None
+            for name in ("photopipe", "naive_pillow", "pyvips", "floor")
+        },
+        "pipeline": None,
+        "rss_mb": {f"kernel_{name}": round(row["peak_rss_mb"], 1) for name, row in kernel.items()},
+        "quality": {"ssim_medium_vs_naive": round(ssim, 4)},
+        "bomb_400mp": {k: round(v, 3) if isinstance(v, float) else v for k, v in bomb.items()},
+        "machine": benchmark.machine(),
+    }
+    ours = kernel["photopipe"]["img_s"]
+    report["kernel"]["ratios"] = {
+        f"vs_{name}": round(ours / row["img_s"], 3) for name, row in kernel.items() if name != "photopipe"
+    }
+    if not kernel_only:
+        _bring_up(ctx)
+        folder = out_dir / run / "photos"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for path in corpus[:photos]:
+            (folder / path.name).write_bytes(benchmark.stamped(path.read_bytes(), run))
+            paths.append(folder / path.name)
+        with console.status(f"Pipeline: {photos} photos through the API and the stack ..."):
+            report["pipeline"] = benchmark.run_pipeline(ctx.stack, paths, None, timeout=max(600.0, photos * 3.0))
+        report["rss_mb"]["stack"] = benchmark.stack_rss_mb(ctx.settings)
+        pipeline = report["pipeline"]
+        if pipeline["img_s"]:
+            report["pipeline"]["vs_two_cores_kernel"] = round(pipeline["img_s"] / ((os.cpu_count() or 1) * ours), 3)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"bench-{run}.json").write_text(benchmark.dumps(report))
+    chart = benchmark.chart(report, out_dir / f"bench-{run}.png")
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    table = Table("measure", "value", title="photopipe bench")
+    for section in ("kernel", "pipeline", "rss_mb", "quality", "bomb_400mp"):
+        for key, value in (report[section] or {}).items():
+            table.add_row(f"{section}.{key}", json.dumps(value))
+    out.print(table)
+    console.print(f"Report: {out_dir / f'bench-{run}.json'}  chart: {chart}")
 
 
 @main.command(name="samples")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import random
+import struct
+import zlib
 from collections.abc import Iterator
 
 from PIL import Image, ImageDraw, ImageFilter
@@ -58,3 +60,17 @@ def camera_roll(count: int, seed: int) -> Iterator[tuple[str, bytes]]:
             f"IMG_{seed % 10000:04d}_{index + 1:03d}.jpg",
             jpeg_bytes(photo(width, height, rng.randrange(2**32)), exif=exif),
         )
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of ``width``×``height`` zeros: tiny on disk, enormous when decoded."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + (width + 7) // 8)
+    compressor = zlib.compressobj(9)
+    parts = [compressor.compress(row) for _ in range(height)]
+    parts.append(compressor.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")

@@ -68,6 +68,8 @@ class FileResult:
     variants: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     skipped: bool = False
+    sent_at: float | None = None  # when the last byte was accepted (epoch seconds)
+    updated_at: str | None = None  # when the media last changed status (the API's timestamp)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -350,6 +352,7 @@ class Uploader:
                 self._fill(result, existing)
             else:
                 result.media_id = self._send(local)
+                result.sent_at = time.time()
                 result.status = "PROCESSING"
         except (UploadFailed, requests.RequestException, OSError) as error:
             result.status, result.error = "FAILED", str(error)
@@ -423,6 +426,7 @@ class Uploader:
         result.duplicate_of = media.get("duplicate_of")
         result.error = media.get("error")
         result.variants = media.get("variants", {})
+        result.updated_at = media.get("updated_at")
 
 
 def drop_folder_writer(s3: Any, bucket: str, prefix: str) -> Callable[[LocalFile, Callable[[int], None]], str]:

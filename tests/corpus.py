@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import random
 import struct
-import zlib
 
 from PIL import Image
 
 from photopipe import samples
+from photopipe.samples import png_bomb  # noqa: F401 - part of the corpus too
 
 # The four quadrant colours of the upright reference picture: top-left, top-right, bottom-left, bottom-right.
 QUADRANTS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255))
@@ -62,20 +62,6 @@ def oriented_jpeg(orientation: int) -> bytes:
     method = INVERSE[orientation]
     pixels = quadrants() if method is None else quadrants().transpose(method)
     return save(pixels, "JPEG", quality=95, exif=exif_with(orientation))
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A valid 1-bit PNG of ``width``×``height`` zeros: tiny on disk, enormous when decoded."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    row = b"\x00" * (1 + (width + 7) // 8)
-    compressor = zlib.compressobj(9)
-    parts = [compressor.compress(row) for _ in range(height)]
-    parts.append(compressor.flush())
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
 
 
 def swapped_primaries_icc() -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from typing import Any
 
 import boto3
@@ -72,25 +71,6 @@ def test_same_bytes_again_is_a_duplicate_with_no_image_work(stack: dict[str, Any
     assert result["duplicate_of"] == "M1"
     assert keys("media/") == outputs_before
     assert keys("work/M2/") == []
-
-
-def test_two_claims_of_the_same_sha256_race_and_one_wins(stack: dict[str, Any]) -> None:
-    repo = media_repository()
-    barrier = threading.Barrier(8)
-    owners: dict[str, str] = {}
-
-    def claim(media_id: str) -> None:
-        barrier.wait()
-        owners[media_id] = repo.claim_sha256("ab" * 32, media_id)
-
-    threads = [threading.Thread(target=claim, args=(f"M{i}",)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    winners = {media_id for media_id, owner in owners.items() if owner == media_id}
-    assert len(winners) == 1
-    assert set(owners.values()) == winners
 
 
 @pytest.mark.parametrize(

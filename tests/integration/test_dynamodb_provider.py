@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
+
+from photopipe.stack import Stack
+from photopipe_core.repository import MediaRepository
 
 
 @pytest.fixture
@@ -132,3 +137,68 @@ def test_step_functions_dynamodb_put_item_task(aws_client: Callable[[str], Any],
         assert stored["status"] == {"S": "FROM_SFN"}
     finally:
         sfn.delete_state_machine(stateMachineArn=arn)
+
+
+def test_concurrent_conditional_writes_never_both_pass(ddb: Any, table: str) -> None:
+    """Compare-and-swap increments from many threads: a lost update would leave the counter short."""
+    ddb.put_item(TableName=table, Item={"pk": {"S": "counter"}, "sk": {"S": "n"}, "n": {"N": "0"}})
+    barrier = threading.Barrier(12)
+    lost: list[int] = []
+
+    def bump(times: int) -> None:
+        barrier.wait()
+        for _ in range(times):
+            while True:
+                item = ddb.get_item(
+                    TableName=table, Key={"pk": {"S": "counter"}, "sk": {"S": "n"}}, ConsistentRead=True
+                )
+                old = int(item["Item"]["n"]["N"])
+                try:
+                    ddb.update_item(
+                        TableName=table,
+                        Key={"pk": {"S": "counter"}, "sk": {"S": "n"}},
+                        UpdateExpression="SET n = :new",
+                        ConditionExpression="n = :old",
+                        ExpressionAttributeValues={":new": {"N": str(old + 1)}, ":old": {"N": str(old)}},
+                    )
+                    break
+                except ClientError as error:
+                    if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                        lost.append(1)
+                        raise
+
+    threads = [threading.Thread(target=bump, args=(10,)) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    final = ddb.get_item(TableName=table, Key={"pk": {"S": "counter"}, "sk": {"S": "n"}}, ConsistentRead=True)
+    assert not lost
+    assert int(final["Item"]["n"]["N"]) == 120
+
+
+def test_racing_claims_of_the_same_bytes_have_one_winner(stack: Stack) -> None:
+    table = boto3.resource(
+        "dynamodb",
+        endpoint_url=stack.settings.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    ).Table(stack.outputs.MediaTableName)
+    repo = MediaRepository(table)
+    sha256 = uuid.uuid4().hex * 2
+    barrier = threading.Barrier(8)
+    owners: dict[str, str] = {}
+
+    def claim(media_id: str) -> None:
+        barrier.wait()
+        owners[media_id] = repo.claim_sha256(sha256, media_id)
+
+    threads = [threading.Thread(target=claim, args=(f"RACE{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = {media_id for media_id, owner in owners.items() if owner == media_id}
+    assert len(winners) == 1
+    assert set(owners.values()) == winners

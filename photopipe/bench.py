@@ -1,0 +1,310 @@
+"""`photopipe bench`: the imaging kernel against its peers on one core, and the deployed pipeline on all cores.
+
+Kernel rows (12 MP photo-like JPEGs → 2048/1024/256 WebP at the stack's quality and method, one pinned core, each in a
+fresh process so its peak RSS is its own):
+- photopipe: the pipeline's own path (inspect, one decode with draft, one resize then a cascade, orientation and
+  colour on the reduced image, three encodes) — imaging code shared with the Lambdas;
+- naive Pillow: open, ``ImageOps.exif_transpose``, three LANCZOS resizes from full size, three encodes;
+- pyvips (when installed): shrink-on-load thumbnail then a cascade, three encodes;
+- floor: the decode and the three encodes alone (resizes done outside the clock).
+Pipeline: photos uploaded through the API (as `photopipe upload`) and followed to READY.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import PIL
+from PIL import Image, ImageDraw, ImageOps
+
+from photopipe import samples
+from photopipe.config import ClientSettings
+from photopipe.local import launcher
+from photopipe.stack import Stack
+from photopipe.upload import ApiClient, Uploader
+from photopipe_core import imaging
+from photopipe_core.errors import TooManyPixels
+from photopipe_core.rules import Limits, VariantSpec, WebpSettings
+
+VARIANTS = [VariantSpec("large", 2048), VariantSpec("medium", 1024), VariantSpec("thumb", 256)]
+WEBP = WebpSettings(quality=80, method=4)
+LIMITS = Limits(max_bytes=200 * 1024 * 1024, max_pixels=100_000_000, max_frames=100)
+
+
+def bench_photo(index: int, seed: int) -> bytes:
+    """A 12 MP photo-like JPEG with camera-like detail (grain and texture, ~3–4 MB), every third stored sideways."""
+    rng_seed = seed * 1000 + index
+    base = samples.photo(4000, 3000, seed=rng_seed)
+    texture = Image.effect_noise((4000, 3000), 64).convert("RGB")
+    image = Image.blend(base, texture, 0.18)
+    exif = Image.Exif()
+    if index % 3 == 2:
+        exif[0x0112] = 6
+        image = image.transpose(Image.Transpose.ROTATE_90)
+    return samples.jpeg_bytes(image, quality=92, exif=exif)
+
+
+def stamped(data: bytes, run: str) -> bytes:
+    """The same JPEG with a comment segment naming the run: same pixels, new bytes (so a second benchmark run
+    is processed again instead of being recognised as already uploaded)."""
+    comment = f"photopipe bench {run}".encode()
+    return data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[2:]
+
+
+def write_corpus(folder: Path, count: int, seed: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = folder / f"bench-{seed}-{index:03d}.jpg"
+        if not path.exists():
+            path.write_bytes(bench_photo(index, seed))
+        paths.append(path)
+    return paths
+
+
+# --- kernels (each takes the JPEG bytes, returns the WebP bytes it produced) ------------------------------------
+def kernel_photopipe(data: bytes) -> list[bytes]:
+    info = imaging.inspect(data, LIMITS, "image/jpeg")
+    rendered = imaging.render(data, info, VARIANTS)
+    return [imaging.encode_webp(image, WEBP) for image in rendered.variants.values()]
+
+
+def kernel_naive(data: bytes) -> list[bytes]:
+    image = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    assert image is not None
+    outputs = []
+    for spec in VARIANTS:
+        size = imaging.target_size(image.width, image.height, spec.long_edge)
+        buffer = io.BytesIO()
+        image.resize(size, Image.Resampling.LANCZOS).save(buffer, "WEBP", quality=WEBP.quality, method=WEBP.method)
+        outputs.append(buffer.getvalue())
+    return outputs
+
+
+def kernel_pyvips(data: bytes) -> list[bytes]:
+    import pyvips  # noqa: PLC0415 - the optional extra, only when measured
+
+    largest = pyvips.Image.thumbnail_buffer(data, VARIANTS[0].long_edge)  # shrink-on-load, EXIF-rotated
+    outputs, previous = [], largest
+    for spec in VARIANTS:
+        image = previous if spec is VARIANTS[0] else previous.thumbnail_image(spec.long_edge)
+        outputs.append(image.webpsave_buffer(Q=WEBP.quality, effort=WEBP.method, strip=True))
+        previous = image
+    return outputs
+
+
+def floor_seconds(data: bytes) -> float:
+    """Seconds for the decode plus the three encodes alone; the resizes happen off the clock."""
+    started = time.perf_counter()
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    decoded = time.perf_counter() - started
+    resized = [image.resize(imaging.target_size(image.width, image.height, s.long_edge)) for s in VARIANTS]
+    started = time.perf_counter()
+    for variant in resized:
+        variant.save(io.BytesIO(), "WEBP", quality=WEBP.quality, method=WEBP.method)
+    return decoded + time.perf_counter() - started
+
+
+KERNELS: dict[str, Callable[[bytes], list[bytes]]] = {
+    "photopipe": kernel_photopipe,
+    "naive_pillow": kernel_naive,
+    "pyvips": kernel_pyvips,
+}
+
+
+def pyvips_available() -> bool:
+    try:
+        import pyvips  # noqa: F401, PLC0415 - the optional extra
+
+        return True
+    except (ImportError, OSError):
+        return False
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss it does not carry the parent's over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the closest measure
+
+
+def _run_kernel(name: str, paths: list[str], core: int) -> dict[str, float]:
+    """In a fresh process pinned to one core: img/s over the corpus (after one warm-up photo) and peak RSS."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})
+    photos = [Path(p).read_bytes() for p in paths]
+    if name == "floor":
+        floor_seconds(photos[0])
+        seconds = sum(floor_seconds(data) for data in photos)
+    else:
+        kernel = KERNELS[name]
+        kernel(photos[0])
+        started = time.perf_counter()
+        for data in photos:
+            kernel(data)
+        seconds = time.perf_counter() - started
+    return {"img_s": len(photos) / seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_kernels(paths: list[Path], names: list[str]) -> dict[str, dict[str, float]]:
+    core = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    context = multiprocessing.get_context("spawn")
+    results = {}
+    for name in names:
+        with context.Pool(1) as pool:
+            results[name] = pool.apply(_run_kernel, (name, [str(p) for p in paths], core))
+    return results
+
+
+def ssim_of_medium(data: bytes) -> float:
+    """Structural similarity of photopipe's 1024 variant to the naive path's (greyscale, 8×8 windows)."""
+    ours = Image.open(io.BytesIO(kernel_photopipe(data)[1])).convert("L")
+    theirs = Image.open(io.BytesIO(kernel_naive(data)[1])).convert("L")
+    return _ssim(ours, theirs.resize(ours.size))
+
+
+def _ssim(a: Image.Image, b: Image.Image, window: int = 8) -> float:
+    pa, pb = a.tobytes(), b.tobytes()
+    width, height = a.size
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    scores = []
+    for top in range(0, height - window + 1, window):
+        for left in range(0, width - window + 1, window):
+            xs = [pa[(top + y) * width + left + x] for y in range(window) for x in range(window)]
+            ys = [pb[(top + y) * width + left + x] for y in range(window) for x in range(window)]
+            mx, my = statistics.fmean(xs), statistics.fmean(ys)
+            vx = statistics.fmean((v - mx) ** 2 for v in xs)
+            vy = statistics.fmean((v - my) ** 2 for v in ys)
+            cov = statistics.fmean((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+            scores.append(((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2)))
+    return statistics.fmean(scores)
+
+
+def _bomb() -> dict[str, float]:
+    bomb = samples.png_bomb(20000, 20000)  # 400 MP
+    before = peak_rss_mb()
+    started = time.perf_counter()
+    try:
+        imaging.inspect(bomb, Limits(max_bytes=50 * 2**20, max_pixels=50_000_000, max_frames=100), "image/png")
+        rejected = False
+    except TooManyPixels:
+        rejected = True
+    seconds = time.perf_counter() - started
+    peak = peak_rss_mb()
+    return {"rejected": rejected, "seconds": seconds, "peak_rss_mb": peak, "growth_mb": peak - before}
+
+
+def bomb_check() -> dict[str, float]:
+    """A 400 MP PNG bomb through validation, in a fresh process: rejected? how fast, how much memory."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return dict(pool.apply(_bomb))
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "pillow": PIL.__version__,
+        "platform": platform.platform(),
+        "at": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def chart(report: dict[str, Any], path: Path) -> Path:
+    """A horizontal bar chart of kernel img/s (and the pipeline's), drawn with Pillow."""
+    rows = [(name, value) for name, value in report["kernel"].items() if name.endswith("_img_s") and value]
+    if report.get("pipeline"):
+        rows.append(("pipeline_img_s (all cores)", report["pipeline"]["img_s"]))
+    width, bar_height, left = 900, 34, 300
+    image = Image.new("RGB", (width, 60 + bar_height * len(rows)), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 10), "photopipe bench: 12 MP JPEG → 2048/1024/256 WebP q80 m4 (images/s)", fill="black")
+    top = max(value for _, value in rows)
+    for index, (name, value) in enumerate(rows):
+        y = 40 + index * bar_height
+        length = int((width - left - 80) * value / top)
+        colour = "#2b7bb9" if name.startswith("photopipe") else ("#6a6" if name.startswith("pipeline") else "#999")
+        draw.text((10, y + 8), name, fill="black")
+        draw.rectangle((left, y + 4, left + length, y + bar_height - 6), fill=colour)
+        draw.text((left + length + 6, y + 8), f"{value:.2f}", fill="black")
+    image.save(path)
+    return path
+
+
+def corpus_folder() -> Path:
+    return Path(tempfile.gettempdir()) / "photopipe-bench-corpus"
+
+
+def dumps(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2)
+
+
+# --- the pipeline ---------------------------------------------------------------------------------------------
+def run_pipeline(stack: Stack, paths: list[Path], concurrency: int | None, timeout: float) -> dict[str, Any]:
+    """Upload through the API and follow every photo to a final status; latency is PUT accepted → READY."""
+    api = ApiClient(stack.outputs.ApiUrl)
+    started = time.time()
+    results = Uploader(api, concurrency=concurrency, wait=True, wait_timeout=timeout).run(paths)
+    finished = [r for r in results if r.status == "READY" and r.sent_at and r.updated_at]
+    ends = [datetime.fromisoformat(r.updated_at.replace("Z", "+00:00")).timestamp() for r in finished]  # type: ignore[union-attr]
+    latencies = sorted(end - r.sent_at for end, r in zip(ends, finished, strict=True))  # type: ignore[operator]
+    seconds = (max(ends) if ends else time.time()) - started
+    return {
+        "photos": len(paths),
+        "ready": len(finished),
+        "other": {r.status: sum(1 for x in results if x.status == r.status) for r in results if r.status != "READY"},
+        "seconds": round(seconds, 2),
+        "img_s": round(len(finished) / seconds, 3) if seconds > 0 else None,
+        "p50_s": round(statistics.median(latencies), 3) if latencies else None,
+        "p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 3) if latencies else None,
+        "steps_s": step_durations(stack, [r.media_id for r in finished[:20] if r.media_id]),
+    }
+
+
+def step_durations(stack: Stack, media_ids: list[str]) -> dict[str, float]:
+    """Mean seconds per state (entered → exited) over these photos' executions."""
+    sfn = stack.client("stepfunctions")
+    spans: dict[str, list[float]] = {}
+    for media_id in media_ids:
+        entered: dict[str, datetime] = {}
+        pages = sfn.get_paginator("get_execution_history").paginate(executionArn=stack.outputs.execution_arn(media_id))
+        for event in (e for page in pages for e in page["events"]):
+            kind = event["type"]
+            details = event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails")
+            if details is None or not kind.endswith(("StateEntered", "StateExited")):
+                continue
+            if kind.endswith("Entered"):
+                entered[details["name"]] = event["timestamp"]
+            elif details["name"] in entered:
+                spans.setdefault(details["name"], []).append(
+                    (event["timestamp"] - entered.pop(details["name"])).total_seconds()
+                )
+    return {name: round(statistics.fmean(values), 3) for name, values in spans.items()}
+
+
+def stack_rss_mb(settings: ClientSettings) -> dict[str, float]:
+    """Resident memory of the embedded LocalStack and of its Lambda processes (empty when not embedded)."""
+    processes = launcher(settings).processes()
+    if not processes:
+        return {}
+    lambdas = [p.memory_info().rss / 2**20 for p in processes[1:] if "lambda_bootstrap" in " ".join(p.cmdline())]
+    return {
+        "localstack": round(processes[0].memory_info().rss / 2**20, 1),
+        "lambda_processes": len(lambdas),
+        "lambdas_total": round(sum(lambdas), 1),
+        "lambda_max": round(max(lambdas, default=0.0), 1),
+    }
