@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,18 @@ def main(ctx: click.Context, endpoint_url: str | None, stack_name: str) -> None:
     if endpoint_url:
         overrides["endpoint_url"] = endpoint_url
     ctx.obj = Context(ClientSettings(**overrides))
+
+
+def out_option(default: str, help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--out DIR`` (as ``out_dir``), for commands that write files."""
+    return click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=default,
+        show_default=True,
+        help=help_text,
+    )
 
 
 def _fail(message: str) -> click.ClickException:
@@ -293,14 +306,7 @@ def _summary(results: list[FileResult]) -> None:
 )
 @click.option("--kernel-only", is_flag=True, help="Only the one-core kernel comparison (no stack needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (DESIGN §10).")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="photopipe-bench",
-    show_default=True,
-    help="Where the report (JSON) and its chart (PNG) are written.",
-)
+@out_option("photopipe-bench", "Where the report (JSON) and its chart (PNG) are written.")
 @pass_context
 def bench(ctx: Context, photos: int, kernel_photos: int, kernel_only: bool, as_json: bool, out_dir: Path) -> None:
     """Measure the imaging kernel against naive Pillow, pyvips and the floor (one core), then photos through the
@@ -375,14 +381,7 @@ def make_samples(folder: Path, count: int, seed: int | None) -> None:
 
 @main.command()
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for the pipeline.")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="photopipe-demo",
-    show_default=True,
-    help="Where the sample photos and the contact sheet are written.",
-)
+@out_option("photopipe-demo", "Where the sample photos and the contact sheet are written.")
 @pass_context
 def demo(ctx: Context, timeout: float, out_dir: Path) -> None:
     """The main job end to end: bring the stack up, send a varied set of photos half through the API and half
