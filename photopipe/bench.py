@@ -232,7 +232,7 @@ def chart(report: dict[str, Any], path: Path) -> Path:
     width, bar_height, left = 900, 34, 300
     image = Image.new("RGB", (width, 60 + bar_height * len(rows)), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((10, 10), "photopipe bench: 12 MP JPEG → 2048/1024/256 WebP q80 m4 (images/s)", fill="black")
+    draw.text((10, 10), "photopipe bench: 12 MP JPEG to 2048/1024/256 WebP q80 m4 (images per second)", fill="black")
     top = max(value for _, value in rows)
     for index, (name, value) in enumerate(rows):
         y = 40 + index * bar_height
