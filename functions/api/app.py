@@ -11,7 +11,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from chalice import Chalice, Response
 
 from photopipe_core.api import ApiError, MediaApi, parse_upload_request
@@ -21,6 +22,7 @@ from photopipe_core.settings import get_settings
 from photopipe_core.storage import object_store, presigner
 
 logger = Logger()
+metrics = Metrics()
 app = Chalice(app_name="photopipe-api")
 JSON = {"Content-Type": "application/json"}
 # Chalice's own routing errors, in the API's error format.
@@ -60,8 +62,12 @@ def route(path: str, **options: Any) -> Callable[[Callable[..., Response]], Call
 
 @app.middleware("http")
 def error_format(event: Any, get_response: Callable[[Any], Response]) -> Response:
-    """Chalice's own errors (unknown method, unexpected exception …) in the API's error format."""
-    return _normalise_error(get_response(event))
+    """Chalice's own errors (unknown method, unexpected exception …) in the API's error format; the request's
+    metrics are published (CloudWatch EMF on stdout) once it is answered."""
+    response = _normalise_error(get_response(event))
+    metrics.add_metric(name=f"http_{response.status_code // 100}xx", unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()
+    return response
 
 
 def _normalise_error(response: Response) -> Response:
@@ -75,12 +81,17 @@ def _normalise_error(response: Response) -> Response:
 def create_upload() -> Response:
     request = app.current_request
     upload = parse_upload_request(request.raw_body, get_settings())
-    return respond(media_api().create_upload(upload, request.headers.get("idempotency-key")), 201)
+    created = media_api().create_upload(upload, request.headers.get("idempotency-key"))
+    metrics.add_metric(name=f"uploads_{created['upload']['method'].lower()}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="upload_bytes_declared", unit=MetricUnit.Bytes, value=upload.size)
+    return respond(created, 201)
 
 
 @route("/v1/uploads/{media_id}/complete", methods=["POST"], content_types=["application/json", "text/plain"])
 def complete_upload(media_id: str) -> Response:
-    return respond(media_api().complete_upload(media_id))
+    completed = media_api().complete_upload(media_id)
+    metrics.add_metric(name="uploads_completed_multipart", unit=MetricUnit.Count, value=1)
+    return respond(completed)
 
 
 @route("/v1/media/{media_id}", methods=["GET"])

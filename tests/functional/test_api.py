@@ -262,3 +262,13 @@ def test_the_openapi_document_is_valid_and_lists_exactly_the_apps_routes(stack: 
     }
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert documented == routes
+
+
+def test_each_request_publishes_its_metrics(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    post(client, VALID)
+    post(client, {**VALID, "size": 0})
+    published = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    names = [set(doc) - {"_aws", "service"} for doc in published]
+    assert {"http_2xx", "uploads_put", "upload_bytes_declared"} <= names[0]
+    assert names[1] == {"http_4xx"}
+    assert published[0]["upload_bytes_declared"] == [1234.0]  # EMF values are lists
