@@ -13,6 +13,7 @@ from chalice.test import Client
 from openapi_spec_validator import validate
 
 from photopipe import samples
+from photopipe_core.api import plan_parts
 from photopipe_core.keys import MEDIA_ID_PATTERN
 from photopipe_core.repository import media_repository
 from tests.functional.conftest import FUNCTIONS_DIR, FakeContext, load_function
@@ -170,6 +171,7 @@ def test_large_uploads_get_a_multipart_upload_that_resumes_and_completes(client:
     media_id, upload = grant["media_id"], grant["upload"]
     assert upload["method"] == "MULTIPART"
     assert upload["complete_url"] == f"/v1/uploads/{media_id}/complete"
+    assert upload["part_size"] == 8 * MIB
     assert [(p["part_number"], p["size"], p["uploaded"]) for p in upload["parts"]] == [
         (1, 8 * MIB, False),
         (2, 8 * MIB, False),
@@ -228,6 +230,13 @@ def test_a_replayed_single_put_upload_whose_bytes_arrived_is_already_uploaded(cl
         "message": f"media {first['media_id']} was already uploaded and is PENDING_UPLOAD; see {first['status_url']}",
         "media_id": first["media_id"],
     }
+
+
+def test_parts_grow_to_stay_within_ten_thousand() -> None:
+    size = 10_000 * 8 * MIB + 1
+    parts = plan_parts(size, 8 * MIB)
+    assert len(parts) <= 10_000 and sum(length for _, length in parts) == size
+    assert parts[0][1] > 8 * MIB and [number for number, _ in parts] == list(range(1, len(parts) + 1))
 
 
 def test_an_expired_multipart_upload_is_replaced_on_the_next_request(client: Client) -> None:

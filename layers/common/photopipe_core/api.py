@@ -203,7 +203,7 @@ class MediaApi:
         return {
             "method": "MULTIPART",
             "upload_id": upload_id,
-            "part_size": self._settings.multipart_part_bytes if len(parts) > 1 else item.source.size,
+            "part_size": parts[0]["size"],  # every part but the last is this long
             "parts": parts,
             "complete_url": f"/v1/uploads/{item.media_id}/complete",
         }
