@@ -104,8 +104,8 @@ def test_a_run_killed_mid_upload_then_run_again_processes_every_photo_once(stack
         [*command, str(folder), "--wait", "--json"], capture_output=True, text=True, timeout=600, check=False
     )
 
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
     lines = [json.loads(line) for line in rerun.stdout.splitlines()]
+    assert rerun.returncode == 0, [line for line in lines if line["status"] != "READY"] or rerun.stderr[-2000:]
     assert len(lines) == 24 and {line["status"] for line in lines} == {"READY"}
     by_path = {line["path"]: line["media_id"] for line in lines}
     assert len(set(by_path.values())) == 24
