@@ -85,7 +85,7 @@ def test_a_run_killed_mid_upload_then_run_again_processes_every_photo_once(stack
     folder = tmp_path / "roll"
     folder.mkdir()
     for index in range(24):
-        (folder / f"r{index:02d}.jpg").write_bytes(samples.jpeg_bytes(samples.photo(2400, 1800, seed=700 + index)))
+        (folder / f"r{index:02d}.jpg").write_bytes(samples.jpeg_bytes(samples.photo(1600, 1200, seed=700 + index)))
     cli = str(Path(sys.executable).with_name("photopipe"))  # the installed console script
     command = [cli, "--endpoint-url", stack.settings.endpoint_url, "upload"]
     first = subprocess.Popen(  # noqa: S603 - our own CLI
