@@ -34,8 +34,9 @@ from photopipe.upload import (
     collect,
     default_concurrency,
     drop_folder_writer,
+    drop_object,
 )
-from photopipe_core.keys import DROP_PREFIX, media_id_for_object
+from photopipe_core.keys import DROP_PREFIX
 
 # Wide enough for media ids and keys when the output is a file or a pipe (rich assumes 80 columns there).
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -403,10 +404,10 @@ def demo(ctx: Context, timeout: float, out_dir: Path) -> None:
 
     s3, bucket, prefix = ctx.stack.client("s3"), outputs.MediaBucketName, f"{DROP_PREFIX}demo-{run}/"
     for name, sample in chosen.items():
-        if sample.via == DROP:  # exactly what `aws s3 cp --recursive photos/drop s3://…/drop/…/` does
-            s3.upload_file(str(paths[name]), bucket, f"{prefix}{name}", ExtraArgs={"ContentType": sample.content_type})
-            etag = s3.head_object(Bucket=bucket, Key=f"{prefix}{name}")["ETag"]
-            media_ids[name] = media_id_for_object(bucket, f"{prefix}{name}", etag)
+        if sample.via == DROP:  # what `aws s3 cp --recursive photos/drop s3://…/drop/…/` does: no local checks
+            media_ids[name] = drop_object(
+                s3, bucket, f"{prefix}{name}", paths[name], sample.content_type, lambda _: None
+            )
     console.print(f"Dropped {len(chosen) - len(via_api)} files into s3://{bucket}/{prefix}", soft_wrap=True)
 
     with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:

@@ -29,7 +29,6 @@ TERMINAL = {"READY", "DUPLICATE", "REJECTED", "FAILED"}
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 ATTEMPTS = 6
 SNIFF_BYTES = 64
-CHUNK = 256 * 1024
 
 
 def default_concurrency() -> int:
@@ -135,6 +134,21 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, min(8.0, 0.2 * 2**attempt))  # noqa: S311 - jitter, not security
 
 
+def retried(call: Callable[[], requests.Response]) -> requests.Response:
+    """``call`` again after connection errors and 429/5xx, with backoff; the last answer (or error) stands."""
+    for attempt in range(ATTEMPTS):
+        try:
+            response = call()
+        except (requests.ConnectionError, requests.Timeout):
+            if attempt == ATTEMPTS - 1:
+                raise
+        else:
+            if response.status_code not in RETRY_STATUSES or attempt == ATTEMPTS - 1:
+                return response
+        time.sleep(backoff(attempt))
+    raise AssertionError("unreachable")
+
+
 class FileSlice:
     """``length`` bytes of a file from ``offset``, read in chunks as the HTTP body (so a 40 MB file is never held
     in memory) and reported to ``sent`` as they go."""
@@ -179,41 +193,28 @@ class ApiClient:
 
     def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
         """One HTTP call, retried on connection errors and 429/5xx with backoff; other statuses are returned."""
-        for attempt in range(ATTEMPTS):
-            try:
-                response = self.session.request(method, self.url(path_or_url), timeout=60, **kwargs)
-            except (requests.ConnectionError, requests.Timeout):
-                if attempt == ATTEMPTS - 1:
-                    raise
-            else:
-                if response.status_code not in RETRY_STATUSES or attempt == ATTEMPTS - 1:
-                    return response
-            time.sleep(backoff(attempt))
-        raise AssertionError("unreachable")
+        return retried(lambda: self.session.request(method, self.url(path_or_url), timeout=60, **kwargs))
 
     def send_bytes(
         self, url: str, headers: dict[str, str], path: Path, offset: int, length: int, sent: Callable[[int], None]
     ) -> requests.Response:
-        """PUT a byte range of a file to a presigned URL, retried like ``request``; a restarted send takes back the
-        bytes it had reported."""
-        for attempt in range(ATTEMPTS):
+        """PUT a byte range of a file to a presigned URL, retried like ``request``; a send that does not end in
+        200 takes back the bytes it had reported."""
+
+        def once() -> requests.Response:
             body = FileSlice(path, offset, length, sent)
             try:
                 response = self.session.put(url, data=body, headers=headers, timeout=120)
             except (requests.ConnectionError, requests.Timeout):
                 sent(-body.sent)
-                if attempt == ATTEMPTS - 1:
-                    raise
-            else:
-                if response.status_code not in RETRY_STATUSES or attempt == ATTEMPTS - 1:
-                    if response.status_code != 200:
-                        sent(-body.sent)
-                    return response
-                sent(-body.sent)
+                raise
             finally:
                 body.close()
-            time.sleep(backoff(attempt))
-        raise AssertionError("unreachable")
+            if response.status_code != 200:
+                sent(-body.sent)
+            return response
+
+        return retried(once)
 
     def media(self, media_id: str) -> dict[str, Any]:
         response = self.request("GET", f"/v1/media/{media_id}")
@@ -429,15 +430,18 @@ class Uploader:
         result.updated_at = media.get("updated_at")
 
 
+def drop_object(s3: Any, bucket: str, key: str, path: Path, content_type: str, sent: Callable[[int], None]) -> str:
+    """Write a file into the drop folder (boto3's managed transfer: multipart for big files) and return the media id
+    the object will get (it depends on the ETag S3 gives it)."""
+    s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type}, Callback=sent)
+    return media_id_for_object(bucket, key, s3.head_object(Bucket=bucket, Key=key)["ETag"])
+
+
 def drop_folder_writer(s3: Any, bucket: str, prefix: str) -> Callable[[LocalFile, Callable[[int], None]], str]:
-    """Write files under drop/<prefix>/ (boto3's managed transfer: multipart for big files) and return the media
-    id each object will get."""
+    """Writes files under drop/<prefix>/; files of the same name from different folders do not overwrite each other."""
 
     def write(local: LocalFile, sent: Callable[[int], None]) -> str:
-        # Files of the same name from different folders must not overwrite each other.
         key = f"{DROP_PREFIX}{prefix}{local.sha256[:12]}/{local.path.name}"
-        s3.upload_file(str(local.path), bucket, key, ExtraArgs={"ContentType": local.content_type}, Callback=sent)
-        etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
-        return media_id_for_object(bucket, key, etag)
+        return drop_object(s3, bucket, key, local.path, local.content_type, sent)
 
     return write
