@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import time
@@ -21,7 +22,7 @@ from photopipe_core.pipeline import PipelineStarter
 from photopipe_core.repository import InvalidTransition, MediaRepository
 from photopipe_core.rules import CONTENT_TYPES, normalise_declared
 from photopipe_core.settings import Settings
-from photopipe_core.storage import NoSuchUpload, ObjectStore, Presigner
+from photopipe_core.storage import NoSuchUpload, ObjectStore, Presigner, UploadedPart
 
 ACCEPTED_TYPES = frozenset(CONTENT_TYPES.values())
 # Abandoned PENDING_UPLOAD items leave the table after this long (DynamoDB TTL).
@@ -184,13 +185,13 @@ class MediaApi:
     def _multipart_grant(self, item: MediaItem, expires: int) -> dict[str, Any]:
         """Part URLs for every part (a resumed upload learns which parts S3 already holds: ``uploaded``)."""
         key, upload_id = item.source.key, item.source.upload_id
-        try:
-            if upload_id is None:
-                raise NoSuchUpload("no multipart upload was started")
-            held = self._store.uploaded_parts(key, upload_id)
-        except NoSuchUpload:
+        held: dict[int, UploadedPart] | None = None
+        if upload_id is not None:
+            with contextlib.suppress(NoSuchUpload):  # expired or aborted: a new one is started below
+                held = self._store.uploaded_parts(key, upload_id)
+        if upload_id is None or held is None:
             if self._store.exists(key):  # completed a moment ago; the pipeline has not picked it up yet
-                raise self._already_uploaded(item) from None
+                raise self._already_uploaded(item)
             upload_id = self._store.start_multipart(key, item.source.content_type or "application/octet-stream")
             self._repo.set_upload_id(item.media_id, upload_id)
             held = {}
