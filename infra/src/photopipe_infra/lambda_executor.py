@@ -8,6 +8,7 @@ a dead process before the next invoke, and turns the process's output into the i
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -20,9 +21,11 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import ClassVar
 
 import requests
 from localstack import config
@@ -32,10 +35,14 @@ from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 from localstack.services.lambda_.invocation.runtime_executor import LambdaRuntimeException, RuntimeExecutor
 from localstack.utils.net import get_free_tcp_port
 
+from photopipe_infra.launcher import default_lambda_processes
+
 LOG = logging.getLogger(__name__)
 
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
 PYTHON_ENV_VAR = "LAMBDA_PROCESS_PYTHON"
+# How many processes one function version may run at once (default: the host's cores, at least 2).
+MAX_PROCESSES_ENV_VAR = "LAMBDA_PROCESS_MAX_PER_FUNCTION"
 # Seconds between liveness checks of the process while an invocation is in flight.
 POLL_SECONDS = 0.02
 # Seconds a process gets to exit on SIGTERM before it is killed.
@@ -79,129 +86,69 @@ def peak_rss_mb(pid: int) -> int | None:
     return None
 
 
-class ProcessRuntimeExecutor(RuntimeExecutor):
-    """Runs one execution environment as one host process."""
+class LambdaProcess:
+    """One runtime process: a warm execution environment, with the endpoint it reports to and its own output file."""
 
-    def __init__(self, id: str, function_version: FunctionVersion) -> None:  # noqa: A002 - LocalStack's signature
-        super().__init__(id=id, function_version=function_version)
-        self.executor_endpoint = ExecutorEndpoint(self.id, container_address="127.0.0.1", container_port=None)
-        self._env: dict[str, str] = {}
-        self._process: subprocess.Popen[bytes] | None = None
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"lambda-{function_version.id.function_name}-"))
-        self._log_path = self._workdir / "output.log"
+    def __init__(self, function_version: FunctionVersion, env: dict[str, str]) -> None:
+        self.function_version = function_version
+        self.id = uuid.uuid4().hex
+        self.endpoint = ExecutorEndpoint(self.id, container_address="127.0.0.1", container_port=get_free_tcp_port())
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"lambda-{function_version.id.function_name}-"))
+        self.log_path = self.workdir / "output.log"
         self._log_offset = 0
-        self._lock = threading.Lock()
-        self._stopped = False
-
-    # --- lifecycle -------------------------------------------------------------------------------------------
-    def start(self, env_vars: dict[str, str]) -> None:
-        runtime = self.function_version.config.runtime or ""
-        if not runtime.startswith("python"):
-            raise LambdaRuntimeException(f"The process executor runs Python functions only, not '{runtime}'")
-        self._env = self._process_env(env_vars)
-        self.executor_endpoint.start()
-        self._spawn()
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._kill()
-        with contextlib.suppress(Exception):
-            self.executor_endpoint.shutdown()
-        shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def _process_env(self, env_vars: dict[str, str]) -> dict[str, str]:
-        code_dir = str(self.function_version.config.code.get_unzipped_code_location())
-        paths = [code_dir]
-        runtime = self.function_version.config.runtime
-        for layer in self.function_version.config.layers:
-            root = layer.code.get_unzipped_code_location()
-            paths += [str(root / "python" / "lib" / runtime / "site-packages"), str(root / "python")]
-        tmp = self._workdir / "tmp"
-        tmp.mkdir(exist_ok=True)
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "en_US.UTF-8",
+        tmp = self.workdir / "tmp"
+        tmp.mkdir()
+        gateway_port = config.GATEWAY_LISTEN[0].port
+        self.env = {
+            **env,
             "TMPDIR": str(tmp),
             "HOME": str(tmp),
-            **{k: str(v) for k, v in env_vars.items()},
-            "LAMBDA_TASK_ROOT": code_dir,
-            "PYTHONPATH": os.pathsep.join(paths),
+            "LOCALSTACK_RUNTIME_ID": self.id,
+            "LOCALSTACK_RUNTIME_ENDPOINT": f"http://127.0.0.1:{gateway_port}{self.endpoint.get_endpoint_prefix()}",
+            "LAMBDA_PROCESS_PORT": str(self.endpoint.container_port),
         }
-        return env
+        self.popen: subprocess.Popen[bytes] | None = None
 
-    def _spawn(self) -> None:
-        """Start a fresh process and wait until it reports ready (or dies trying)."""
-        port = get_free_tcp_port()
-        self.executor_endpoint.container_port = port
-        if self._process is not None:
-            # A replacement: LocalStack's startup future was used by the first process.
-            self.executor_endpoint.startup_future = Future()
-        self._log_offset = self._log_path.stat().st_size if self._log_path.exists() else 0
-        with self._log_path.open("ab") as log:
-            self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def start(self) -> None:
+        """Start the process and wait until it reports ready (or dies trying)."""
+        self.endpoint.start()
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 [str(lambda_python()), "-I", "-u", str(BOOTSTRAP)],
-                env={**self._env, "LAMBDA_PROCESS_PORT": str(port)},
-                cwd=self._env["LAMBDA_TASK_ROOT"],
+                env=self.env,
+                cwd=self.env["LAMBDA_TASK_ROOT"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so a timeout kills whatever it started too
             )
-        LOG.debug("Started Lambda process %s for %s", self._process.pid, self.function_version.qualified_arn)
-        startup = self.executor_endpoint.startup_future
+        LOG.debug("Started Lambda process %s for %s", self.popen.pid, self.function_version.qualified_arn)
         while True:
             try:
-                startup.result(timeout=POLL_SECONDS)
+                self.endpoint.startup_future.result(timeout=POLL_SECONDS)
                 return
             except FutureTimeout:
-                if self._process.poll() is not None:
+                if self.popen.poll() is not None:
                     raise LambdaRuntimeException(
-                        f"Runtime process exited during start ({describe_exit(self._process.returncode)}): "
-                        f"{self._read_new_output()[-2000:]}"
+                        f"Runtime process exited during start ({describe_exit(self.popen.returncode)}): "
+                        f"{self.read_new_output()[-2000:]}"
                     ) from None
 
-    def _kill(self) -> None:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-    def _read_new_output(self) -> str:
-        with contextlib.suppress(OSError), self._log_path.open("rb") as log:
-            log.seek(self._log_offset)
-            data = log.read()
-            self._log_offset += len(data)
-            return data.decode(errors="replace")
-        return ""
-
-    # --- invocation ------------------------------------------------------------------------------------------
     def invoke(self, payload: dict[str, str]) -> InvocationResult:
-        with self._lock:
-            if self._stopped:
-                raise LambdaRuntimeException(f"Execution environment {self.id} is stopped")
-            if self._process is None or self._process.poll() is not None:
-                # The previous process timed out or crashed: this invoke gets a fresh one (a cold start).
-                self._spawn()
-            return self._invoke(payload)
-
-    def _invoke(self, payload: dict[str, str]) -> InvocationResult:
-        assert self._process is not None
+        """Run one invocation; the function's timeout counts from the moment the process receives it."""
+        assert self.popen is not None
         request_id = payload["invoke-id"]
         timeout = float(self.function_version.config.timeout)
-        endpoint = self.executor_endpoint
         future: Future[InvocationResult] = Future()
-        endpoint.invocation_future = future
-        endpoint.logs = None
+        self.endpoint.invocation_future = future
+        self.endpoint.logs = None
         started = time.monotonic()
         response = requests.post(
-            f"http://127.0.0.1:{endpoint.container_port}/invoke", json=payload, proxies=NO_PROXY, timeout=10
+            f"http://127.0.0.1:{self.endpoint.container_port}/invoke", json=payload, proxies=NO_PROXY, timeout=10
         )
         response.raise_for_status()
         deadline = started + timeout
@@ -211,33 +158,23 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             try:
                 result = future.result(timeout=POLL_SECONDS)
             except FutureTimeout:
-                if self._process.poll() is not None:
-                    failure = f"Runtime exited with error: {describe_exit(self._process.returncode)}"
-                    result = self._error_result(
-                        request_id, "Runtime.ExitError", f"RequestId: {request_id} Error: {failure}"
-                    )
+                if self.popen.poll() is not None:
+                    failure = f"Runtime exited with error: {describe_exit(self.popen.returncode)}"
+                    result = error_result(request_id, "Runtime.ExitError", f"RequestId: {request_id} Error: {failure}")
                 elif time.monotonic() >= deadline:
-                    self._kill()
+                    self.kill()
                     failure = f"Task timed out after {timeout:.2f} seconds"
-                    result = self._error_result(
-                        request_id, "Sandbox.Timedout", f"RequestId: {request_id} Error: {failure}"
-                    )
+                    result = error_result(request_id, "Sandbox.Timedout", f"RequestId: {request_id} Error: {failure}")
         duration_ms = (time.monotonic() - started) * 1000
-        logs = self._invocation_log(request_id, duration_ms, failure)
-        return dataclasses.replace(result, logs=logs)
-
-    @staticmethod
-    def _error_result(request_id: str, error_type: str, message: str) -> InvocationResult:
-        body = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
-        return InvocationResult(request_id=request_id, payload=body, is_error=True, logs=None)
+        return dataclasses.replace(result, logs=self._invocation_log(request_id, duration_ms, failure))
 
     def _invocation_log(self, request_id: str, duration_ms: float, failure: str) -> str:
         version = self.function_version.id.qualifier
-        output = self._read_new_output()
+        output = self.read_new_output()
         if output and not output.endswith("\n"):
             output += "\n"
         memory = self.function_version.config.memory_size
-        used = peak_rss_mb(self._process.pid) if self._process and self._process.poll() is None else None
+        used = peak_rss_mb(self.popen.pid) if self.popen is not None and self.alive else None
         report = (
             f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
             f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {memory} MB"
@@ -250,6 +187,201 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         lines += [f"END RequestId: {request_id}\n", report + "\n"]
         return "".join(lines)
 
+    def read_new_output(self) -> str:
+        with contextlib.suppress(OSError), self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            data = log.read()
+            self._log_offset += len(data)
+            return data.decode(errors="replace")
+        return ""
+
+    def output(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")
+        return ""
+
+    def kill(self) -> None:
+        process = self.popen
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def close(self) -> None:
+        self.kill()
+        with contextlib.suppress(Exception):
+            self.endpoint.shutdown()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def error_result(request_id: str, error_type: str, message: str) -> InvocationResult:
+    body = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+    return InvocationResult(request_id=request_id, payload=body, is_error=True, logs=None)
+
+
+def max_processes() -> int:
+    value = os.environ.get(MAX_PROCESSES_ENV_VAR, "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return default_lambda_processes()
+
+
+@dataclasses.dataclass
+class _Waiter:
+    ready: threading.Event = dataclasses.field(default_factory=threading.Event)
+    process: LambdaProcess | None = None
+
+
+class ProcessPool:
+    """The runtime processes of one function version: at most ``size`` of them, reused warm, handed out first come
+    first served. LocalStack opens an execution environment per concurrent invocation; on a small host that would
+    be a new interpreter (and a cold start) for each, all fighting for the same cores. Here the environments share
+    the pool, so extra concurrent invocations wait for a warm process instead.
+    """
+
+    _pools: ClassVar[dict[tuple[str, str], ProcessPool]] = {}
+    _pools_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, key: tuple[str, str], size: int) -> None:
+        self.key = key
+        self.size = size
+        self._lock = threading.Lock()
+        self._idle: list[LambdaProcess] = []
+        self._slots_taken = 0  # processes alive, starting, or in use
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        self._users = 0
+        self._closed = False
+
+    @classmethod
+    def attach(cls, function_version: FunctionVersion) -> ProcessPool:
+        key = (function_version.qualified_arn, function_version.config.revision_id)
+        with cls._pools_lock:
+            pool = cls._pools.get(key)
+            if pool is None:
+                pool = cls._pools[key] = ProcessPool(key, max_processes())
+            pool._users += 1
+            return pool
+
+    def detach(self) -> None:
+        """One environment fewer; the last one out stops the processes."""
+        with self._pools_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            self._pools.pop(self.key, None)
+        self.close()
+
+    def acquire(self) -> LambdaProcess | None:
+        """A warm process, or None when the caller holds a free slot and must start a process itself."""
+        with self._lock:
+            if self._closed:
+                raise LambdaRuntimeException("The function's processes are stopped")
+            if not self._waiters:
+                if self._idle:
+                    return self._idle.pop()  # the most recently used: the warmest
+                if self._slots_taken < self.size:
+                    self._slots_taken += 1
+                    return None
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+        waiter.ready.wait()
+        if self._closed and waiter.process is None:
+            raise LambdaRuntimeException("The function's processes are stopped")
+        return waiter.process
+
+    def release(self, process: LambdaProcess | None) -> None:
+        """Give back a process (or, with None or a dead process, the slot of one that is gone)."""
+        if process is not None and (not process.alive or self._closed):
+            process.close()
+            process = None
+        with self._lock:
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.process = process  # None: the slot passes on, the waiter starts a process
+                waiter.ready.set()
+                return
+            if process is None:
+                self._slots_taken -= 1
+            else:
+                self._idle.append(process)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            waiters, self._waiters = list(self._waiters), collections.deque()
+        for waiter in waiters:
+            waiter.ready.set()
+        for process in idle:
+            process.close()
+
+
+class ProcessRuntimeExecutor(RuntimeExecutor):
+    """One LocalStack execution environment; its invocations run in the function version's process pool."""
+
+    def __init__(self, id: str, function_version: FunctionVersion) -> None:  # noqa: A002 - LocalStack's signature
+        super().__init__(id=id, function_version=function_version)
+        self._env: dict[str, str] = {}
+        self._pool: ProcessPool | None = None
+        self._current: LambdaProcess | None = None
+        self._last: LambdaProcess | None = None
+        self._stopped = False
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def start(self, env_vars: dict[str, str]) -> None:
+        runtime = self.function_version.config.runtime or ""
+        if not runtime.startswith("python"):
+            raise LambdaRuntimeException(f"The process executor runs Python functions only, not '{runtime}'")
+        self._env = self._process_env(env_vars)
+        self._pool = ProcessPool.attach(self.function_version)
+
+    def stop(self) -> None:
+        self._stopped = True
+        current = self._current
+        if current is not None:
+            current.kill()  # the invocation in flight ends as a crash; its process is not reused
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.detach()
+
+    def _process_env(self, env_vars: dict[str, str]) -> dict[str, str]:
+        code_dir = str(self.function_version.config.code.get_unzipped_code_location())
+        paths = [code_dir]
+        runtime = self.function_version.config.runtime
+        for layer in self.function_version.config.layers:
+            root = layer.code.get_unzipped_code_location()
+            paths += [str(root / "python" / "lib" / runtime / "site-packages"), str(root / "python")]
+        return {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "en_US.UTF-8",
+            **{k: str(v) for k, v in env_vars.items()},
+            "LAMBDA_TASK_ROOT": code_dir,
+            "PYTHONPATH": os.pathsep.join(paths),
+        }
+
+    # --- invocation ------------------------------------------------------------------------------------------
+    def invoke(self, payload: dict[str, str]) -> InvocationResult:
+        pool = self._pool
+        if self._stopped or pool is None:
+            raise LambdaRuntimeException(f"Execution environment {self.id} is stopped")
+        process = pool.acquire()
+        try:
+            if process is None:  # a free slot: this invocation is a cold start
+                process = LambdaProcess(self.function_version, self._env)
+                self._last = process
+                process.start()
+            self._current = self._last = process
+            return process.invoke(payload)
+        finally:
+            self._current = None
+            pool.release(process)
+
     # --- addresses -------------------------------------------------------------------------------------------
     def get_address(self) -> str:
         return "127.0.0.1"
@@ -258,13 +390,12 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         return "127.0.0.1"
 
     def get_runtime_endpoint(self) -> str:
+        # Each process reports to its own endpoint (set when it starts); this one is never used.
         port = config.GATEWAY_LISTEN[0].port
-        return f"http://127.0.0.1:{port}{self.executor_endpoint.get_endpoint_prefix()}"
+        return f"http://127.0.0.1:{port}/_localstack_lambda/{self.id}"
 
     def get_logs(self) -> str:
-        with contextlib.suppress(OSError):
-            return self._log_path.read_text(errors="replace")
-        return ""
+        return self._last.output() if self._last is not None else ""
 
     # --- versions --------------------------------------------------------------------------------------------
     @classmethod

@@ -34,6 +34,11 @@ START_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 20.0
 
 
+def default_lambda_processes() -> int:
+    """One process per core (at least two): Lambda work here is CPU-bound and shares the host with LocalStack."""
+    return max(2, os.cpu_count() or 2)
+
+
 class LauncherError(RuntimeError):
     """Something stops LocalStack from starting; the message says what and what to do."""
 
@@ -55,6 +60,8 @@ class EmbeddedLocalStack:
 
     port: int = DEFAULT_PORT
     folder: Path = field(default_factory=lambda: state_dir() / "localstack")
+    # Runtime processes per Lambda function version; more concurrent invocations wait for a warm one.
+    lambda_processes: int = field(default_factory=default_lambda_processes)
 
     @property
     def pid_file(self) -> Path:
@@ -93,6 +100,7 @@ class EmbeddedLocalStack:
             "TMPDIR": str(tmp),
             "LAMBDA_RUNTIME_EXECUTOR": "process",
             "LAMBDA_PROCESS_PYTHON": str(venvs.LAMBDA_PYTHON.python),
+            "LAMBDA_PROCESS_MAX_PER_FUNCTION": str(self.lambda_processes),
             "PROVIDER_OVERRIDE_DYNAMODB": "moto",
             "PROVIDER_OVERRIDE_DYNAMODBSTREAMS": "moto",
             # SQS event sources poll at most every half second when idle (LocalStack backs off up to 10 s by
