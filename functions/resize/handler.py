@@ -1,4 +1,4 @@
-"""Resize: decode once, render every variant upright in sRGB, store lossless intermediates under work/."""
+"""Resize: decode once, render every variant upright in sRGB, write each to media/{media_id}/{variant}.webp."""
 
 from __future__ import annotations
 

@@ -29,10 +29,5 @@ def run_pipeline(media: dict[str, Any], context: FakeContext, execution: str = E
     if duplicate_of:
         return load_function("outcome").duplicate_handler({**state, "duplicate_of": duplicate_of}, context)
     rendered = load_function("resize").lambda_handler(state, context)
-    webp = load_function("webp")
-    outputs = [
-        webp.lambda_handler({"media_id": media["media_id"], "execution_arn": execution, "variant": v}, context)
-        for v in rendered["variants"]
-    ]
-    final = {**state, "phash": rendered["phash"], "facts": rendered["facts"], "outputs": outputs}
+    final = {**state, "variants": rendered["variants"], "phash": rendered["phash"], "facts": rendered["facts"]}
     return load_function("finalize").lambda_handler(final, context)

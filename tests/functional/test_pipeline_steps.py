@@ -152,18 +152,18 @@ def test_fail_records_the_step_and_sends_a_redrivable_message(stack: dict[str, A
     cause = json.dumps({"errorType": "ClientError", "errorMessage": "An error occurred (NoSuchBucket)"})
 
     result = load_function("outcome").fail_handler(
-        {**state, "error": {"Error": "ClientError", "Cause": cause}, "failed_step": "webp"}, context
+        {**state, "error": {"Error": "ClientError", "Cause": cause}, "failed_step": "resize"}, context
     )
 
     assert result["status"] == "FAILED"
     item = media_repository().get("F1")
-    assert item is not None and item.error == "webp: ClientError: An error occurred (NoSuchBucket)"
+    assert item is not None and item.error == "resize: ClientError: An error occurred (NoSuchBucket)"
     [message] = boto3.client("sqs").receive_message(QueueUrl=stack["failed_queue_url"])["Messages"]
     body = json.loads(message["Body"])
     assert body["media_id"] == "F1"
     assert body["execution_arn"] == EXECUTION
     assert body["input"] == media
-    assert body["step"] == "webp" and body["error"] == "ClientError"
+    assert body["step"] == "resize" and body["error"] == "ClientError"
 
 
 def test_a_failed_media_can_be_processed_again_by_a_new_execution(stack: dict[str, Any], context: FakeContext) -> None:

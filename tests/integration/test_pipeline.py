@@ -243,14 +243,14 @@ def test_a_step_that_keeps_failing_ends_failed_and_redrive_makes_it_ready(
     function_name: Callable[[str], str],
     throttled: Callable[[str], None],
 ) -> None:
-    webp = function_name("WebpFunction")
-    throttled(webp)
+    finalize = function_name("FinalizeFunction")
+    throttled(finalize)
     media_id = drop(stack, aws_client, samples.jpeg_bytes(samples.photo(900, 700, seed=26)))
 
     item = finished(reader, media_id, timeout=120)
 
     assert item.status == Status.FAILED
-    assert item.error is not None and item.error.startswith("webp:")
+    assert item.error is not None and item.error.startswith("finalize:")
     runner = CliRunner()
     endpoint = ["--endpoint-url", stack.settings.endpoint_url]
     listed = runner.invoke(main, [*endpoint, "failed", "--json"])
@@ -260,7 +260,7 @@ def test_a_step_that_keeps_failing_ends_failed_and_redrive_makes_it_ready(
         {k: f[k] for k in ("queue", "media_id")} for f in failures
     ]
 
-    aws_client("lambda").delete_function_concurrency(FunctionName=webp)  # the cause is gone
+    aws_client("lambda").delete_function_concurrency(FunctionName=finalize)  # the cause is gone
     redriven = runner.invoke(main, [*endpoint, "redrive", media_id])
     assert redriven.exit_code == 0, redriven.output
     assert f"started {media_id}-1" in redriven.output

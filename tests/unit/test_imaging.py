@@ -247,11 +247,6 @@ def test_webp_encode_uses_the_settings() -> None:
     assert len(small) < len(large)
 
 
-def test_intermediate_round_trip_is_lossless() -> None:
-    image = Image.new("RGBA", (33, 17), (1, 2, 3, 4))
-    assert imaging.from_intermediate(imaging.to_intermediate(image)).tobytes() == image.tobytes()
-
-
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "TIFF"])
 def test_damaged_files_only_ever_end_as_rejections(fmt: str) -> None:
     """Random byte damage (seeded) to a valid file: the outcome is an image or a RejectedInput, nothing else."""

@@ -278,19 +278,6 @@ def encode_webp(image: Image.Image, settings: WebpSettings) -> bytes:
     return buffer.getvalue()
 
 
-def to_intermediate(image: Image.Image) -> bytes:
-    """Lossless, uncompressed bytes for passing a variant between steps (cheap to write and read)."""
-    buffer = io.BytesIO()
-    image.save(buffer, "TIFF", compression=None)
-    return buffer.getvalue()
-
-
-def from_intermediate(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data), formats=["TIFF"])
-    image.load()
-    return image
-
-
 def perceptual_hash(image: Image.Image) -> str:
     """A 64-bit difference hash (16 hex digits): close pictures give hashes a few bits apart."""
     grey = image.convert("L").resize((9, 8), Image.Resampling.BILINEAR)

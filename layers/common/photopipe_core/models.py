@@ -82,7 +82,7 @@ class SourceFacts(BaseModel):
 
 
 class VariantRef(BaseModel):
-    """A variant between steps: an intermediate under work/ or, once encoded, the output under media/."""
+    """A variant written by Resize: its WebP output under media/."""
 
     name: str
     key: str
@@ -100,7 +100,6 @@ class StepInput(BaseModel):
     variants: list[VariantRef] = Field(default_factory=list)
     phash: str | None = None
     facts: PhotoFacts | None = None
-    outputs: list[VariantRef] = Field(default_factory=list)
 
 
 class StepError(BaseModel):
@@ -149,11 +148,3 @@ class MediaItem(BaseModel):
     attempts: int = 0
     created_at: str
     updated_at: str
-
-
-class VariantTask(BaseModel):
-    """One iteration of the WebP Map: which intermediate to encode, for which media and run."""
-
-    media_id: str
-    execution_arn: str
-    variant: VariantRef

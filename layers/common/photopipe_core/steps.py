@@ -1,7 +1,7 @@
 """The pipeline's steps as domain functions over models and adapters (the Lambda handlers only call these).
 
-Validate → Dedupe → Resize → Webp (one call per variant) → Finalize, plus the outcome steps Reject,
-Duplicate and Fail. Steps pass S3 keys, never image bytes; every step is safe to run again.
+Validate → Dedupe → Resize (decode once, every variant rendered and written as WebP) → Finalize, plus the outcome
+steps Reject, Duplicate and Fail. Steps pass S3 keys, never image bytes; every step is safe to run again.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ from typing import Any
 
 from photopipe_core import imaging
 from photopipe_core.errors import REJECTIONS, CorruptImage, TooLarge
-from photopipe_core.keys import media_prefix, variant_key, work_prefix
+from photopipe_core.keys import media_prefix, variant_key
 from photopipe_core.models import MediaItem, OutcomeInput, SourceFacts, Status, StepInput, Variant, VariantRef
 from photopipe_core.repository import MediaRepository
 from photopipe_core.settings import CACHE_CONTROL, Settings
 from photopipe_core.storage import MessageQueue, ObjectStore
 
 WEBP = "image/webp"
-INTERMEDIATE = "image/tiff"
 
 
 def validate(step: StepInput, store: ObjectStore, repo: MediaRepository, settings: Settings) -> StepInput:
@@ -57,7 +56,11 @@ def dedupe(step: StepInput, repo: MediaRepository) -> str | None:
 
 
 def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput:
-    """Decode once, render every variant upright in sRGB, and store them as lossless intermediates under work/."""
+    """Decode once, render every variant upright in sRGB and write each as WebP at its deterministic key.
+
+    One step for all variants: the decoded pixels never leave memory (no intermediates to write and read back),
+    and the original is downloaded once more here only because Validate must not decode it.
+    """
     assert step.source is not None, "resize runs after validate"
     source = step.source
     data = store.get(step.media.key)
@@ -72,28 +75,21 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
         source.sha256,
     )
     rendered = imaging.render(data, info, settings.variant_specs)
+    del data
     refs = []
     for name, image in rendered.variants.items():
-        key = f"{work_prefix(step.media.media_id)}{name}.tiff"
-        store.put(key, imaging.to_intermediate(image), INTERMEDIATE)
-        refs.append(VariantRef(name=name, key=key, width=image.width, height=image.height))
+        body = imaging.encode_webp(image, settings.webp)
+        key = variant_key(step.media.media_id, name)
+        store.put(key, body, WEBP, cache_control=CACHE_CONTROL)
+        refs.append(VariantRef(name=name, key=key, width=image.width, height=image.height, bytes=len(body)))
     return step.model_copy(update={"variants": refs, "phash": rendered.phash, "facts": rendered.facts})
 
 
-def encode_variant(media_id: str, variant: VariantRef, store: ObjectStore, settings: Settings) -> VariantRef:
-    """Encode one intermediate to WebP at its deterministic output key."""
-    image = imaging.from_intermediate(store.get(variant.key))
-    body = imaging.encode_webp(image, settings.webp)
-    key = variant_key(media_id, variant.name)
-    store.put(key, body, WEBP, cache_control=CACHE_CONTROL)
-    return VariantRef(name=variant.name, key=key, width=image.width, height=image.height, bytes=len(body))
-
-
 def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> MediaItem:
-    """Record READY with the variants, hashes and facts; index the perceptual hash; drop the intermediates."""
+    """Record READY with the variants, hashes and facts; index the perceptual hash."""
     assert step.source is not None and step.phash is not None, "finalize runs after resize"
     media_id = step.media.media_id
-    variants = {v.name: Variant(key=v.key, width=v.width, height=v.height, bytes=v.bytes or 0) for v in step.outputs}
+    variants = {v.name: Variant(key=v.key, width=v.width, height=v.height, bytes=v.bytes or 0) for v in step.variants}
     similar = repo.similar(media_id, step.phash)
     item = repo.finish(
         media_id,
@@ -109,7 +105,6 @@ def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> Medi
         height=step.facts.height if step.facts else step.source.height,
     )
     repo.index_phash(media_id, step.phash)
-    store.delete_prefix(work_prefix(media_id))
     return item
 
 
@@ -125,12 +120,11 @@ def error_cause(outcome: OutcomeInput) -> dict[str, Any]:
 
 
 def reject(outcome: OutcomeInput, store: ObjectStore, repo: MediaRepository) -> MediaItem:
-    """REJECTED with the reason code of the RejectedInput that was raised; nothing is left under media/ or work/."""
+    """REJECTED with the reason code of the RejectedInput that was raised; nothing is left under media/."""
     assert outcome.error is not None, "reject is reached through a Catch"
     reason = REJECTIONS[outcome.error.Error].reason
     detail = error_cause(outcome).get("errorMessage", "")
     media_id = outcome.media.media_id
-    store.delete_prefix(work_prefix(media_id))
     store.delete_prefix(media_prefix(media_id))
     return repo.finish(
         media_id,
