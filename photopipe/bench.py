@@ -40,6 +40,8 @@ from photopipe_core.rules import Limits, VariantSpec, WebpSettings
 
 VARIANTS = [VariantSpec("large", 2048), VariantSpec("medium", 1024), VariantSpec("thumb", 256)]
 WEBP = WebpSettings(quality=80, method=4)
+# Photos sent one at a time after the batch, for the single-photo latency on a warm stack.
+ONE_AT_A_TIME = 5
 LIMITS = Limits(max_bytes=200 * 1024 * 1024, max_pixels=100_000_000, max_frames=100)
 
 
@@ -272,6 +274,24 @@ def run_pipeline(stack: Stack, paths: list[Path], concurrency: int | None, timeo
         "p50_s": round(statistics.median(latencies), 3) if latencies else None,
         "p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 3) if latencies else None,
         "steps_s": step_durations(stack, [r.media_id for r in finished[:20] if r.media_id]),
+    }
+
+
+def run_one_at_a_time(stack: Stack, paths: list[Path], timeout: float) -> dict[str, Any]:
+    """Photos sent one at a time to the warm stack, each followed to READY before the next: the latency a single
+    photo sees (PUT accepted → READY) and where it goes, state by state."""
+    runs = [run_pipeline(stack, [path], 1, timeout) for path in paths]
+    latencies = [run["p50_s"] for run in runs if run["p50_s"] is not None]
+    steps: dict[str, list[float]] = {}
+    for run in runs:
+        for name, seconds in run["steps_s"].items():
+            steps.setdefault(name, []).append(seconds)
+    return {
+        "photos": len(paths),
+        "ready": sum(run["ready"] for run in runs),
+        "p50_s": round(statistics.median(latencies), 3) if latencies else None,
+        "max_s": max(latencies, default=None),
+        "steps_s": {name: round(statistics.median(values), 3) for name, values in steps.items()},
     }
 
 

@@ -344,8 +344,15 @@ def bench(ctx: Context, photos: int, kernel_photos: int, kernel_only: bool, as_j
         for path in corpus[:photos]:
             (folder / path.name).write_bytes(benchmark.stamped(path.read_bytes(), run))
             paths.append(folder / path.name)
+        singles = []
+        for path in corpus[: benchmark.ONE_AT_A_TIME]:
+            single = folder / f"single-{path.name}"
+            single.write_bytes(benchmark.stamped(path.read_bytes(), f"{run} single"))
+            singles.append(single)
         with console.status(f"Pipeline: {photos} photos through the API and the stack ..."):
             report["pipeline"] = benchmark.run_pipeline(ctx.stack, paths, None, timeout=max(600.0, photos * 3.0))
+        with console.status(f"Pipeline: {len(singles)} photos one at a time on the warm stack ..."):
+            report["pipeline"]["one_at_a_time"] = benchmark.run_one_at_a_time(ctx.stack, singles, timeout=120.0)
         report["rss_mb"]["stack"] = benchmark.stack_rss_mb(ctx.settings)
         pipeline = report["pipeline"]
         if pipeline["img_s"]:
