@@ -98,12 +98,14 @@ def kernel_naive(data: bytes) -> list[bytes]:
 def kernel_pyvips(data: bytes) -> list[bytes]:
     import pyvips  # noqa: PLC0415 - the optional extra, only when measured
 
-    largest = pyvips.Image.thumbnail_buffer(data, VARIANTS[0].long_edge)  # shrink-on-load, EXIF-rotated
-    outputs, previous = [], largest
+    edge = VARIANTS[0].long_edge
+    # Shrink-on-load to the largest variant (EXIF-rotated), held in memory so the cascade can read it again.
+    previous = pyvips.Image.thumbnail_buffer(data, edge, height=edge).copy_memory()
+    outputs = []
     for spec in VARIANTS:
-        image = previous if spec is VARIANTS[0] else previous.thumbnail_image(spec.long_edge)
+        image = previous if spec is VARIANTS[0] else previous.thumbnail_image(spec.long_edge, height=spec.long_edge)
         outputs.append(image.webpsave_buffer(Q=WEBP.quality, effort=WEBP.method, strip=True))
-        previous = image
+        previous = image.copy_memory()
     return outputs
 
 

@@ -6,6 +6,7 @@ import hashlib
 import io
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageChops, ImageFilter
 
 from photopipe import bench, samples
@@ -30,3 +31,18 @@ def test_the_chart_has_a_bar_per_measure(tmp_path: Path) -> None:
     chart = bench.chart({**report, "pipeline": {"img_s": 1.1}}, tmp_path / "chart.png")
     image = Image.open(chart)
     assert image.format == "PNG" and image.height == 60 + 34 * 4
+
+
+@pytest.mark.parametrize("kernel", ["photopipe", "naive_pillow", "pyvips"])
+def test_every_kernel_row_writes_the_same_three_upright_variants(kernel: str) -> None:
+    if kernel == "pyvips" and not bench.pyvips_available():
+        pytest.skip("pyvips is not installed (the optional `vips` extra)")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: every row must turn it upright
+    photo = samples.jpeg_bytes(samples.photo(3000, 2250, seed=8).transpose(Image.Transpose.ROTATE_90), exif=exif)
+    outputs = [Image.open(io.BytesIO(body)) for body in bench.KERNELS[kernel](photo)]
+    assert [(image.format, image.size) for image in outputs] == [
+        ("WEBP", (2048, 1536)),
+        ("WEBP", (1024, 768)),
+        ("WEBP", (256, 192)),
+    ]
