@@ -90,7 +90,8 @@ def up(ctx: Context, docker: bool) -> None:
     _bring_up(ctx, docker)
 
 
-def _bring_up(ctx: Context, docker: bool = False) -> None:
+def _bring_up(ctx: Context, docker: bool = False, outputs_to: Console = out) -> None:
+    """Start LocalStack and deploy if needed; the stack outputs go to stdout unless another console is named."""
     try:
         with console.status("Starting LocalStack and deploying the stack ..."):
             result = local.up(ctx.settings, docker=docker)
@@ -104,7 +105,7 @@ def _bring_up(ctx: Context, docker: bool = False) -> None:
         f"{'deployed' if result.deployed.changed else 'already up to date'} in {result.seconds:.1f} s"
     )
     for key, value in result.outputs.model_dump().items():
-        out.print(f"{key:<24} {value}", soft_wrap=True, highlight=False)
+        outputs_to.print(f"{key:<24} {value}", soft_wrap=True, highlight=False)
 
 
 @main.command()
@@ -337,7 +338,7 @@ def bench(ctx: Context, photos: int, kernel_photos: int, kernel_only: bool, as_j
         f"vs_{name}": round(ours / row["img_s"], 3) for name, row in kernel.items() if name != "photopipe"
     }
     if not kernel_only:
-        _bring_up(ctx)
+        _bring_up(ctx, outputs_to=console if as_json else out)  # with --json, stdout carries the JSON alone
         folder = out_dir / run / "photos"
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
