@@ -104,6 +104,40 @@ def test_gsi_query(ddb: Any, table: str) -> None:
     assert sorted(i["pk"]["S"] for i in result["Items"]) == ["a", "c"]
 
 
+def test_query_reads_one_partition_in_key_order_with_paging_and_filters(ddb: Any, table: str) -> None:
+    for pk, count in (("a", 7), ("b", 3), ("c", 1)):
+        for n in range(count):
+            ddb.put_item(TableName=table, Item={"pk": {"S": pk}, "sk": {"S": f"H#{n}"}, "n": {"N": str(n)}})
+
+    def query(values: dict[str, Any] | None = None, **kwargs: Any) -> list[str]:
+        keys, start = [], {}
+        while True:
+            page = ddb.query(
+                TableName=table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": "a"}, **(values or {})},
+                Limit=3,
+                **start,
+                **kwargs,
+            )
+            keys += [i["sk"]["S"] for i in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return keys
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    assert query() == [f"H#{n}" for n in range(7)]
+    assert query(ScanIndexForward=False) == [f"H#{n}" for n in reversed(range(7))]
+    assert query(FilterExpression="n >= :min", values={":min": {"N": "4"}}) == ["H#4", "H#5", "H#6"]
+    ranged = ddb.query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+        ExpressionAttributeValues={":pk": {"S": "b"}, ":p": {"S": "H#"}},
+    )
+    assert [i["sk"]["S"] for i in ranged["Items"]] == ["H#0", "H#1", "H#2"]
+    empty = ddb.query(TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "z"}})
+    assert empty["Items"] == [] and empty["Count"] == 0
+
+
 def test_step_functions_dynamodb_put_item_task(aws_client: Callable[[str], Any], ddb: Any, table: str) -> None:
     sfn = aws_client("stepfunctions")
     definition = {

@@ -6,6 +6,8 @@ answer every operation from moto instead (in process, nothing to download). Sele
 Requests are answered one at a time: moto's backend is not safe under concurrent requests (two conditional writes
 could both see the condition hold), and conditional writes are how photopipe claims a photo's bytes and moves its
 status. moto answers in about a millisecond, so one lock costs little.
+A query on the table's own key reads only its partition (moto lists and sorts every item of the table for each
+query, which made each one slower as the table grew: a third of LocalStack's CPU in a 40-photo run).
 Known difference from AWS: items past their TTL are never deleted.
 """
 
@@ -18,6 +20,7 @@ from localstack.aws.api.dynamodb import DynamodbApi
 from localstack.aws.api.dynamodbstreams import DynamodbstreamsApi
 from localstack.services.moto import MotoFallbackDispatcher
 from localstack.services.plugins import Service, ServiceLifecycleHook, aws_provider
+from moto.dynamodb.models.table import Table
 
 # One lock for both services: DynamoDB Streams reads the same moto backend.
 _BACKEND_LOCK = threading.RLock()
@@ -34,6 +37,38 @@ def one_at_a_time(provider: object) -> dict[str, Any]:
         return call
 
     return {operation: locked(handler) for operation, handler in MotoFallbackDispatcher(provider).items()}
+
+
+class OnePartition:
+    """A moto table seen through one partition: what its query on the table's own key reads, without the whole
+    table being listed and sorted first. Everything else is the table's (the query only reads attributes)."""
+
+    def __init__(self, table: Table, hash_key: Any) -> None:
+        self._table = table
+        self._hash_key = hash_key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def all_items(self) -> list[Any]:
+        stored = self._table.items.get(self._hash_key)  # .get: the items map is a defaultdict
+        if stored is None:
+            return []
+        return list(stored.values()) if self._table.range_key_attr else [stored]
+
+
+_moto_query = Table.query
+_INDEX_NAME_POSITION = 6  # query(hash_key, range_comparison, range_objs, limit, start_key, forward, projection, index…)
+
+
+def query_one_partition(table: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+    index_name = args[_INDEX_NAME_POSITION] if len(args) > _INDEX_NAME_POSITION else kwargs.get("index_name")
+    if index_name:  # an index spans partitions: moto's own way
+        return _moto_query(table, hash_key, *args, **kwargs)
+    return _moto_query(OnePartition(table, hash_key), hash_key, *args, **kwargs)
+
+
+Table.query = query_one_partition  # type: ignore[method-assign]
 
 
 class MotoDynamoDBProvider(DynamodbApi, ServiceLifecycleHook):
