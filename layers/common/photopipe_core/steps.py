@@ -7,7 +7,10 @@ steps Reject, Duplicate and Fail. Steps pass S3 keys, never image bytes; every s
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from PIL import Image
 
 from photopipe_core import imaging
 from photopipe_core.errors import REJECTIONS, CorruptImage, TooLarge
@@ -76,12 +79,16 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
     )
     rendered = imaging.render(data, info, settings.variant_specs)
     del data
-    refs = []
-    for name, image in rendered.variants.items():
+
+    def write(name: str, image: Image.Image) -> VariantRef:
         body = imaging.encode_webp(image, settings.webp)
         key = variant_key(step.media.media_id, name)
         store.put(key, body, WEBP, cache_control=CACHE_CONTROL)
-        refs.append(VariantRef(name=name, key=key, width=image.width, height=image.height, bytes=len(body)))
+        return VariantRef(name=name, key=key, width=image.width, height=image.height, bytes=len(body))
+
+    # The WebP encoder releases the GIL: the small variants are encoded and stored while the large one encodes.
+    with ThreadPoolExecutor(max_workers=len(rendered.variants)) as pool:
+        refs = list(pool.map(write, rendered.variants.keys(), rendered.variants.values()))
     return step.model_copy(update={"variants": refs, "phash": rendered.phash, "facts": rendered.facts})
 
 
