@@ -42,6 +42,7 @@ VARIANTS = [VariantSpec("large", 2048), VariantSpec("medium", 1024), VariantSpec
 WEBP = WebpSettings(quality=80, method=4)
 # Photos sent one at a time after the batch, for the single-photo latency on a warm stack.
 ONE_AT_A_TIME = 5
+SETTLE_SECONDS = 10.0
 LIMITS = Limits(max_bytes=200 * 1024 * 1024, max_pixels=100_000_000, max_frames=100)
 
 
@@ -281,7 +282,9 @@ def run_pipeline(stack: Stack, paths: list[Path], concurrency: int | None, timeo
 
 def run_one_at_a_time(stack: Stack, paths: list[Path], timeout: float) -> dict[str, Any]:
     """Photos sent one at a time to the warm stack, each followed to READY before the next: the latency a single
-    photo sees (PUT accepted → READY) and where it goes, state by state."""
+    photo sees (PUT accepted → READY) and where it goes, state by state. Starts once the batch before it has
+    settled (LocalStack ships that batch's Lambda logs and metrics for a few seconds afterwards)."""
+    time.sleep(SETTLE_SECONDS)
     runs = [run_pipeline(stack, [path], 1, timeout) for path in paths]
     latencies = [run["p50_s"] for run in runs if run["p50_s"] is not None]
     steps: dict[str, list[float]] = {}
