@@ -226,14 +226,15 @@ class ApiClient:
         media_ids: list[str],
         timeout: float,
         finished: Callable[[str, dict[str, Any]], None] | None = None,
-        window: int = 4,
+        window: int = 1,
     ) -> dict[str, dict[str, Any] | None]:
         """Poll until every media has a final status or the deadline passes; returns each media as the API shows
         it (None if never seen: its event was not processed yet).
 
         Media finish roughly in the order they were sent, so each round asks about the oldest unfinished ones
         only (``window`` of them still running ends the round): the API is asked about once per photo plus once
-        per interval, not once per photo per interval.
+        per interval, not once per photo per interval. Each question is an API Gateway request and a Lambda
+        invocation on the same stack that does the processing, so fewer of them leaves it more room.
         """
         deadline = time.monotonic() + timeout
         seen: dict[str, dict[str, Any] | None] = dict.fromkeys(media_ids)
