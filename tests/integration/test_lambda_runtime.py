@@ -113,6 +113,18 @@ def test_sigkill_of_the_handler_process_is_an_error_then_the_function_recovers(l
     assert body["pid"] != pid
 
 
+def test_a_process_killed_while_idle_is_replaced_on_the_next_invoke(lam: Any, echo: str) -> None:
+    _, first = invoke(lam, echo, {})
+    process = psutil.Process(first["pid"])
+    process.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.05)
+    response, body = invoke(lam, echo, {"after": "idle kill"})
+    assert "FunctionError" not in response
+    assert body["event"] == {"after": "idle kill"} and body["pid"] != first["pid"]
+
+
 def test_layer_code_is_importable(lam: Any, lambda_function: Callable[..., str]) -> None:
     layer = lam.publish_layer_version(
         LayerName="test-greeting",

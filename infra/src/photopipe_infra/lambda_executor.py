@@ -279,17 +279,26 @@ class ProcessPool:
 
     def acquire(self) -> LambdaProcess | None:
         """A warm process, or None when the caller holds a free slot and must start a process itself."""
-        with self._lock:
-            if self._closed:
-                raise LambdaRuntimeException("The function's processes are stopped")
-            if not self._waiters:
-                if self._idle:
-                    return self._idle.pop()  # the most recently used: the warmest
-                if self._slots_taken < self.size:
-                    self._slots_taken += 1
-                    return None
-            waiter = _Waiter()
-            self._waiters.append(waiter)
+        dead: list[LambdaProcess] = []
+        try:
+            with self._lock:
+                if self._closed:
+                    raise LambdaRuntimeException("The function's processes are stopped")
+                if not self._waiters:
+                    while self._idle:
+                        process = self._idle.pop()  # the most recently used: the warmest
+                        if process.alive:
+                            return process
+                        dead.append(process)  # died while idle (killed, out of memory): its slot is free again
+                        self._slots_taken -= 1
+                    if self._slots_taken < self.size:
+                        self._slots_taken += 1
+                        return None
+                waiter = _Waiter()
+                self._waiters.append(waiter)
+        finally:
+            for process in dead:
+                process.close()
         waiter.ready.wait()
         if self._closed and waiter.process is None:
             raise LambdaRuntimeException("The function's processes are stopped")
