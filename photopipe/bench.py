@@ -66,6 +66,16 @@ def stamped(data: bytes, run: str) -> bytes:
     return data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[2:]
 
 
+def stamped_copies(paths: list[Path], folder: Path, run: str, prefix: str = "") -> list[Path]:
+    """Copies of corpus photos in ``folder``, stamped for this run (see ``stamped``)."""
+    copies = []
+    for path in paths:
+        copy = folder / f"{prefix}{path.name}"
+        copy.write_bytes(stamped(path.read_bytes(), run))
+        copies.append(copy)
+    return copies
+
+
 def write_corpus(folder: Path, count: int, seed: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

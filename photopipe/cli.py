@@ -341,15 +341,8 @@ def bench(ctx: Context, photos: int, kernel_photos: int, kernel_only: bool, as_j
         _bring_up(ctx, outputs_to=console if as_json else out)  # with --json, stdout carries the JSON alone
         folder = out_dir / run / "photos"
         folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for path in corpus[:photos]:
-            (folder / path.name).write_bytes(benchmark.stamped(path.read_bytes(), run))
-            paths.append(folder / path.name)
-        singles = []
-        for path in corpus[: benchmark.ONE_AT_A_TIME]:
-            single = folder / f"single-{path.name}"
-            single.write_bytes(benchmark.stamped(path.read_bytes(), f"{run} single"))
-            singles.append(single)
+        paths = benchmark.stamped_copies(corpus[:photos], folder, run)
+        singles = benchmark.stamped_copies(corpus[: benchmark.ONE_AT_A_TIME], folder, f"{run} single", "single-")
         with console.status(f"Pipeline: {photos} photos through the API and the stack ..."):
             report["pipeline"] = benchmark.run_pipeline(ctx.stack, paths, None, timeout=max(600.0, photos * 3.0))
         with console.status(f"Pipeline: {len(singles)} photos one at a time on the warm stack ..."):
