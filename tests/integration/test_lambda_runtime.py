@@ -113,8 +113,11 @@ def test_sigkill_of_the_handler_process_is_an_error_then_the_function_recovers(l
     assert body["pid"] != pid
 
 
-def test_a_process_killed_while_idle_is_replaced_on_the_next_invoke(lam: Any, echo: str) -> None:
+def test_a_process_killed_while_idle_is_replaced_on_the_next_invoke(
+    lam: Any, echo: str, localstack: EmbeddedLocalStack
+) -> None:
     _, first = invoke(lam, echo, {})
+    log_offset = localstack.log_file.stat().st_size
     process = psutil.Process(first["pid"])
     process.kill()
     deadline = time.monotonic() + 10
@@ -123,6 +126,10 @@ def test_a_process_killed_while_idle_is_replaced_on_the_next_invoke(lam: Any, ec
     response, body = invoke(lam, echo, {"after": "idle kill"})
     assert "FunctionError" not in response
     assert body["event"] == {"after": "idle kill"} and body["pid"] != first["pid"]
+    # Replaced before the invoke was sent to it: no failed attempt for LocalStack to retire and retry.
+    with localstack.log_file.open("rb") as log:
+        log.seek(log_offset)
+        assert b"Failed invocation" not in log.read()
 
 
 def test_layer_code_is_importable(lam: Any, lambda_function: Callable[..., str]) -> None:
