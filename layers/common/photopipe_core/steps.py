@@ -7,10 +7,7 @@ steps Reject, Duplicate and Fail. Steps pass S3 keys, never image bytes; every s
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-from PIL import Image
 
 from photopipe_core import imaging
 from photopipe_core.errors import REJECTIONS, CorruptImage, TooLarge
@@ -80,15 +77,14 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
     rendered = imaging.render(data, info, settings.variant_specs)
     del data
 
-    def write(name: str, image: Image.Image) -> VariantRef:
+    # One after another: encoding them in threads saved ~60 ms but added ~25 MB to the peak (per-thread malloc
+    # arenas), pushing a warm 12 MP Resize past 200 MB.
+    refs = []
+    for name, image in rendered.variants.items():
         body = imaging.encode_webp(image, settings.webp)
         key = variant_key(step.media.media_id, name)
         store.put(key, body, WEBP, cache_control=CACHE_CONTROL)
-        return VariantRef(name=name, key=key, width=image.width, height=image.height, bytes=len(body))
-
-    # The WebP encoder releases the GIL: the small variants are encoded and stored while the large one encodes.
-    with ThreadPoolExecutor(max_workers=len(rendered.variants)) as pool:
-        refs = list(pool.map(write, rendered.variants.keys(), rendered.variants.values()))
+        refs.append(VariantRef(name=name, key=key, width=image.width, height=image.height, bytes=len(body)))
     return step.model_copy(update={"variants": refs, "phash": rendered.phash, "facts": rendered.facts})
 
 
