@@ -1,0 +1,122 @@
+"""Step Functions in the embedded LocalStack: a definition is parsed once and shared by its executions, Task
+clients are reused (photopipe_infra.stepfunctions_cache). Executions must still keep their own state."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+SFN_ROLE = "arn:aws:iam::000000000000:role/sfn-test"
+
+HANDLER = textwrap.dedent(
+    """
+    class Flaky(Exception):
+        pass
+
+    def handler(event, context):
+        if event["fail"]:
+            raise Flaky(f"run {event['n']} fails every time")
+        return {"doubled": event["n"] * 2}
+    """
+)
+
+
+@pytest.fixture
+def sfn(aws_client: Callable[[str], Any]) -> Any:
+    return aws_client("stepfunctions")
+
+
+@pytest.fixture
+def state_machine(sfn: Any) -> Iterator[Callable[[dict[str, Any]], str]]:
+    created: list[str] = []
+
+    def create(definition: dict[str, Any]) -> str:
+        arn = str(
+            sfn.create_state_machine(
+                name=f"test-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=SFN_ROLE
+            )["stateMachineArn"]
+        )
+        created.append(arn)
+        return arn
+
+    yield create
+    for arn in created:
+        sfn.delete_state_machine(stateMachineArn=arn)
+
+
+def finished(sfn: Any, execution_arn: str, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
+            return described
+        time.sleep(0.2)
+
+
+def run(sfn: Any, machine: str, payload: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))["executionArn"]
+    described = finished(sfn, execution)
+    events = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    return described, events
+
+
+def test_concurrent_executions_keep_their_own_retries_and_results(
+    sfn: Any, state_machine: Callable[[dict[str, Any]], str], lambda_function: Callable[..., str]
+) -> None:
+    """Eight executions of one definition at once (so they share its parsed program): each failing one is retried
+    exactly MaxAttempts times, and each one's result is its own."""
+    function = lambda_function({"handler.py": HANDLER})
+    machine = state_machine(
+        {
+            "StartAt": "Work",
+            "States": {
+                "Work": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::lambda:invoke",
+                    "Parameters": {"FunctionName": function, "Payload.$": "$"},
+                    "ResultSelector": {"doubled.$": "$.Payload.doubled"},
+                    "Retry": [{"ErrorEquals": ["Flaky"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 1}],
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "GaveUp"}],
+                    "End": True,
+                },
+                "GaveUp": {"Type": "Pass", "End": True},
+            },
+        }
+    )
+    payloads = [{"n": n, "fail": n % 2 == 1} for n in range(8)]
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        runs = list(pool.map(lambda payload: run(sfn, machine, payload), payloads))
+
+    for payload, (described, events) in zip(payloads, runs, strict=True):
+        assert described["status"] == "SUCCEEDED", described
+        output = json.loads(described["output"])
+        attempts = sum(1 for event in events if event["type"] == "TaskScheduled")
+        if payload["fail"]:
+            assert attempts == 3  # the first try and MaxAttempts retries, no more, no fewer
+            assert output["error"]["Error"] == "Flaky"
+            assert f"run {payload['n']} fails" in output["error"]["Cause"]
+        else:
+            assert attempts == 1
+            assert output == {"doubled": payload["n"] * 2}
+
+
+def test_an_updated_definition_is_what_new_executions_run(
+    sfn: Any, state_machine: Callable[[dict[str, Any]], str]
+) -> None:
+    def answer(value: str) -> dict[str, Any]:
+        return {"StartAt": "Answer", "States": {"Answer": {"Type": "Pass", "Result": value, "End": True}}}
+
+    machine = state_machine(answer("first"))
+    described, _ = run(sfn, machine, {})
+    assert json.loads(described["output"]) == "first"
+
+    sfn.update_state_machine(stateMachineArn=machine, definition=json.dumps(answer("second")))
+    described, _ = run(sfn, machine, {})
+    assert json.loads(described["output"]) == "second"
