@@ -4,11 +4,11 @@ This file is executed by path in a clean interpreter (``python -I -u lambda_boot
 the AWS Python runtime has (boto3) plus the function's code and layers. It therefore uses the standard library
 only and imports nothing from this package.
 
-Protocol (LocalStack's executor protocol):
-- it serves ``POST /invoke`` on ``127.0.0.1:$LAMBDA_PROCESS_PORT``; the body is
-  ``{"invoke-id", "invoked-function-arn", "payload", "trace-id"}``;
-- it reports ``POST {LOCALSTACK_RUNTIME_ENDPOINT}/status/{LOCALSTACK_RUNTIME_ID}/ready`` once the handler is loaded;
-- it posts each result to ``…/invocations/{id}/response`` or ``…/invocations/{id}/error``.
+Protocol, one JSON document per line over two pipes the executor opens for it:
+- it reads invocations from file descriptor ``$LAMBDA_PROCESS_INVOKE_FD``:
+  ``{"invoke-id", "invoked-function-arn", "payload", "trace-id"}``; end of file means stop;
+- it writes to ``$LAMBDA_PROCESS_RESULT_FD`` ``{"ready": true}`` once the handler is loaded (or failed to load), then
+  one ``{"request_id", "error": false|true, "body"}`` per invocation, ``body`` being the result or error document.
 
 Handlers run one at a time on the main thread, as in AWS. Timeouts and crashes are handled by the executor,
 which owns this process.
@@ -20,14 +20,10 @@ import contextlib
 import importlib
 import json
 import os
-import queue
 import sys
 import threading
 import time
 import traceback
-import urllib.request
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 PARENT_POLL_SECONDS = 0.5
@@ -54,29 +50,23 @@ class LambdaContext:
 
 
 class RuntimeClient:
-    """Talks back to LocalStack's executor endpoint."""
+    """Writes to the executor's result pipe."""
 
-    def __init__(self, endpoint: str, runtime_id: str) -> None:
-        self._endpoint = endpoint.rstrip("/")
-        self._runtime_id = runtime_id
-        # Calls to LocalStack must never go through a proxy the host may have configured.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    def __init__(self, fd: int) -> None:
+        self._results = os.fdopen(fd, "wb")
 
-    def _post(self, path: str, body: bytes) -> None:
-        request = urllib.request.Request(
-            f"{self._endpoint}{path}", data=body, method="POST", headers={"Content-Type": "application/json"}
-        )
-        with self._opener.open(request, timeout=30) as response:
-            response.read()
+    def _send(self, message: dict[str, Any]) -> None:
+        self._results.write(json.dumps(message).encode() + b"\n")
+        self._results.flush()
 
     def ready(self) -> None:
-        self._post(f"/status/{self._runtime_id}/ready", b"{}")
+        self._send({"ready": True})
 
     def response(self, request_id: str, body: bytes) -> None:
-        self._post(f"/invocations/{request_id}/response", body)
+        self._send({"request_id": request_id, "error": False, "body": body.decode()})
 
     def error(self, request_id: str, error: dict[str, Any]) -> None:
-        self._post(f"/invocations/{request_id}/error", json.dumps(error).encode())
+        self._send({"request_id": request_id, "error": True, "body": json.dumps(error)})
 
 
 def error_body(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
@@ -103,31 +93,6 @@ def load_handler(spec: str) -> Any:
         return getattr(module, function_name)
     except AttributeError as exc:
         raise AttributeError(f"Handler '{function_name}' missing on module '{module_name}'") from exc
-
-
-class InvokeServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, port: int, invocations: queue.Queue[dict[str, Any]]) -> None:
-        self.invocations = invocations
-        super().__init__(("127.0.0.1", port), InvokeRequestHandler)
-
-
-class InvokeRequestHandler(BaseHTTPRequestHandler):
-    server: InvokeServer
-
-    def do_POST(self) -> None:  # noqa: N802 - name fixed by BaseHTTPRequestHandler
-        if self.path != "/invoke":
-            self.send_error(HTTPStatus.NOT_FOUND)
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        self.server.invocations.put(json.loads(self.rfile.read(length)))
-        self.send_response(HTTPStatus.ACCEPTED)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by the base class
-        return
 
 
 def exit_with_parent() -> None:
@@ -185,10 +150,12 @@ def main() -> None:
     sys.path[:0] = [task_root, *[p for p in extra_paths if p != task_root]]
     os.chdir(task_root)
 
-    client = RuntimeClient(os.environ["LOCALSTACK_RUNTIME_ENDPOINT"], os.environ["LOCALSTACK_RUNTIME_ID"])
-    invocations: queue.Queue[dict[str, Any]] = queue.Queue()
-    server = InvokeServer(int(os.environ["LAMBDA_PROCESS_PORT"]), invocations)
-    threading.Thread(target=server.serve_forever, name="invoke-server", daemon=True).start()
+    result_fd = int(os.environ.pop("LAMBDA_PROCESS_RESULT_FD"))
+    invoke_fd = int(os.environ.pop("LAMBDA_PROCESS_INVOKE_FD"))
+    for fd in (result_fd, invoke_fd):
+        os.set_inheritable(fd, False)  # not for whatever the handler starts
+    client = RuntimeClient(result_fd)
+    invocations = os.fdopen(invoke_fd, "rb")
     threading.Thread(target=exit_with_parent, name="parent-watch", daemon=True).start()
 
     handler = None
@@ -202,8 +169,8 @@ def main() -> None:
     flush_output()
     client.ready()
 
-    while True:
-        run_invocation(client, handler, init_error, invocations.get())
+    for line in invocations:
+        run_invocation(client, handler, init_error, json.loads(line))
 
 
 if __name__ == "__main__":
