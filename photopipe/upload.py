@@ -26,6 +26,10 @@ from photopipe_core.keys import DROP_PREFIX, media_id_for_object
 from photopipe_core.rules import CONTENT_TYPES
 
 TERMINAL = {"READY", "DUPLICATE", "REJECTED", "FAILED"}
+# Waiting for photos: seconds between rounds of status questions, and how many photos a round should find finished.
+POLL_MIN_SECONDS = 0.3
+POLL_MAX_SECONDS = 2.0
+FINISHED_PER_ROUND = 3
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 ATTEMPTS = 6
 SNIFF_BYTES = 64
@@ -232,14 +236,17 @@ class ApiClient:
         it (None if never seen: its event was not processed yet).
 
         Media finish roughly in the order they were sent, so each round asks about the oldest unfinished ones
-        only (``window`` of them still running ends the round): the API is asked about once per photo plus once
-        per interval, not once per photo per interval. Each question is an API Gateway request and a Lambda
-        invocation on the same stack that does the processing, so fewer of them leaves it more room.
+        only (``window`` of them still running ends the round), and rounds are spaced so that a few media finish
+        between them: a batch costs about one question per media plus one per round, not one per media per round.
+        Each question is an API Gateway request and a Lambda invocation on the same stack that does the
+        processing, so fewer of them leaves it more room.
         """
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         seen: dict[str, dict[str, Any] | None] = dict.fromkeys(media_ids)
         pending = list(media_ids)
-        delay = 0.3
+        finished_so_far = 0
+        delay = POLL_MIN_SECONDS
         while pending:
             running = progressed = 0
             for media_id in list(pending):
@@ -255,13 +262,18 @@ class ApiClient:
                     running += 1
                     if running >= window:
                         break
-            if not pending or time.monotonic() > deadline:
+            now = time.monotonic()
+            if not pending or now > deadline:
                 break
             if progressed:
-                delay = 0.3
-            else:
-                time.sleep(delay)
-                delay = min(2.0, delay * 1.5)
+                # Photos are finishing: come back when about FINISHED_PER_ROUND more should have, at the rate seen
+                # so far, so a long batch costs about one question per photo plus one per round.
+                finished_so_far += progressed
+                rate = finished_so_far / max(now - started, 1e-3)
+                delay = min(POLL_MAX_SECONDS, max(POLL_MIN_SECONDS, FINISHED_PER_ROUND / rate))
+            time.sleep(delay)
+            if not progressed:
+                delay = min(POLL_MAX_SECONDS, delay * 1.5)
         return seen
 
     def listing(self, status: str) -> Iterator[dict[str, Any]]:

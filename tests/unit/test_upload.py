@@ -55,3 +55,54 @@ def test_a_file_slice_reads_its_range_and_reports_what_it_read(tmp_path: Path) -
     piece.close()
     assert b"".join(chunks) == (bytes(range(256)) * 4)[100:400]
     assert len(piece) == 300 and sum(reported) == 300 == piece.sent
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class StatusApi(upload.ApiClient):
+    """Media ``m000``… finish one after another, ``per_second`` of them a second from ``first_at`` on."""
+
+    def __init__(self, clock: FakeClock, count: int, first_at: float, per_second: float) -> None:
+        super().__init__("http://api.invalid")
+        self.clock = clock
+        self.done_at = {f"m{index:03d}": first_at + index / per_second for index in range(count)}
+        self.questions = 0
+
+    def request(self, method: str, path_or_url: str, **kwargs: object) -> requests.Response:
+        self.questions += 1
+        media_id = path_or_url.rsplit("/", 1)[-1]
+        status = "READY" if self.clock.now >= self.done_at[media_id] else "PROCESSING"
+        response = answer(200)
+        response._content = f'{{"media_id": "{media_id}", "status": "{status}"}}'.encode()
+        return response
+
+
+def test_waiting_for_a_batch_asks_about_once_per_photo(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(upload.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(upload.time, "sleep", clock.sleep)
+    api = StatusApi(clock, count=500, first_at=3.0, per_second=2.0)
+    found = api.wait_for(list(api.done_at), timeout=600)
+    assert all(media is not None and media["status"] == "READY" for media in found.values())
+    assert clock.now <= api.done_at["m499"] + 2.5  # the last one is noticed soon after it finishes
+    assert api.questions <= 1.5 * 500  # one per photo, plus one per round of a few photos
+
+
+def test_waiting_for_one_photo_notices_it_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(upload.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(upload.time, "sleep", clock.sleep)
+    api = StatusApi(clock, count=1, first_at=0.9, per_second=1.0)
+    found = api.wait_for(["m000"], timeout=60)
+    assert found["m000"] is not None and found["m000"]["status"] == "READY"
+    assert clock.now < 1.6
+    assert api.questions <= 4
