@@ -40,7 +40,7 @@ def test_every_kernel_row_writes_the_same_three_upright_variants(kernel: str) ->
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: every row must turn it upright
     photo = samples.jpeg_bytes(samples.photo(3000, 2250, seed=8).transpose(Image.Transpose.ROTATE_90), exif=exif)
-    outputs = [Image.open(io.BytesIO(body)) for body in bench.KERNELS[kernel](photo)]
+    outputs = [Image.open(io.BytesIO(body)) for body in bench.KERNELS[kernel](bench.BenchPhoto.of(photo))]
     assert [(image.format, image.size) for image in outputs] == [
         ("WEBP", (2048, 1536)),
         ("WEBP", (1024, 768)),
