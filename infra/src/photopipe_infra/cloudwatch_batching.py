@@ -1,13 +1,14 @@
-"""Lambda invocation metrics and logs sent to CloudWatch in batches instead of one request each.
+"""Lambda and SQS metrics, and Lambda logs, sent to CloudWatch in batches instead of one request each.
 
 For every invocation LocalStack made two more requests through its own gateway: ``PutMetricData`` (the
 ``AWS/Lambda`` ``Invocations``/``Errors`` data point, from a new thread) and ``PutLogEvents`` (the invocation's log
-lines). py-spy on a stream of invokes put those two at about two thirds of LocalStack's CPU per invoke, and
-LocalStack — one interpreter — is a third of the machine's CPU in a photo batch. The same data points and the same
-log events still reach CloudWatch, in order, a fraction of a second later:
+lines); SQS made one ``PutMetricData`` per message sent, received and deleted and per empty receive. Measured on a
+stream of invokes, the two were about two thirds of LocalStack's CPU per invoke (15.6 → 3.3 ms); over 100 photos,
+LocalStack — one interpreter, a third of the machine's CPU in a photo batch — spent 75 ms less per photo. The same
+data points and the same log events still reach CloudWatch, in order, a fraction of a second later:
 
-- metric data points are collected per account and region and sent every ``METRIC_FLUSH_SECONDS`` in
-  ``PutMetricData`` calls of up to 1,000 points, each with the timestamp of its invocation;
+- metric data points are collected per account, region and namespace and sent every ``METRIC_FLUSH_SECONDS`` in
+  ``PutMetricData`` calls of up to 1,000 points, each with the timestamp of the event it counts;
 - a function version's log shipper, once it has an invocation's logs, waits ``LOG_LINGER_SECONDS`` for more and
   sends what it has in one ``PutLogEvents`` per stream (creating the group and stream when missing, as before).
 
@@ -29,6 +30,7 @@ from localstack.aws.connect import connect_to
 from localstack.runtime import hooks
 from localstack.services.lambda_.invocation import metrics
 from localstack.services.lambda_.invocation.logs import LogHandler, LogItem, ShutdownPill
+from localstack.services.sqs import provider as sqs_provider
 from localstack.utils.aws.client_types import ServicePrincipal
 from localstack.utils.bootstrap import is_api_enabled
 from localstack.utils.cloudwatch.cloudwatch_util import dimension_lambda
@@ -43,14 +45,23 @@ BYTES_PER_CALL = 1_000_000
 
 
 class MetricBatcher:
-    """``publish_lambda_metric`` with the data points sent in batches by one background thread."""
+    """CloudWatch data points collected per account, region and namespace, sent in batches by one thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: dict[tuple[str | None, str | None], list[dict[str, Any]]] = {}
+        self._pending: dict[tuple[str | None, str | None, str], list[dict[str, Any]]] = {}
         self._thread: threading.Thread | None = None
 
-    def publish(
+    def add(self, account_id: str | None, region_name: str | None, namespace: str, datum: dict[str, Any]) -> None:
+        if not is_api_enabled("cloudwatch"):
+            return
+        with self._lock:
+            self._pending.setdefault((account_id, region_name, namespace), []).append(datum)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cloudwatch-metrics", daemon=True)
+                self._thread.start()
+
+    def publish_lambda_metric(
         self,
         metric: str,
         value: float,
@@ -58,19 +69,17 @@ class MetricBatcher:
         account_id: str | None = None,
         region_name: str | None = None,
     ) -> None:
-        if not is_api_enabled("cloudwatch"):
-            return
-        datum = {
-            "MetricName": metric,
-            "Dimensions": dimension_lambda(kwargs),
-            "Timestamp": datetime.now(UTC),
-            "Value": value,
-        }
-        with self._lock:
-            self._pending.setdefault((account_id, region_name), []).append(datum)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="lambda-metrics", daemon=True)
-                self._thread.start()
+        """In place of LocalStack's ``publish_lambda_metric`` (the same data point)."""
+        datum = {"MetricName": metric, "Dimensions": dimension_lambda(kwargs), "Timestamp": datetime.now(UTC)}
+        self.add(account_id, region_name, "AWS/Lambda", {**datum, "Value": value})
+
+    def publish_sqs_metric(
+        self, account_id: str, region: str, queue_name: str, metric: str, value: float = 1, unit: str = "Count"
+    ) -> None:
+        """In place of LocalStack's ``publish_sqs_metric`` (the same data point)."""
+        dimensions = [{"Name": "QueueName", "Value": queue_name}]
+        datum = {"MetricName": metric, "Dimensions": dimensions, "Unit": unit, "Timestamp": datetime.now(UTC)}
+        self.add(account_id, region, "AWS/SQS", {**datum, "Value": value})
 
     def _run(self) -> None:
         while True:
@@ -80,15 +89,14 @@ class MetricBatcher:
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
-        for (account_id, region_name), data in pending.items():
+        for (account_id, region_name, namespace), data in pending.items():
             cloudwatch = connect_to(aws_access_key_id=account_id, region_name=region_name).cloudwatch
             for start in range(0, len(data), METRICS_PER_CALL):
+                chunk = data[start : start + METRICS_PER_CALL]
                 try:
-                    cloudwatch.put_metric_data(
-                        Namespace="AWS/Lambda", MetricData=data[start : start + METRICS_PER_CALL]
-                    )
-                except Exception as error:  # noqa: BLE001 - metrics must never break invocations
-                    LOG.info("Unable to put Lambda metric data to CloudWatch: %s", error)
+                    cloudwatch.put_metric_data(Namespace=namespace, MetricData=chunk)
+                except Exception as error:  # noqa: BLE001 - metrics must never break the calls they count
+                    LOG.info("Unable to put %s metric data to CloudWatch: %s", namespace, error)
 
 
 def _drain(handler: LogHandler, first: LogItem) -> tuple[list[tuple[LogItem, int]], bool]:
@@ -160,7 +168,12 @@ _metrics = MetricBatcher()
 
 @hooks.on_infra_start()
 def batch_lambda_metrics() -> None:
-    metrics.publish_lambda_metric = _metrics.publish  # type: ignore[assignment]
+    metrics.publish_lambda_metric = _metrics.publish_lambda_metric  # type: ignore[assignment]
+
+
+@hooks.on_infra_start()
+def batch_sqs_metrics() -> None:
+    sqs_provider.publish_sqs_metric = _metrics.publish_sqs_metric  # type: ignore[assignment]
 
 
 @hooks.on_infra_start()
