@@ -103,9 +103,11 @@ class EmbeddedLocalStack:
             "LAMBDA_PROCESS_MAX_PER_FUNCTION": str(self.lambda_processes),
             "PROVIDER_OVERRIDE_DYNAMODB": "moto",
             "PROVIDER_OVERRIDE_DYNAMODBSTREAMS": "moto",
-            # SQS event sources poll at least every 0.2 s when idle (LocalStack backs off up to 10 s by
-            # default, which would put seconds between a photo landing and its run starting).
+            # SQS event sources poll every 0.2 s, idle or not (LocalStack backs off up to 10 s when the queue is
+            # empty and waits 1 s after every batch by default: seconds between a photo landing and its run
+            # starting; AWS's pollers long-poll without pause).
             "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "0.2",
+            "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0.2",
         }
 
     def owned_pid(self) -> int | None:
