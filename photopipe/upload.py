@@ -241,11 +241,9 @@ class ApiClient:
         Each question is an API Gateway request and a Lambda invocation on the same stack that does the
         processing, so fewer of them leaves it more room.
         """
-        started = time.monotonic()
-        deadline = started + timeout
+        deadline = time.monotonic() + timeout
         seen: dict[str, dict[str, Any] | None] = dict.fromkeys(media_ids)
         pending = list(media_ids)
-        finished_so_far = 0
         delay = POLL_MIN_SECONDS
         while pending:
             running = progressed = 0
@@ -262,15 +260,14 @@ class ApiClient:
                     running += 1
                     if running >= window:
                         break
-            now = time.monotonic()
-            if not pending or now > deadline:
+            if not pending or time.monotonic() > deadline:
                 break
             if progressed:
-                # Photos are finishing: come back when about FINISHED_PER_ROUND more should have, at the rate seen
-                # so far, so a long batch costs about one question per photo plus one per round.
-                finished_so_far += progressed
-                rate = finished_so_far / max(now - started, 1e-3)
-                delay = min(POLL_MAX_SECONDS, max(POLL_MIN_SECONDS, FINISHED_PER_ROUND / rate))
+                # Photos are finishing: stretch or shrink the wait (at most ×2 per round) so that about
+                # FINISHED_PER_ROUND finish between rounds: a long batch costs about one question per photo plus
+                # one per round, whether or not many were already finished when the waiting began.
+                change = min(2.0, max(0.5, FINISHED_PER_ROUND / progressed))
+                delay = min(POLL_MAX_SECONDS, max(POLL_MIN_SECONDS, delay * change))
             time.sleep(delay)
             if not progressed:
                 delay = min(POLL_MAX_SECONDS, delay * 1.5)

@@ -86,11 +86,12 @@ class StatusApi(upload.ApiClient):
         return response
 
 
-def test_waiting_for_a_batch_asks_about_once_per_photo(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("first_at", [3.0, -60.0])  # -60: 120 of them were finished before the waiting began
+def test_waiting_for_a_batch_asks_about_once_per_photo(monkeypatch: pytest.MonkeyPatch, first_at: float) -> None:
     clock = FakeClock()
     monkeypatch.setattr(upload.time, "monotonic", clock.monotonic)
     monkeypatch.setattr(upload.time, "sleep", clock.sleep)
-    api = StatusApi(clock, count=500, first_at=3.0, per_second=2.0)
+    api = StatusApi(clock, count=500, first_at=first_at, per_second=2.0)
     found = api.wait_for(list(api.done_at), timeout=600)
     assert all(media is not None and media["status"] == "READY" for media in found.values())
     assert clock.now <= api.done_at["m499"] + 2.5  # the last one is noticed soon after it finishes
