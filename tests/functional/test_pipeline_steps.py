@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from typing import Any
 
 import boto3
@@ -11,9 +12,11 @@ import pytest
 from PIL import Image
 
 from photopipe import samples
-from photopipe_core import errors
-from photopipe_core.models import Status
+from photopipe_core import errors, imaging, steps
+from photopipe_core.models import PipelineInput, SourceFacts, Status, StepInput
 from photopipe_core.repository import media_repository
+from photopipe_core.rules import Limits
+from photopipe_core.settings import get_settings
 from tests import corpus
 from tests.functional.conftest import FakeContext, load_function
 from tests.functional.pipeline import EXECUTION, put_original, run_pipeline
@@ -190,3 +193,36 @@ def test_a_finished_media_is_not_taken_over_by_another_run(stack: dict[str, Any]
         load_function("validate").lambda_handler({"media": media, "execution_arn": f"{EXECUTION}-other"}, context)
     item = media_repository().get("D1")
     assert item is not None and item.status == Status.READY
+
+
+class LargeWriteIsSlowMediumFails:
+    """An object store where the large variant takes a while to write and the medium one cannot be written."""
+
+    def __init__(self, original: bytes) -> None:
+        self.original = original
+        self.stored: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes:
+        return self.original
+
+    def put(self, key: str, body: bytes, content_type: str, cache_control: str | None = None) -> None:
+        if key.endswith("/medium.webp"):
+            raise OSError("connection reset")
+        if key.endswith("/large.webp"):
+            time.sleep(0.3)
+        self.stored[key] = body
+
+
+def test_resize_that_fails_returns_only_when_its_background_write_is_over() -> None:
+    """Resize writes the largest variant on a second thread; when another write fails, the step must not return
+    (and its Lambda freeze) while that thread is still at work."""
+    body = samples.jpeg_bytes(samples.photo(3000, 2000, seed=3))
+    info = imaging.inspect(body, Limits(max_bytes=10**8, max_pixels=10**8, max_frames=10), "image/jpeg")
+    source = SourceFacts(**{field: getattr(info, field) for field in SourceFacts.model_fields})
+    media = PipelineInput(media_id="M9", bucket="media", key="drop/m9.jpg", etag="e", size=len(body))
+    store = LargeWriteIsSlowMediumFails(body)
+
+    with pytest.raises(OSError, match="connection reset"):
+        steps.resize(StepInput(media=media, execution_arn=EXECUTION, source=source), store, get_settings())  # type: ignore[arg-type]
+
+    assert set(store.stored) == {"media/M9/large.webp"}

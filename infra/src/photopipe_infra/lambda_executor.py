@@ -21,7 +21,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -95,13 +94,12 @@ class LambdaProcess:
 
     def __init__(self, function_version: FunctionVersion, env: dict[str, str]) -> None:
         self.function_version = function_version
-        self.id = uuid.uuid4().hex
         self.workdir = Path(tempfile.mkdtemp(prefix=f"lambda-{function_version.id.function_name}-"))
         self.log_path = self.workdir / "output.log"
         self._log_offset = 0
         tmp = self.workdir / "tmp"
         tmp.mkdir()
-        self.env = {**env, "TMPDIR": str(tmp), "HOME": str(tmp), "LOCALSTACK_RUNTIME_ID": self.id}
+        self.env = {**env, "TMPDIR": str(tmp), "HOME": str(tmp)}
         self.popen: subprocess.Popen[bytes] | None = None
         self._invocations: BinaryIO | None = None
         self._ready: Future[None] = Future()
@@ -110,6 +108,10 @@ class LambdaProcess:
     @property
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen is not None else None
 
     def start(self) -> None:
         """Start the process and wait until it reports ready (or dies trying)."""
@@ -155,13 +157,17 @@ class LambdaProcess:
         """Hand each line the process writes to whoever waits for it; ends when the process is gone."""
         with results:
             for line in results:
-                message = json.loads(line)
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    LOG.warning("Lambda process %s wrote a line that is not JSON to its result pipe", self.pid)
+                    continue
                 if message.get("ready"):
                     self._ready.set_result(None)
                     continue
                 waiting = self._result
                 if waiting is None or waiting[0] != message["request_id"] or waiting[1].done():
-                    LOG.warning("Lambda process %s answered an invocation nobody waits for", self.id)
+                    LOG.warning("Lambda process %s answered an invocation nobody waits for", self.pid)
                     continue
                 body = message["body"].encode()
                 waiting[1].set_result(InvocationResult(waiting[0], body, is_error=message["error"], logs=None))

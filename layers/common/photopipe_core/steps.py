@@ -7,7 +7,7 @@ steps Reject, Duplicate and Fail. Steps pass S3 keys, never image bytes; every s
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from functools import cache
 from typing import Any
 
@@ -100,7 +100,11 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
     # malloc arena.
     (largest, *others) = rendered.variants.items()
     pending = _encoder().submit(write, *largest)
-    rest = [write(name, image) for name, image in others]
+    try:
+        rest = [write(name, image) for name, image in others]
+    except BaseException:
+        wait([pending])  # nothing of this invocation may still run once it has returned
+        raise
     refs = [pending.result(), *rest]
     return step.model_copy(update={"variants": refs, "phash": rendered.phash, "facts": rendered.facts})
 
