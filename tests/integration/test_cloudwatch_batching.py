@@ -1,0 +1,84 @@
+"""Lambda and SQS metrics and Lambda logs reach CloudWatch in batches (photopipe_infra.cloudwatch_batching): every
+data point and every log line still arrives, with nothing counted twice."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+HANDLER = textwrap.dedent(
+    """
+    def handler(event, context):
+        for line in range(event["lines"]):
+            print(f"run {event['run']} line {line}")
+        if event.get("fail"):
+            raise ValueError("asked to fail")
+        return {"ok": True}
+    """
+)
+
+
+def metric_sum(cloudwatch: Any, namespace: str, metric: str, dimension: dict[str, str], expected: float) -> float:
+    """The metric's sum over the last ten minutes, polled until it reaches ``expected`` (or 20 s pass)."""
+    deadline = time.monotonic() + 20
+    while True:
+        now = datetime.now(UTC)
+        points = cloudwatch.get_metric_statistics(
+            Namespace=namespace,
+            MetricName=metric,
+            Dimensions=[dimension],
+            StartTime=now - timedelta(minutes=10),
+            EndTime=now + timedelta(minutes=1),
+            Period=3600,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        total = float(sum(point["Sum"] for point in points))
+        if total >= expected or time.monotonic() > deadline:
+            return total
+        time.sleep(0.5)
+
+
+def test_every_invocation_is_counted_and_every_log_line_arrives(
+    aws_client: Callable[[str], Any], lambda_function: Callable[..., str]
+) -> None:
+    function = lambda_function({"handler.py": HANDLER})
+    lam, cloudwatch, logs = aws_client("lambda"), aws_client("cloudwatch"), aws_client("logs")
+    run = uuid.uuid4().hex[:8]
+    payloads = [{"run": run, "lines": 50, "fail": index % 4 == 0} for index in range(12)]  # 3 of them fail
+    with ThreadPoolExecutor(4) as pool:  # concurrent, so the log shipper batches several invocations at once
+        list(pool.map(lambda p: lam.invoke(FunctionName=function, Payload=json.dumps(p).encode()), payloads))
+
+    dimension = {"Name": "FunctionName", "Value": function}
+    assert metric_sum(cloudwatch, "AWS/Lambda", "Invocations", dimension, 12) == 12
+    assert metric_sum(cloudwatch, "AWS/Lambda", "Errors", dimension, 3) == 3
+
+    deadline = time.monotonic() + 20
+    messages: list[str] = []
+    while time.monotonic() < deadline:
+        pages = logs.get_paginator("filter_log_events").paginate(logGroupName=f"/aws/lambda/{function}")
+        messages = [event["message"] for page in pages for event in page["events"]]
+        if sum(message.startswith("REPORT") for message in messages) == 12:
+            break
+        time.sleep(0.5)
+    printed = [message for message in messages if message.startswith(f"run {run} line")]
+    assert len(printed) == 12 * 50  # every line of every invocation, none twice
+    assert sum(message.startswith("REPORT RequestId:") for message in messages) == 12
+
+
+def test_sqs_messages_are_counted(aws_client: Callable[[str], Any]) -> None:
+    sqs, cloudwatch = aws_client("sqs"), aws_client("cloudwatch")
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    try:
+        for index in range(7):
+            sqs.send_message(QueueUrl=url, MessageBody=str(index))
+        dimension = {"Name": "QueueName", "Value": name}
+        assert metric_sum(cloudwatch, "AWS/SQS", "NumberOfMessagesSent", dimension, 7) == 7
+    finally:
+        sqs.delete_queue(QueueUrl=url)
