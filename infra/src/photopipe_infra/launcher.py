@@ -108,6 +108,10 @@ class EmbeddedLocalStack:
             # starting; AWS's pollers long-poll without pause).
             "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "0.2",
             "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0.2",
+            # LocalStack's own calls between services (S3 → EventBridge → SQS, the SQS poller, Step Functions →
+            # Lambda, Lambda metrics and logs) go straight into its request pipeline instead of over HTTP to itself:
+            # a fifth of its CPU per photo.
+            "IN_MEMORY_CLIENT": "1",
         }
 
     def owned_pid(self) -> int | None:
