@@ -103,11 +103,11 @@ class EmbeddedLocalStack:
             "LAMBDA_PROCESS_MAX_PER_FUNCTION": str(self.lambda_processes),
             "PROVIDER_OVERRIDE_DYNAMODB": "moto",
             "PROVIDER_OVERRIDE_DYNAMODBSTREAMS": "moto",
-            # SQS event sources poll every 0.2 s, idle or not (LocalStack backs off up to 10 s when the queue is
-            # empty and waits 1 s after every batch by default: seconds between a photo landing and its run
-            # starting; AWS's pollers long-poll without pause).
+            # SQS event sources long-poll (photopipe_infra.event_source_polling) and ask again at once after a
+            # batch (LocalStack waits 1 s by default: photos sent back to back waited for it); an empty long poll
+            # is followed by a short pause only.
             "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "0.2",
-            "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0.2",
+            "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0",
             # LocalStack's own calls between services (S3 → EventBridge → SQS, the SQS poller, Step Functions →
             # Lambda, Lambda metrics and logs) go straight into its request pipeline instead of over HTTP to itself:
             # a fifth of its CPU per photo.
