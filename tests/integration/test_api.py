@@ -16,6 +16,8 @@ from photopipe import samples
 from photopipe.media import MediaReader
 from photopipe.stack import Stack
 from photopipe_core.models import Status
+from photopipe_core.steps import HEADER_BYTES
+from photopipe_core.storage import ObjectStore
 from tests import corpus
 
 
@@ -82,6 +84,11 @@ def test_create_put_poll_ready(stack: Stack) -> None:
         assert len(response.read()) == body["variants"]["thumb"]["bytes"]
     status, by_key = call("GET", f"{stack.outputs.ApiUrl}/v1/media?key=uploads/{created['media_id']}/original")
     assert status == 200 and by_key["media_id"] == created["media_id"]
+    # S3 verified the declared sha256 on the PUT and reports it for the whole object: Validate relied on it and
+    # read only the start of this JPEG (the sha256 recorded is still the bytes' own).
+    store = ObjectStore(stack.client("s3"), stack.outputs.MediaBucketName)
+    assert store.head(f"uploads/{created['media_id']}/original").sha256 == hashlib.sha256(data).hexdigest()
+    assert body["sha256"] == hashlib.sha256(data).hexdigest() and len(data) > HEADER_BYTES
 
 
 @pytest.mark.parametrize(
@@ -222,6 +229,8 @@ def test_multipart_upload_of_a_large_image_resumes_and_ends_ready(stack: Stack) 
     item = MediaReader(stack).wait_for_terminal([created["media_id"]], timeout=180)[created["media_id"]]
     assert item is not None and item.status == Status.READY, item
     assert (item.width, item.height) == (3000, 2600) and item.sha256 == _hex(data)
+    store = ObjectStore(stack.client("s3"), stack.outputs.MediaBucketName)
+    assert store.head(item.source.key).sha256 is None  # a multipart checksum is not the whole object's: hashed here
     assert item.variants["large"].width == 2048
 
 

@@ -172,6 +172,24 @@ def test_too_many_frames() -> None:
     assert info.frames == 5
 
 
+def test_the_beginning_of_a_file_settles_only_a_single_frame_jpeg() -> None:
+    """Validate reads only the start of a big upload whose SHA-256 S3 verified, and trusts that reading only for
+    a JPEG: other formats may have frames further on."""
+    jpeg = corpus.save(corpus.quadrants(1200, 900), "JPEG", quality=90)
+    start = imaging.inspect(jpeg[:4096], LIMITS, size=len(jpeg), sha256="ab" * 32)
+    assert (start.width, start.height, start.bytes, start.sha256, start.frames) == (1200, 900, len(jpeg), "ab" * 32, 1)
+    assert imaging.header_suffices(start)
+    with pytest.raises(errors.TooLarge):  # the whole file's size is what the limit is about
+        imaging.inspect(jpeg[:4096], Limits(max_bytes=len(jpeg) - 1), size=len(jpeg), sha256="ab" * 32)
+
+    frames = [Image.new("RGB", (10, 10), (50 * i, 0, 255 - 50 * i)) for i in range(2)]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    png = corpus.save(corpus.quadrants(64, 48), "PNG")
+    assert not imaging.header_suffices(imaging.inspect(gif.getvalue(), LIMITS))
+    assert not imaging.header_suffices(imaging.inspect(png, LIMITS))
+
+
 def test_animated_gif_uses_its_first_frame() -> None:
     first, second = Image.new("RGB", (40, 40), (255, 0, 0)), Image.new("RGB", (40, 40), (0, 0, 255))
     gif = io.BytesIO()

@@ -117,14 +117,25 @@ def describe_content(head: bytes) -> str:
     return "unrecognised content"
 
 
-def inspect(data: bytes, limits: Limits, declared_type: str | None = None) -> SourceInfo:
+def inspect(
+    data: bytes,
+    limits: Limits,
+    declared_type: str | None = None,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
+) -> SourceInfo:
     """Check an input against the rules before any pixel is decoded; raise a RejectedInput subclass if it fails.
+
+    ``data`` is the whole file, or only its beginning when the whole file's ``size`` and ``sha256`` are given
+    (see ``header_suffices`` for when the beginning says all there is to say).
 
     Type policy: a declared type that names a *different* image type than the content is ``type_mismatch``;
     generic declared types (application/octet-stream, none) are accepted and the sniffed type is recorded.
     """
-    if len(data) > limits.max_bytes:
-        raise TooLarge(f"{len(data)} bytes is over the limit of {limits.max_bytes} bytes")
+    size = len(data) if size is None else size
+    if size > limits.max_bytes:
+        raise TooLarge(f"{size} bytes is over the limit of {limits.max_bytes} bytes")
     fmt = sniff(data)
     content_type = CONTENT_TYPES[fmt]
     declared = normalise_declared(declared_type)
@@ -147,7 +158,14 @@ def inspect(data: bytes, limits: Limits, declared_type: str | None = None) -> So
         raise CorruptImage(f"the {fmt} header cannot be read: {error}") from error
     if width <= 0 or height <= 0:
         raise CorruptImage(f"the {fmt} image has no pixels ({width}×{height})")
-    return SourceInfo(fmt, content_type, declared, width, height, frames, len(data), sha256_hex(data))
+    return SourceInfo(fmt, content_type, declared, width, height, frames, size, sha256 or sha256_hex(data))
+
+
+def header_suffices(info: SourceInfo) -> bool:
+    """Whether ``inspect`` of a file's beginning settles it: a JPEG has one frame and its size in the header, so
+    nothing after the beginning can change the verdict; formats with more frames are counted over the whole file.
+    """
+    return info.format == "JPEG" and info.frames == 1
 
 
 def count_frames(image: Image.Image, limit: int) -> int:

@@ -14,14 +14,15 @@ from typing import Any
 from PIL import Image
 
 from photopipe_core import imaging
-from photopipe_core.errors import REJECTIONS, CorruptImage, TooLarge
+from photopipe_core.errors import REJECTIONS, CorruptImage, TooLarge, TooManyFrames
 from photopipe_core.keys import media_prefix, variant_key
 from photopipe_core.models import MediaItem, OutcomeInput, SourceFacts, Status, StepInput, Variant, VariantRef
 from photopipe_core.repository import MediaRepository
 from photopipe_core.settings import CACHE_CONTROL, Settings
-from photopipe_core.storage import MessageQueue, ObjectStore
+from photopipe_core.storage import MessageQueue, ObjectHead, ObjectStore
 
 WEBP = "image/webp"
+HEADER_BYTES = 256 * 1024  # a camera JPEG's markers (EXIF with its thumbnail, ICC, XMP) up to the frame header
 
 
 @cache
@@ -37,8 +38,7 @@ def validate(step: StepInput, store: ObjectStore, repo: MediaRepository, setting
     head = store.head(media.key)
     if head.size > settings.limits.max_bytes:  # refused before a byte is downloaded
         raise TooLarge(f"{head.size} bytes is over the limit of {settings.limits.max_bytes} bytes")
-    data = store.get(media.key)
-    info = imaging.inspect(data, settings.limits, head.content_type)
+    info = _inspect_original(store, media.key, head, settings)
     if recorded.declared_sha256 and recorded.declared_sha256 != info.sha256:
         # S3 enforces a declared sha256 on single PUTs; parts of a multipart upload are checked here.
         raise CorruptImage(
@@ -56,6 +56,22 @@ def validate(step: StepInput, store: ObjectStore, repo: MediaRepository, setting
     )
     repo.record_source(media.media_id, step.execution_arn, source)
     return step.model_copy(update={"source": source})
+
+
+def _inspect_original(store: ObjectStore, key: str, head: ObjectHead, settings: Settings) -> imaging.SourceInfo:
+    """``imaging.inspect`` of the original, reading only its beginning when that settles it: S3 already holds the
+    SHA-256 of the whole object (verified when it was written) and the header is all a JPEG needs. Anything else,
+    or a header longer than the beginning, is inspected over the whole file."""
+    if head.sha256 is not None and head.size > HEADER_BYTES:
+        start = store.get_start(key, HEADER_BYTES, head.etag)
+        try:
+            info = imaging.inspect(start, settings.limits, head.content_type, size=head.size, sha256=head.sha256)
+        except (CorruptImage, TooManyFrames):
+            pass  # perhaps only cut short here: the whole file decides
+        else:
+            if imaging.header_suffices(info):
+                return info
+    return imaging.inspect(store.get(key), settings.limits, head.content_type)
 
 
 def dedupe(step: StepInput, repo: MediaRepository) -> str | None:

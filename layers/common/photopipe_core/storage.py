@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,6 +19,16 @@ class ObjectHead:
     size: int
     content_type: str
     etag: str
+    sha256: str | None = None  # hex; only when S3 checked it against the whole object as it was written
+
+
+def full_object_sha256(head: dict[str, Any]) -> str | None:
+    """The object's SHA-256 when S3 holds one for the whole object (a single PUT that sent it, which S3 verified);
+    None for other checksums and for multipart uploads, whose SHA-256 is one of the parts' checksums."""
+    value = head.get("ChecksumSHA256")
+    if not value or "-" in value or head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
+        return None
+    return base64.b64decode(value).hex()
 
 
 @dataclass(frozen=True)
@@ -37,11 +48,21 @@ class ObjectStore:
         self.bucket = bucket
 
     def head(self, key: str) -> ObjectHead:
-        response = self._client.head_object(Bucket=self.bucket, Key=key)
-        return ObjectHead(response["ContentLength"], response.get("ContentType", ""), response.get("ETag", ""))
+        response = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        return ObjectHead(
+            response["ContentLength"],
+            response.get("ContentType", ""),
+            response.get("ETag", ""),
+            full_object_sha256(response),
+        )
 
     def get(self, key: str) -> bytes:
         return bytes(self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def get_start(self, key: str, length: int, etag: str) -> bytes:
+        """The first ``length`` bytes of the object, if it is still the version with this ETag."""
+        response = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{length - 1}", IfMatch=etag)
+        return bytes(response["Body"].read())
 
     def put(self, key: str, body: bytes, content_type: str, cache_control: str | None = None) -> None:
         extra = {"CacheControl": cache_control} if cache_control else {}
