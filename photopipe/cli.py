@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -339,14 +340,17 @@ def bench(ctx: Context, photos: int, kernel_photos: int, kernel_only: bool, as_j
     }
     if not kernel_only:
         _bring_up(ctx, outputs_to=console if as_json else out)  # with --json, stdout carries the JSON alone
-        folder = out_dir / run / "photos"
+        folder = out_dir / run / "photos"  # the uploaded copies (5 MB each), removed once they are sent
         folder.mkdir(parents=True, exist_ok=True)
-        paths = benchmark.stamped_copies(corpus[:photos], folder, run)
-        singles = benchmark.stamped_copies(corpus[: benchmark.ONE_AT_A_TIME], folder, f"{run} single", "single-")
-        with console.status(f"Pipeline: {photos} photos through the API and the stack ..."):
-            report["pipeline"] = benchmark.run_pipeline(ctx.stack, paths, None, timeout=max(600.0, photos * 3.0))
-        with console.status(f"Pipeline: {len(singles)} photos one at a time on the warm stack ..."):
-            report["pipeline"]["one_at_a_time"] = benchmark.run_one_at_a_time(ctx.stack, singles, timeout=120.0)
+        try:
+            paths = benchmark.stamped_copies(corpus[:photos], folder, run)
+            singles = benchmark.stamped_copies(corpus[: benchmark.ONE_AT_A_TIME], folder, f"{run} single", "single-")
+            with console.status(f"Pipeline: {photos} photos through the API and the stack ..."):
+                report["pipeline"] = benchmark.run_pipeline(ctx.stack, paths, None, timeout=max(600.0, photos * 3.0))
+            with console.status(f"Pipeline: {len(singles)} photos one at a time on the warm stack ..."):
+                report["pipeline"]["one_at_a_time"] = benchmark.run_one_at_a_time(ctx.stack, singles, timeout=120.0)
+        finally:
+            shutil.rmtree(folder.parent, ignore_errors=True)
         report["rss_mb"]["stack"] = benchmark.stack_rss_mb(ctx.settings)
         pipeline = report["pipeline"]
         if pipeline["img_s"]:
