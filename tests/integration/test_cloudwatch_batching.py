@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from tests.integration.cloudwatch import log_messages, metric_sum
 
 HANDLER = textwrap.dedent(
     """
@@ -24,26 +24,6 @@ HANDLER = textwrap.dedent(
 )
 
 
-def metric_sum(cloudwatch: Any, namespace: str, metric: str, dimension: dict[str, str], expected: float) -> float:
-    """The metric's sum over the last ten minutes, polled until it reaches ``expected`` (or 20 s pass)."""
-    deadline = time.monotonic() + 20
-    while True:
-        now = datetime.now(UTC)
-        points = cloudwatch.get_metric_statistics(
-            Namespace=namespace,
-            MetricName=metric,
-            Dimensions=[dimension],
-            StartTime=now - timedelta(minutes=10),
-            EndTime=now + timedelta(minutes=1),
-            Period=3600,
-            Statistics=["Sum"],
-        )["Datapoints"]
-        total = float(sum(point["Sum"] for point in points))
-        if total >= expected or time.monotonic() > deadline:
-            return total
-        time.sleep(0.5)
-
-
 def test_every_invocation_is_counted_and_every_log_line_arrives(
     aws_client: Callable[[str], Any], lambda_function: Callable[..., str]
 ) -> None:
@@ -55,17 +35,10 @@ def test_every_invocation_is_counted_and_every_log_line_arrives(
         list(pool.map(lambda p: lam.invoke(FunctionName=function, Payload=json.dumps(p).encode()), payloads))
 
     dimension = {"Name": "FunctionName", "Value": function}
-    assert metric_sum(cloudwatch, "AWS/Lambda", "Invocations", dimension, 12) == 12
-    assert metric_sum(cloudwatch, "AWS/Lambda", "Errors", dimension, 3) == 3
+    assert metric_sum(cloudwatch, "AWS/Lambda", "Invocations", dimension, at_least=12) == 12
+    assert metric_sum(cloudwatch, "AWS/Lambda", "Errors", dimension, at_least=3) == 3
 
-    deadline = time.monotonic() + 20
-    messages: list[str] = []
-    while time.monotonic() < deadline:
-        pages = logs.get_paginator("filter_log_events").paginate(logGroupName=f"/aws/lambda/{function}")
-        messages = [event["message"] for page in pages for event in page["events"]]
-        if sum(message.startswith("REPORT") for message in messages) == 12:
-            break
-        time.sleep(0.5)
+    messages = log_messages(logs, function, lambda found: sum(m.startswith("REPORT") for m in found) == 12)
     printed = [message for message in messages if message.startswith(f"run {run} line")]
     assert len(printed) == 12 * 50  # every line of every invocation, none twice
     assert sum(message.startswith("REPORT RequestId:") for message in messages) == 12
@@ -79,6 +52,6 @@ def test_sqs_messages_are_counted(aws_client: Callable[[str], Any]) -> None:
         for index in range(7):
             sqs.send_message(QueueUrl=url, MessageBody=str(index))
         dimension = {"Name": "QueueName", "Value": name}
-        assert metric_sum(cloudwatch, "AWS/SQS", "NumberOfMessagesSent", dimension, 7) == 7
+        assert metric_sum(cloudwatch, "AWS/SQS", "NumberOfMessagesSent", dimension, at_least=7) == 7
     finally:
         sqs.delete_queue(QueueUrl=url)

@@ -7,10 +7,11 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
+from tests.integration.cloudwatch import log_messages, metric_sum
 
 HANDLER = textwrap.dedent(
     """
@@ -43,35 +44,13 @@ def mapped_queue(aws_client: Callable[[str], Any], lambda_function: Callable[...
         sqs.delete_queue(QueueUrl=url)
 
 
-def empty_receives(cloudwatch: Any, queue_name: str) -> float:
-    now = datetime.now(UTC)
-    points = cloudwatch.get_metric_statistics(
-        Namespace="AWS/SQS",
-        MetricName="NumberOfEmptyReceives",
-        Dimensions=[{"Name": "QueueName", "Value": queue_name}],
-        StartTime=now - timedelta(minutes=10),
-        EndTime=now + timedelta(minutes=1),
-        Period=3600,
-        Statistics=["Sum"],
-    )["Datapoints"]
-    return float(sum(point["Sum"] for point in points))
-
-
 def printed_bodies(logs: Any, function: str, expected: int) -> list[str]:
-    """The bodies the function printed, polled until there are ``expected`` of them (or the deadline passes)."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    bodies: list[str] = []
-    while time.monotonic() < deadline:
-        try:
-            pages = logs.get_paginator("filter_log_events").paginate(logGroupName=f"/aws/lambda/{function}")
-            events = [event["message"] for page in pages for event in page["events"]]
-        except logs.exceptions.ResourceNotFoundException:
-            events = []  # no invocation has been logged yet
-        bodies = [message.split(" ", 1)[1].strip() for message in events if message.startswith("body ")]
-        if len(bodies) >= expected:
-            break
-        time.sleep(0.3)
-    return bodies
+    """The bodies the function printed, once there are ``expected`` of them (or the deadline has passed)."""
+
+    def bodies(messages: list[str]) -> list[str]:
+        return [message.split(" ", 1)[1].strip() for message in messages if message.startswith("body ")]
+
+    return bodies(log_messages(logs, function, lambda found: len(bodies(found)) >= expected, DEADLINE_SECONDS))
 
 
 def test_an_idle_mapping_waits_in_the_queue_instead_of_polling_it(
@@ -79,7 +58,8 @@ def test_an_idle_mapping_waits_in_the_queue_instead_of_polling_it(
 ) -> None:
     url, _ = mapped_queue
     time.sleep(4)  # idle; a short-polling mapping asks about twenty times in this while
-    assert empty_receives(aws_client("cloudwatch"), url.rsplit("/", 1)[1]) <= 1
+    dimension = {"Name": "QueueName", "Value": url.rsplit("/", 1)[1]}
+    assert metric_sum(aws_client("cloudwatch"), "AWS/SQS", "NumberOfEmptyReceives", dimension) <= 1
 
 
 def test_messages_sent_while_the_poller_waits_are_delivered_once_each(

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from photopipe_infra.launcher import EmbeddedLocalStack
+from tests.integration.cloudwatch import log_messages
 from tests.integration.conftest import zip_files
 
 HANDLER = textwrap.dedent(
@@ -216,17 +217,7 @@ def test_handler_output_reaches_cloudwatch_logs(aws_client: Callable[[str], Any]
     marker = f"log-marker-{time.time_ns()}"
     invoke(lam, echo, {"print": marker})
     logs = aws_client("logs")
-    deadline = time.monotonic() + 20
-    messages: list[str] = []
-    while time.monotonic() < deadline:
-        try:
-            events = logs.filter_log_events(logGroupName=f"/aws/lambda/{echo}").get("events", [])
-        except logs.exceptions.ResourceNotFoundException:
-            events = []  # the group is created with the first logs shipped, a moment after the invoke returns
-        messages = [event["message"] for event in events]
-        if any(marker in message for message in messages):
-            break
-        time.sleep(0.5)
+    messages = log_messages(logs, echo, lambda found: any(marker in message for message in found))
     assert any(marker in message for message in messages)
     assert any(message.startswith("REPORT RequestId:") for message in messages)
 
