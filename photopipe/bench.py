@@ -1,7 +1,7 @@
 """`photopipe bench`: the imaging kernel against its peers on one core, and the deployed pipeline on all cores.
 
 Kernel rows (12 MP photo-like JPEGs → 2048/1024/256 WebP at the stack's quality and method, one pinned core, each in a
-fresh process so its peak RSS is its own):
+fresh process so its peak RSS is its own, started with the Resize function's malloc settings for all rows alike):
 - photopipe: the pipeline's own path (inspect, one decode with draft, one resize then a cascade, orientation and
   colour on the reduced image, three encodes) — imaging code shared with the Lambdas;
 - naive Pillow: open, ``ImageOps.exif_transpose``, three LANCZOS resizes from full size, three encodes;
@@ -21,7 +21,8 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -189,13 +190,29 @@ def _run_kernel(name: str, paths: list[str], core: int) -> dict[str, float]:
 
 
 def run_kernels(paths: list[Path], names: list[str]) -> dict[str, dict[str, float]]:
+    """Each row in its own process, every one started with the Resize function's malloc settings."""
     core = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
     context = multiprocessing.get_context("spawn")
     results = {}
     for name in names:
-        with context.Pool(1) as pool:
+        with environment(imaging.RENDER_PROCESS_ENV), context.Pool(1) as pool:
             results[name] = pool.apply(_run_kernel, (name, [str(p) for p in paths], core))
     return results
+
+
+@contextmanager
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    """These variables set for the processes started meanwhile (a spawned process inherits ``os.environ``)."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def ssim_of_medium(data: bytes) -> float:

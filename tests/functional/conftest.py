@@ -72,10 +72,16 @@ class _CfnLoader(yaml.SafeLoader):
 _CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
+def template_resource(name: str) -> dict[str, Any]:
+    """One resource of template.yaml as declared (CloudFormation tags read as None)."""
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506 - safe loader
+    resource: dict[str, Any] = template["Resources"][name]
+    return resource
+
+
 def media_table_definition() -> dict[str, Any]:
     """The MediaTable's key schema and indexes exactly as template.yaml declares them."""
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506 - safe loader
-    properties = template["Resources"]["MediaTable"]["Properties"]
+    properties = template_resource("MediaTable")["Properties"]
     return {k: properties[k] for k in ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")}
 
 

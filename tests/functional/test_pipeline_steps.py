@@ -18,7 +18,7 @@ from photopipe_core.repository import media_repository
 from photopipe_core.rules import Limits
 from photopipe_core.settings import get_settings
 from tests import corpus
-from tests.functional.conftest import FakeContext, load_function
+from tests.functional.conftest import FakeContext, load_function, template_resource
 from tests.functional.pipeline import EXECUTION, put_original, run_pipeline
 
 
@@ -226,3 +226,10 @@ def test_resize_that_fails_returns_only_when_its_background_write_is_over() -> N
         steps.resize(StepInput(media=media, execution_arn=EXECUTION, source=source), store, get_settings())  # type: ignore[arg-type]
 
     assert set(store.stored) == {"media/M9/large.webp"}
+
+
+def test_the_resize_function_runs_with_the_render_process_malloc_settings() -> None:
+    """The template deploys Resize with imaging.RENDER_PROCESS_ENV (what the unit tests and the bench's kernel
+    rows run with); a change to one without the other would measure one thing and deploy another."""
+    variables = template_resource("ResizeFunction")["Properties"]["Environment"]["Variables"]
+    assert {name: variables.get(name) for name in imaging.RENDER_PROCESS_ENV} == imaging.RENDER_PROCESS_ENV

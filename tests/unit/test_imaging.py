@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+import subprocess
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -15,6 +19,7 @@ from tests import corpus
 
 VARIANTS = [VariantSpec("thumb", 256), VariantSpec("medium", 1024), VariantSpec("large", 2048)]
 LIMITS = Limits()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def process(data: bytes, declared: str | None = None) -> tuple[imaging.SourceInfo, imaging.Rendered]:
@@ -286,3 +291,29 @@ def test_damaged_files_only_ever_end_as_rejections(fmt: str) -> None:
             assert rejection.reason in errors.REASON_CODES
             outcomes["rejected"] += 1
     assert outcomes["rejected"] > 0  # the damage did reach the rejection paths, not only harmless bytes
+
+
+RENDER_TWICE = """
+import resource, sys
+from photopipe import samples
+from photopipe_core import imaging
+from tests.unit.test_imaging import LIMITS, VARIANTS, webp
+data = samples.jpeg_bytes(samples.photo(4000, 3000, seed=5))
+info = imaging.inspect(data, LIMITS, "image/jpeg")
+for _ in range(2):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for image in imaging.render(data, info, VARIANTS).variants.values():
+        webp(image)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_a_render_process_reuses_the_memory_of_the_photo_before() -> None:
+    """With RENDER_PROCESS_ENV (the Resize function's environment), rendering a second 12 MP photo maps no new
+    memory: the decoded image's blocks and the encoder's buffers of the first are reused, not faulted in again."""
+    env = {**os.environ, **imaging.RENDER_PROCESS_ENV}
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", RENDER_TWICE], env=env, capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    # One 12 MP photo touches ~90 MB: ~22 000 pages when mapped afresh; a few hundred for Python's own objects.
+    assert int(done.stdout) < 1_000

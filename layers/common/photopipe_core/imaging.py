@@ -45,6 +45,18 @@ __all__ = ["CONTENT_TYPES", "Limits", "VariantSpec", "WebpSettings", "hamming", 
 # Pillow's own bomb check warns or raises at its own thresholds; photopipe enforces its limits itself, before decode.
 Image.MAX_IMAGE_PIXELS = None
 
+# glibc malloc settings for a process that renders photos one after another (the Resize function's environment in
+# template.yaml; `photopipe bench` runs every kernel row with them). By default glibc maps each large buffer (the
+# decoded image's 16 MiB blocks, the encoders' work areas) fresh and unmaps it when freed, so every photo faults
+# its ~90 MB in again, page by page: about 20 000 page faults and 10 % of the step's CPU. Kept in one arena instead
+# (below the 32 MiB maximum mapping threshold, never trimmed), the next photo reuses them; with one arena for all
+# threads, the encoder thread parks nothing of its own, and the peak stays what one photo needs.
+RENDER_PROCESS_ENV = {
+    "GLIBC_TUNABLES": ":".join(
+        ("glibc.malloc.mmap_threshold=33554432", "glibc.malloc.trim_threshold=268435456", "glibc.malloc.arena_max=1")
+    )
+}
+
 _SRGB = ImageCms.createProfile("sRGB")
 _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 _ORIENTATION, _MAKE, _MODEL, _DATETIME_ORIGINAL = 0x0112, 0x010F, 0x0110, 0x9003

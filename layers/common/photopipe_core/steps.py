@@ -110,10 +110,9 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
         return VariantRef(name=name, key=key, width=image.width, height=image.height, bytes=len(body))
 
     # The largest variant (about 60 % of the encoding) is written on the one background thread while this one
-    # writes the others: the WebP encoder releases the GIL. One long-lived thread, not a pool per call, and
-    # MALLOC_MMAP_THRESHOLD_ in the function's environment (template.yaml) keep the peak where the sequential
-    # version had it: the encoder's large buffers are returned to the system instead of parked in a per-thread
-    # malloc arena.
+    # writes the others: the WebP encoder releases the GIL. One long-lived thread, not a pool per call, and one
+    # malloc arena for both (imaging.RENDER_PROCESS_ENV, in the function's environment) keep the peak where the
+    # sequential version had it.
     (largest, *others) = rendered.variants.items()
     pending = _encoder().submit(write, *largest)
     try:
