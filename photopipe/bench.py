@@ -12,6 +12,7 @@ Pipeline: photos uploaded through the API (as `photopipe upload`) and followed t
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import multiprocessing
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import PIL
+import psutil
 from PIL import Image, ImageDraw, ImageOps
 
 from photopipe import samples
@@ -300,11 +302,27 @@ def dumps(report: dict[str, Any]) -> str:
 
 
 # --- the pipeline ---------------------------------------------------------------------------------------------
-def run_pipeline(stack: Stack, paths: list[Path], concurrency: int | None, timeout: float) -> dict[str, Any]:
-    """Upload through the API and follow every photo to a final status; latency is PUT accepted → READY."""
+def run_pipeline(
+    stack: Stack,
+    paths: list[Path],
+    concurrency: int | None,
+    timeout: float,
+    stack_processes: list[psutil.Process] | None = None,
+) -> dict[str, Any]:
+    """Upload through the API and follow every photo to a final status; latency is PUT accepted → READY.
+    Given the embedded stack's processes, also where the CPU went (per photo, by process role) meanwhile."""
     api = ApiClient(stack.outputs.ApiUrl)
+    cpu_before, host_before = cpu_snapshot(stack_processes or []), psutil.cpu_times()
     started = time.time()
     results = Uploader(api, concurrency=concurrency, wait=True, wait_timeout=timeout).run(paths)
+    cpu = {}
+    if stack_processes:
+        # Processes started during the run (a Lambda pool growing) count too: list them again.
+        after = cpu_snapshot(stack_processes[:1] + stack_processes[0].children(recursive=True))
+        cpu = {
+            "cpu_s_per_photo": cpu_per_photo(cpu_before, after, len(paths), psutil.cpu_count() or 1),
+            "host_busy": host_busy(host_before, psutil.cpu_times()),
+        }
     finished = [r for r in results if r.status == "READY" and r.sent_at and r.updated_at]
     ends = [datetime.fromisoformat(r.updated_at.replace("Z", "+00:00")).timestamp() for r in finished]  # type: ignore[union-attr]
     latencies = sorted(end - r.sent_at for end, r in zip(ends, finished, strict=True))  # type: ignore[operator]
@@ -318,6 +336,7 @@ def run_pipeline(stack: Stack, paths: list[Path], concurrency: int | None, timeo
         "p50_s": round(statistics.median(latencies), 3) if latencies else None,
         "p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 3) if latencies else None,
         "steps_s": step_durations(stack, [r.media_id for r in finished[:20] if r.media_id]),
+        **cpu,
     }
 
 
@@ -360,6 +379,49 @@ def step_durations(stack: Stack, media_ids: list[str]) -> dict[str, float]:
                     (event["timestamp"] - entered.pop(details["name"])).total_seconds()
                 )
     return {name: round(statistics.fmean(values), 3) for name, values in spans.items()}
+
+
+# --- where the CPU goes -----------------------------------------------------------------------------------------
+CpuSnapshot = dict[int, tuple[str, float]]  # PID → (role, CPU seconds so far)
+
+
+def cpu_snapshot(stack_processes: list[psutil.Process]) -> CpuSnapshot:
+    """CPU seconds (user + system) so far of this process (the uploading client) and of the embedded stack's:
+    LocalStack itself (the first) and each Lambda runtime process, named by its function's logical id."""
+    snapshot = {os.getpid(): ("client", _cpu_seconds(psutil.Process()))}
+    for index, process in enumerate(stack_processes):
+        with contextlib.suppress(psutil.Error):  # a process may end between listing and reading
+            snapshot[process.pid] = ("localstack" if index == 0 else _role(process), _cpu_seconds(process))
+    return snapshot
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _role(process: psutil.Process) -> str:
+    """A Lambda process's function as the template names it (photopipe-ResizeFunction-1a2b → ResizeFunction)."""
+    function = process.environ().get("AWS_LAMBDA_FUNCTION_NAME", "")
+    return function.rsplit("-", 2)[-2] if function.count("-") >= 2 else function or "other"
+
+
+def cpu_per_photo(before: CpuSnapshot, after: CpuSnapshot, photos: int, cores: int) -> dict[str, float]:
+    """CPU seconds per photo by role between two snapshots (a process started meanwhile counts from zero; one
+    that ended meanwhile is not counted), their total, and the throughput that total allows on ``cores``."""
+    spent: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        spent[role] = spent.get(role, 0.0) + seconds - before.get(pid, (role, 0.0))[1]
+    per_photo = {role: round(value / photos, 3) for role, value in sorted(spent.items(), key=lambda kv: -kv[1])}
+    total = sum(spent.values()) / photos
+    return {**per_photo, "total": round(total, 3), "cpu_bound_img_s": round(cores / total, 3) if total else 0.0}
+
+
+def host_busy(before: Any, after: Any) -> float:
+    """Share of all cores' time that was not idle between two ``psutil.cpu_times()``."""
+    total = sum(after) - sum(before)
+    idle = (after.idle - before.idle) + (getattr(after, "iowait", 0.0) - getattr(before, "iowait", 0.0))
+    return round(1 - idle / total, 3) if total > 0 else 0.0
 
 
 def stack_rss_mb(settings: ClientSettings) -> dict[str, float]:

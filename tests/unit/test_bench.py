@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import namedtuple
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,28 @@ def test_every_kernel_row_writes_the_same_three_upright_variants(kernel: str) ->
         ("WEBP", (1024, 768)),
         ("WEBP", (256, 192)),
     ]
+
+
+def test_cpu_per_photo_adds_up_each_role_across_its_processes() -> None:
+    before = {1: ("client", 10.0), 2: ("localstack", 100.0), 3: ("ResizeFunction", 50.0), 4: ("ApiFunction", 5.0)}
+    after = {
+        1: ("client", 11.0),
+        2: ("localstack", 120.0),
+        3: ("ResizeFunction", 80.0),
+        5: ("ResizeFunction", 20.0),  # started during the run: all of its time counts
+        # 4 ended during the run: what it spent is not known, nothing counts
+    }
+    spent = bench.cpu_per_photo(before, after, photos=100, cores=2)
+    assert spent == {
+        "ResizeFunction": 0.5,
+        "localstack": 0.2,
+        "client": 0.01,
+        "total": 0.71,
+        "cpu_bound_img_s": round(2 / 0.71, 3),
+    }
+    assert list(spent)[:3] == ["ResizeFunction", "localstack", "client"]  # biggest first
+
+
+def test_host_busy_is_the_share_of_time_not_idle() -> None:
+    times = namedtuple("times", "user system idle iowait")
+    assert bench.host_busy(times(0, 0, 0, 0), times(60.0, 10.0, 25.0, 5.0)) == 0.7
