@@ -47,6 +47,7 @@ WEBP = WebpSettings(quality=80, method=4)
 # Photos sent one at a time after the batch, for the single-photo latency on a warm stack.
 ONE_AT_A_TIME = 5
 SETTLE_SECONDS = 10.0
+KERNEL_ROUNDS = 2  # each kernel row runs this many times, taking turns with the others; its best counts
 LIMITS = Limits(max_bytes=200 * 1024 * 1024, max_pixels=100_000_000, max_frames=100)
 
 
@@ -191,15 +192,26 @@ def _run_kernel(name: str, paths: list[str], core: int) -> dict[str, float]:
     return {"img_s": len(photos) / seconds, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_kernels(paths: list[Path], names: list[str]) -> dict[str, dict[str, float]]:
-    """Each row in its own process, every one started with the Resize function's malloc settings."""
+def run_kernels(paths: list[Path], names: list[str], rounds: int = KERNEL_ROUNDS) -> dict[str, dict[str, float]]:
+    """Each row in its own process, every one started with the Resize function's malloc settings; the rows take
+    turns for ``rounds`` rounds and each keeps its best round, so that a slow spell of a shared machine during
+    one row does not decide a ratio (the peak RSS is the highest of its rounds)."""
     core = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
     context = multiprocessing.get_context("spawn")
-    results = {}
-    for name in names:
-        with environment(imaging.RENDER_PROCESS_ENV), context.Pool(1) as pool:
-            results[name] = pool.apply(_run_kernel, (name, [str(p) for p in paths], core))
+    results: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        for name in names:
+            with environment(imaging.RENDER_PROCESS_ENV), context.Pool(1) as pool:
+                row = pool.apply(_run_kernel, (name, [str(p) for p in paths], core))
+            results[name] = best_round(results.get(name), row)
     return results
+
+
+def best_round(best: dict[str, float] | None, row: dict[str, float]) -> dict[str, float]:
+    """A kernel row over its rounds so far: the best throughput and the highest peak RSS."""
+    if best is None:
+        return row
+    return {"img_s": max(best["img_s"], row["img_s"]), "peak_rss_mb": max(best["peak_rss_mb"], row["peak_rss_mb"])}
 
 
 @contextmanager

@@ -72,3 +72,15 @@ def test_cpu_per_photo_adds_up_each_role_across_its_processes() -> None:
 def test_host_busy_is_the_share_of_time_not_idle() -> None:
     times = namedtuple("times", "user system idle iowait")
     assert bench.host_busy(times(0, 0, 0, 0), times(60.0, 10.0, 25.0, 5.0)) == 0.7
+
+
+def test_a_kernel_row_keeps_its_fastest_round_and_its_highest_memory() -> None:
+    rounds = [
+        {"img_s": 2.0, "peak_rss_mb": 180.0},
+        {"img_s": 2.2, "peak_rss_mb": 170.0},
+        {"img_s": 1.9, "peak_rss_mb": 190.0},
+    ]
+    best = None
+    for row in rounds:
+        best = bench.best_round(best, row)
+    assert best == {"img_s": 2.2, "peak_rss_mb": 190.0}
