@@ -50,7 +50,7 @@ Image.MAX_IMAGE_PIXELS = None
 # decoded image's 16 MiB blocks, the encoders' work areas) fresh and unmaps it when freed, so every photo faults
 # its ~90 MB in again, page by page: about 20 000 page faults and 10 % of the step's CPU. Kept in one arena instead
 # (below the 32 MiB maximum mapping threshold, never trimmed), the next photo reuses them; with one arena for all
-# threads, the encoder thread parks nothing of its own, and the peak stays what one photo needs.
+# threads, the encoder thread parks nothing of its own, and the peak stays near what one photo needs.
 RENDER_PROCESS_ENV = {
     "GLIBC_TUNABLES": ":".join(
         ("glibc.malloc.mmap_threshold=33554432", "glibc.malloc.trim_threshold=268435456", "glibc.malloc.arena_max=1")

@@ -111,8 +111,8 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
 
     # The largest variant (about 60 % of the encoding) is written on the one background thread while this one
     # writes the others: the WebP encoder releases the GIL. One long-lived thread, not a pool per call, and one
-    # malloc arena for both (imaging.RENDER_PROCESS_ENV, in the function's environment) keep the peak where the
-    # sequential version had it.
+    # malloc arena for both (imaging.RENDER_PROCESS_ENV, in the function's environment) keep the peak near one
+    # photo's.
     (largest, *others) = rendered.variants.items()
     pending = _encoder().submit(write, *largest)
     try:
