@@ -319,18 +319,19 @@ def run_pipeline(
     paths: list[Path],
     concurrency: int | None,
     timeout: float,
-    stack_processes: list[psutil.Process] | None = None,
+    stack_processes: Callable[[], list[psutil.Process]] | None = None,
 ) -> dict[str, Any]:
     """Upload through the API and follow every photo to a final status; latency is PUT accepted → READY.
-    Given the embedded stack's processes, also where the CPU went (per photo, by process role) meanwhile."""
+    Given what lists the embedded stack's processes (LocalStack first), also where the CPU went meanwhile, per
+    photo and by process role (listed again at the end: a Lambda pool that grew during the run counts too)."""
     api = ApiClient(stack.outputs.ApiUrl)
-    cpu_before, host_before = cpu_snapshot(stack_processes or []), psutil.cpu_times()
+    processes = stack_processes() if stack_processes else []
+    cpu_before, host_before = cpu_snapshot(processes), psutil.cpu_times()
     started = time.time()
     results = Uploader(api, concurrency=concurrency, wait=True, wait_timeout=timeout).run(paths)
     cpu = {}
-    if stack_processes:
-        # Processes started during the run (a Lambda pool growing) count too: list them again.
-        after = cpu_snapshot(stack_processes[:1] + stack_processes[0].children(recursive=True))
+    if processes and stack_processes:
+        after = cpu_snapshot(stack_processes())
         cpu = {
             "cpu_s_per_photo": cpu_per_photo(cpu_before, after, len(paths), psutil.cpu_count() or 1),
             "host_busy": host_busy(host_before, psutil.cpu_times()),
@@ -403,7 +404,8 @@ def cpu_snapshot(stack_processes: list[psutil.Process]) -> CpuSnapshot:
     snapshot = {os.getpid(): ("client", _cpu_seconds(psutil.Process()))}
     for index, process in enumerate(stack_processes):
         with contextlib.suppress(psutil.Error):  # a process may end between listing and reading
-            snapshot[process.pid] = ("localstack" if index == 0 else _role(process), _cpu_seconds(process))
+            role = "localstack" if index == 0 else lambda_function(process) or "other"
+            snapshot[process.pid] = (role, _cpu_seconds(process))
     return snapshot
 
 
@@ -412,10 +414,13 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def _role(process: psutil.Process) -> str:
-    """A Lambda process's function as the template names it (photopipe-ResizeFunction-1a2b → ResizeFunction)."""
-    function = process.environ().get("AWS_LAMBDA_FUNCTION_NAME", "")
-    return function.rsplit("-", 2)[-2] if function.count("-") >= 2 else function or "other"
+def lambda_function(process: psutil.Process) -> str | None:
+    """The function a Lambda runtime process serves, as the template names it (photopipe-ResizeFunction-1a2b →
+    ResizeFunction); None for any other process."""
+    function: str | None = process.environ().get("AWS_LAMBDA_FUNCTION_NAME")
+    if not function:
+        return None
+    return function.rsplit("-", 2)[-2] if function.count("-") >= 2 else function
 
 
 def cpu_per_photo(before: CpuSnapshot, after: CpuSnapshot, photos: int, cores: int) -> dict[str, float]:
@@ -430,8 +435,10 @@ def cpu_per_photo(before: CpuSnapshot, after: CpuSnapshot, photos: int, cores: i
 
 
 def host_busy(before: Any, after: Any) -> float:
-    """Share of all cores' time that was not idle between two ``psutil.cpu_times()``."""
-    total = sum(after) - sum(before)
+    """Share of all cores' time that was not idle between two ``psutil.cpu_times()`` (guest time is already part
+    of user time, so it is not added twice)."""
+    guest = sum(getattr(after, f, 0.0) - getattr(before, f, 0.0) for f in ("guest", "guest_nice"))
+    total = sum(after) - sum(before) - guest
     idle = (after.idle - before.idle) + (getattr(after, "iowait", 0.0) - getattr(before, "iowait", 0.0))
     return round(1 - idle / total, 3) if total > 0 else 0.0
 
@@ -441,7 +448,7 @@ def stack_rss_mb(settings: ClientSettings) -> dict[str, float]:
     processes = launcher(settings).processes()
     if not processes:
         return {}
-    lambdas = [p.memory_info().rss / 2**20 for p in processes[1:] if "lambda_bootstrap" in " ".join(p.cmdline())]
+    lambdas = [p.memory_info().rss / 2**20 for p in processes[1:] if lambda_function(p)]
     return {
         "localstack": round(processes[0].memory_info().rss / 2**20, 1),
         "lambda_processes": len(lambdas),

@@ -347,7 +347,7 @@ def bench(ctx: Context, photos: int, kernel_photos: int, kernel_only: bool, as_j
             singles = benchmark.stamped_copies(corpus[: benchmark.ONE_AT_A_TIME], folder, f"{run} single", "single-")
             with console.status(f"Pipeline: {photos} photos through the API and the stack ..."):
                 report["pipeline"] = benchmark.run_pipeline(
-                    ctx.stack, paths, None, max(600.0, photos * 3.0), local.launcher(ctx.settings).processes()
+                    ctx.stack, paths, None, max(600.0, photos * 3.0), local.launcher(ctx.settings).processes
                 )
             with console.status(f"Pipeline: {len(singles)} photos one at a time on the warm stack ..."):
                 report["pipeline"]["one_at_a_time"] = benchmark.run_one_at_a_time(ctx.stack, singles, timeout=120.0)

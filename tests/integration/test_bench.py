@@ -16,7 +16,7 @@ def test_the_pipeline_run_reports_where_the_cpu_went(
     corpus = bench.write_corpus(bench.corpus_folder(), 2, seed=1)
     photos = bench.stamped_copies(corpus, tmp_path, "integration")
 
-    report = bench.run_pipeline(stack, photos, None, 120.0, localstack.processes())
+    report = bench.run_pipeline(stack, photos, None, 120.0, localstack.processes)
 
     assert report["ready"] == 2
     cpu = report["cpu_s_per_photo"]

@@ -72,6 +72,9 @@ def test_cpu_per_photo_adds_up_each_role_across_its_processes() -> None:
 def test_host_busy_is_the_share_of_time_not_idle() -> None:
     times = namedtuple("times", "user system idle iowait")
     assert bench.host_busy(times(0, 0, 0, 0), times(60.0, 10.0, 25.0, 5.0)) == 0.7
+    with_guest = namedtuple("with_guest", "user system idle iowait guest")
+    # guest time is counted inside user time already (Linux /proc/stat)
+    assert bench.host_busy(with_guest(0, 0, 0, 0, 0), with_guest(60.0, 10.0, 25.0, 5.0, 20.0)) == 0.7
 
 
 def test_a_kernel_row_keeps_its_fastest_round_and_its_highest_memory() -> None:
