@@ -53,7 +53,17 @@ def start_a_lambda_process(endpoint: str) -> None:
 
 
 def test_start_twice_reuses_the_instance_and_stop_leaves_no_process(own_instance: EmbeddedLocalStack) -> None:
+    own_instance.stop()  # a running instance would be reused, not started afresh
+    left_over = own_instance.tmp_dir / "lambda" / "awslambda-us-east-1-tasks" / "old-function" / "code.py"
+    left_over.parent.mkdir(parents=True, exist_ok=True)
+    left_over.write_text("# unzipped by an instance that was killed\n")
+    own_instance.log_file.write_text("the previous run's log\n")
+
     first = own_instance.start()
+
+    assert not left_over.exists()
+    assert own_instance.log_file.with_name("localstack.log.1").read_text() == "the previous run's log\n"
+    assert "previous run" not in own_instance.log_file.read_text()
     again = own_instance.start()
     assert not first.reused
     assert again.reused
@@ -69,6 +79,7 @@ def test_start_twice_reuses_the_instance_and_stop_leaves_no_process(own_instance
     assert [pid for pid in pids if alive(pid)] == []
     assert not own_instance.pid_file.exists()
     assert own_instance.port_holder() is None
+    assert not own_instance.tmp_dir.exists()  # the Lambda's unzipped code went with it
 
 
 @pytest.mark.parametrize("stale", ["own-pid", "dead-pid", "garbage"])

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -74,6 +75,12 @@ class EmbeddedLocalStack:
         return self.folder / "localstack.log"
 
     @property
+    def tmp_dir(self) -> Path:
+        """LocalStack's TMPDIR: every deploy unzips each function and layer here (≈ 90 MB for photopipe). Nothing
+        in it outlives the process (its state is in memory), so it is emptied when an instance starts or stops."""
+        return self.folder / "tmp"
+
+    @property
     def endpoint(self) -> str:
         return f"http://localhost:{self.port}"
 
@@ -81,7 +88,7 @@ class EmbeddedLocalStack:
     def environment(self) -> dict[str, str]:
         """LocalStack's settings: offline, no Docker, Lambdas as host processes, DynamoDB from moto."""
         volume = self.folder / "volume"
-        tmp = self.folder / "tmp"
+        tmp = self.tmp_dir
         for path in (volume, tmp):
             path.mkdir(parents=True, exist_ok=True)
         inherited = {
@@ -174,6 +181,7 @@ class EmbeddedLocalStack:
         localstack = venvs.ensure(venvs.LOCALSTACK)
         venvs.ensure(venvs.LAMBDA_PYTHON)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._clear_previous_run()
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(  # noqa: S603 - fixed argv
                 [str(localstack.python), "-m", "localstack.runtime.main"],
@@ -213,7 +221,15 @@ class EmbeddedLocalStack:
                 process.kill()
         psutil.wait_procs([*alive, *alive_children], timeout=5)
         self.pid_file.unlink(missing_ok=True)
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
         return [p.pid for p in processes]
+
+    def _clear_previous_run(self) -> None:
+        """Empty what a previous instance left (after a crash, its temporary files too) and keep its log once, as
+        ``localstack.log.1``: without this, each start added its unzipped code and its log to the state folder."""
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        if self.log_file.exists():
+            self.log_file.replace(self.log_file.with_name(self.log_file.name + ".1"))
 
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
