@@ -166,6 +166,22 @@ def test_concurrent_invokes_share_a_bounded_pool_of_warm_processes(
     assert all(body["remaining_ms"] > 1500 for _, body in results)
 
 
+def test_short_concurrent_invokes_are_served_warm_rather_than_by_new_processes(
+    lam: Any, lambda_function: Callable[..., str]
+) -> None:
+    # Importing the handler takes as long as boto3, pydantic and Powertools take in a real function.
+    name = lambda_function({"handler.py": HANDLER + "\ntime.sleep(0.6)\n"}, timeout=5)
+    _, first = invoke(lam, name, {})  # the function's one cold start
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda i: invoke(lam, name, {"sleep": 0.02, "i": i}), range(6)))
+
+    assert sorted(body["event"]["i"] for _, body in results) == list(range(6))
+    assert all("FunctionError" not in response for response, _ in results)
+    # Six 20 ms invocations queue for the warm process for less time than another process would take to start.
+    assert {body["pid"] for _, body in results} == {first["pid"]}
+
+
 def test_handler_boto3_calls_reach_localstack(
     aws_client: Callable[[str], Any], lambda_function: Callable[..., str], lam: Any
 ) -> None:

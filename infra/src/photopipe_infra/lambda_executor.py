@@ -43,6 +43,10 @@ MAX_PROCESSES_ENV_VAR = "LAMBDA_PROCESS_MAX_PER_FUNCTION"
 POLL_SECONDS = 0.02
 # Seconds a process gets to exit on SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 1.0
+# How long an invocation waits for a warm process before it starts another (see ProcessPool): the time the last
+# process took to start, this guess before one has, and never longer than the cap.
+DEFAULT_START_SECONDS = 0.5
+MAX_PATIENCE_SECONDS = 1.0
 # The process reads invocations from, and writes results to, these file descriptors (see lambda_bootstrap.py).
 INVOKE_FD_ENV_VAR = "LAMBDA_PROCESS_INVOKE_FD"
 RESULT_FD_ENV_VAR = "LAMBDA_PROCESS_RESULT_FD"
@@ -277,6 +281,12 @@ class ProcessPool:
     first served. LocalStack opens an execution environment per concurrent invocation; on a small host that would
     be a new interpreter (and a cold start) for each, all fighting for the same cores. Here the environments share
     the pool, so extra concurrent invocations wait for a warm process instead.
+
+    A free slot is not used at once while the function has a process: the invocation first waits as long as a
+    process takes to start (``start_seconds``, the last start measured) for one to come back. Short invocations
+    (most of photopipe's steps take 5-50 ms) are then served warm by one or two processes, and each cold start not
+    made saves an interpreter's imports and first clients (≈ 0.8 CPU-s here); long ones (Resize) wait that long
+    once, then get their process.
     """
 
     _pools: ClassVar[dict[tuple[str, str], ProcessPool]] = {}
@@ -291,6 +301,7 @@ class ProcessPool:
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._users = 0
         self._closed = False
+        self.start_seconds = DEFAULT_START_SECONDS
 
     @classmethod
     def attach(cls, function_version: FunctionVersion) -> ProcessPool:
@@ -325,7 +336,7 @@ class ProcessPool:
                             return process
                         dead.append(process)  # died while idle (killed, out of memory): its slot is free again
                         self._slots_taken -= 1
-                    if self._slots_taken < self.size:
+                    if self._slots_taken == 0:  # no process to wait for
                         self._slots_taken += 1
                         return None
                 waiter = _Waiter()
@@ -333,7 +344,15 @@ class ProcessPool:
         finally:
             for process in dead:
                 process.close()
-        waiter.ready.wait()
+        if not waiter.ready.wait(min(self.start_seconds, MAX_PATIENCE_SECONDS)):
+            with self._lock:
+                if not waiter.ready.is_set():  # no process came back in the time one takes to start
+                    self._waiters.remove(waiter)
+                    if self._slots_taken < self.size and not self._closed:
+                        self._slots_taken += 1
+                        return None
+                    self._waiters.appendleft(waiter)  # every slot is taken: first in line for a warm process
+            waiter.ready.wait()
         if self._closed and waiter.process is None:
             raise LambdaRuntimeException("The function's processes are stopped")
         return waiter.process
@@ -418,7 +437,9 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             if process is None:  # a free slot: this invocation is a cold start
                 process = LambdaProcess(self.function_version, self._env)
                 self._last = process
+                began = time.monotonic()
                 process.start()
+                pool.start_seconds = time.monotonic() - began
             self._current = self._last = process
             return process.invoke(payload)
         finally:
