@@ -24,6 +24,7 @@ HANDLER = textwrap.dedent(
     import os, time, sys
 
     def handler(event, context):
+        began = time.time()
         if event.get("sleep"):
             time.sleep(event["sleep"])
         if event.get("print"):
@@ -33,7 +34,8 @@ HANDLER = textwrap.dedent(
         if event.get("exit"):
             os._exit(7)
         return {"pid": os.getpid(), "event": event, "function": context.function_name,
-                "remaining_ms": context.get_remaining_time_in_millis(), "sys_path0": sys.path[0]}
+                "remaining_ms": context.get_remaining_time_in_millis(), "sys_path0": sys.path[0],
+                "began": began}
     """
 )
 
@@ -180,6 +182,29 @@ def test_short_concurrent_invokes_are_served_warm_rather_than_by_new_processes(
     assert all("FunctionError" not in response for response, _ in results)
     # Six 20 ms invocations queue for the warm process for less time than another process would take to start.
     assert {body["pid"] for _, body in results} == {first["pid"]}
+
+
+def test_invocations_waiting_for_a_process_are_served_in_arrival_order(
+    lam: Any, lambda_function: Callable[..., str], localstack: EmbeddedLocalStack
+) -> None:
+    name = lambda_function({"handler.py": HANDLER + "\ntime.sleep(0.3)\n"}, timeout=30)
+    count = localstack.lambda_processes + 6
+
+    def send(i: int) -> tuple[dict[str, Any], Any]:
+        time.sleep(0.15 * i)  # they arrive one after another; most wait longer than a process takes to start
+        return invoke(lam, name, {"sleep": 0.5, "i": i})
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(send, range(count)))
+
+    assert all("FunctionError" not in response for response, _ in results)
+    by_start = sorted((body for _, body in results), key=lambda body: body["began"])
+    # The first invocation in each process started it, racing the others' starts; every other one waited in line
+    # for a warm process.
+    first_in_process = {body["pid"]: body["event"]["i"] for body in reversed(by_start)}
+    warm = [body["event"]["i"] for body in by_start if body["event"]["i"] not in first_in_process.values()]
+    assert len(warm) >= 6
+    assert warm == sorted(warm)
 
 
 def test_handler_boto3_calls_reach_localstack(

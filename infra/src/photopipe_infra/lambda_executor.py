@@ -346,12 +346,12 @@ class ProcessPool:
                 process.close()
         if not waiter.ready.wait(min(self.start_seconds, MAX_PATIENCE_SECONDS)):
             with self._lock:
-                if not waiter.ready.is_set():  # no process came back in the time one takes to start
+                # No process came back in the time one takes to start: take a free slot if there is one, else
+                # keep this place in the line (first come, first served: the longest waiting goes first).
+                if not waiter.ready.is_set() and self._slots_taken < self.size and not self._closed:
                     self._waiters.remove(waiter)
-                    if self._slots_taken < self.size and not self._closed:
-                        self._slots_taken += 1
-                        return None
-                    self._waiters.appendleft(waiter)  # every slot is taken: first in line for a warm process
+                    self._slots_taken += 1
+                    return None
             waiter.ready.wait()
         if self._closed and waiter.process is None:
             raise LambdaRuntimeException("The function's processes are stopped")
