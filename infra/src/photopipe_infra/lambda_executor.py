@@ -43,9 +43,8 @@ MAX_PROCESSES_ENV_VAR = "LAMBDA_PROCESS_MAX_PER_FUNCTION"
 POLL_SECONDS = 0.02
 # Seconds a process gets to exit on SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 1.0
-# How long an invocation waits for a warm process before it starts another (see ProcessPool): the time the last
-# process took to start, this guess before one has, and never longer than the cap.
-DEFAULT_START_SECONDS = 0.5
+# How long an invocation waits at most for a warm process before it starts another (see ProcessPool), and the
+# guess of a start's time before one was measured (a photopipe function starts in 0.5-1 s on a busy host).
 MAX_PATIENCE_SECONDS = 1.0
 # The process reads invocations from, and writes results to, these file descriptors (see lambda_bootstrap.py).
 INVOKE_FD_ENV_VAR = "LAMBDA_PROCESS_INVOKE_FD"
@@ -283,10 +282,11 @@ class ProcessPool:
     the pool, so extra concurrent invocations wait for a warm process instead.
 
     A free slot is not used at once while the function has a process: the invocation first waits as long as a
-    process takes to start (``start_seconds``, the last start measured) for one to come back. Short invocations
-    (most of photopipe's steps take 5-50 ms) are then served warm by one or two processes, and each cold start not
-    made saves an interpreter's imports and first clients (≈ 0.8 CPU-s here); long ones (Resize) wait that long
-    once, then get their process.
+    process takes to start (``start_seconds``: the last start measured, at most ``MAX_PATIENCE_SECONDS``, which is
+    also the guess while the first process is still starting) for one to come back. Short invocations (most of
+    photopipe's steps take 5-50 ms) are then served warm by one or two processes — the demo's eight photos ran on
+    10 processes instead of 17 — and each cold start not made saves an interpreter's imports and first clients
+    (≈ 0.8 CPU-s here); long ones (Resize) wait that long once, then get their process.
     """
 
     _pools: ClassVar[dict[tuple[str, str], ProcessPool]] = {}
@@ -301,7 +301,7 @@ class ProcessPool:
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._users = 0
         self._closed = False
-        self.start_seconds = DEFAULT_START_SECONDS
+        self.start_seconds = MAX_PATIENCE_SECONDS
 
     @classmethod
     def attach(cls, function_version: FunctionVersion) -> ProcessPool:
