@@ -78,7 +78,7 @@ def unexpected(outcomes: dict[str, dict[str, Any] | None]) -> list[str]:
         media = outcomes.get(sample.name)
         status = media["status"] if media else "(not seen)"
         if sample.name in copied:
-            continue  # judged with its copy, just below
+            continue  # judged together with the copy that names it
         if sample.same_as:  # either copy may be processed first; exactly one of them is the duplicate
             original = outcomes.get(sample.same_as)
             pair = {status, original["status"] if original else "(not seen)"}
