@@ -22,12 +22,12 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import PIL
 import psutil
@@ -201,7 +201,8 @@ def run_kernels(paths: list[Path], names: list[str], rounds: int = KERNEL_ROUNDS
     results: dict[str, dict[str, float]] = {}
     for _ in range(rounds):
         for name in names:
-            with environment(imaging.RENDER_PROCESS_ENV), context.Pool(1) as pool:
+            # glibc reads its tunables when a process starts: set for the spawned process, restored after.
+            with mock.patch.dict(os.environ, imaging.RENDER_PROCESS_ENV), context.Pool(1) as pool:
                 row = pool.apply(_run_kernel, (name, [str(p) for p in paths], core))
             results[name] = best_round(results.get(name), row)
     return results
@@ -212,21 +213,6 @@ def best_round(best: dict[str, float] | None, row: dict[str, float]) -> dict[str
     if best is None:
         return row
     return {"img_s": max(best["img_s"], row["img_s"]), "peak_rss_mb": max(best["peak_rss_mb"], row["peak_rss_mb"])}
-
-
-@contextmanager
-def environment(variables: dict[str, str]) -> Iterator[None]:
-    """These variables set for the processes started meanwhile (a spawned process inherits ``os.environ``)."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def ssim_of_medium(data: bytes) -> float:
@@ -325,13 +311,14 @@ def run_pipeline(
     Given what lists the embedded stack's processes (LocalStack first), also where the CPU went meanwhile, per
     photo and by process role (listed again at the end: a Lambda pool that grew during the run counts too)."""
     api = ApiClient(stack.outputs.ApiUrl)
-    processes = stack_processes() if stack_processes else []
+    list_processes = stack_processes or list
+    processes = list_processes()
     cpu_before, host_before = cpu_snapshot(processes), psutil.cpu_times()
     started = time.time()
     results = Uploader(api, concurrency=concurrency, wait=True, wait_timeout=timeout).run(paths)
     cpu = {}
-    if processes and stack_processes:
-        after = cpu_snapshot(stack_processes())
+    if processes:  # an embedded stack (none to list when the stack is elsewhere)
+        after = cpu_snapshot(list_processes())
         cpu = {
             "cpu_s_per_photo": cpu_per_photo(cpu_before, after, len(paths), psutil.cpu_count() or 1),
             "host_busy": host_busy(host_before, psutil.cpu_times()),

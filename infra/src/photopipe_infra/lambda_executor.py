@@ -286,7 +286,7 @@ class ProcessPool:
     also the guess while the first process is still starting) for one to come back. Short invocations (most of
     photopipe's steps take 5-50 ms) are then served warm by one or two processes — the demo's eight photos ran on
     10 processes instead of 18 — and each cold start not made saves an interpreter's imports and first clients
-    (≈ 0.8 CPU-s here); long ones (Resize) wait that long once, then get their process.
+    (≈ 0.5 CPU-s on an idle host); long ones (Resize) wait that long once, then get their process.
     """
 
     _pools: ClassVar[dict[tuple[str, str], ProcessPool]] = {}

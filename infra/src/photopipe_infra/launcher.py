@@ -76,7 +76,7 @@ class EmbeddedLocalStack:
 
     @property
     def tmp_dir(self) -> Path:
-        """LocalStack's TMPDIR: every deploy unzips each function and layer here (≈ 90 MB for photopipe). Nothing
+        """LocalStack's TMPDIR: every deploy unzips each function and layer here (≈ 36 MB for photopipe). Nothing
         in it outlives the process (its state is in memory), so it is emptied when an instance starts or stops."""
         return self.folder / "tmp"
 
