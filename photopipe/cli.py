@@ -19,6 +19,7 @@ from rich.table import Table
 
 from photopipe import bench as benchmark
 from photopipe import local
+from photopipe import soak as soak_run
 from photopipe.config import ClientSettings
 from photopipe.demo import API, DROP, contact_sheet, sample_set, unexpected, write_samples
 from photopipe.failures import Failures
@@ -308,13 +309,34 @@ def _summary(results: list[FileResult]) -> None:
     "--kernel-photos", type=click.IntRange(1, 200), default=8, show_default=True, help="Photos per kernel row."
 )
 @click.option("--kernel-only", is_flag=True, help="Only the one-core kernel comparison (no stack needed).")
+@click.option(
+    "--soak",
+    type=click.IntRange(1, 1_000_000),
+    default=None,
+    help="Instead: N small photos through the API in bursts, sampling the stack's threads and memory.",
+)
+@click.option(
+    "--soak-burst", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Photos per soak burst."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (DESIGN §10).")
 @out_option("photopipe-bench", "Where the report (JSON) and its chart (PNG) are written.")
 @pass_context
-def bench(ctx: Context, photos: int, kernel_photos: int, kernel_only: bool, as_json: bool, out_dir: Path) -> None:
+def bench(
+    ctx: Context,
+    photos: int,
+    kernel_photos: int,
+    kernel_only: bool,
+    soak: int | None,
+    soak_burst: int,
+    as_json: bool,
+    out_dir: Path,
+) -> None:
     """Measure the imaging kernel against naive Pillow, pyvips and the floor (one core), then photos through the
-    deployed stack via the API (all cores)."""
+    deployed stack via the API (all cores). With --soak N: a long run of small photos instead (memory, threads)."""
     run = time.strftime("%Y%m%d-%H%M%S")
+    if soak is not None:
+        _soak(ctx, soak, soak_burst, as_json, out_dir / f"soak-{run}")
+        return
     corpus_size = kernel_photos if kernel_only else max(kernel_photos, photos)
     with console.status(f"Making the corpus: {corpus_size} × 12 MP JPEG (cached in {benchmark.corpus_folder()}) ..."):
         corpus = benchmark.write_corpus(benchmark.corpus_folder(), corpus_size, seed=1)
@@ -369,6 +391,45 @@ def bench(ctx: Context, photos: int, kernel_photos: int, kernel_only: bool, as_j
             table.add_row(f"{section}.{key}", json.dumps(value))
     out.print(table)
     console.print(f"Report: {out_dir / f'bench-{run}.json'}  chart: {chart}")
+
+
+def _soak(ctx: Context, photos: int, burst: int, as_json: bool, out_dir: Path) -> None:
+    _bring_up(ctx, outputs_to=console if as_json else out)
+    processes = local.launcher(ctx.settings).processes
+    if not processes():
+        raise click.ClickException("--soak samples the embedded stack's processes: run it against `photopipe up`")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = (
+        "photos",
+        "seconds",
+        "img_s",
+        "localstack_threads",
+        "localstack_mappings",
+        "localstack_rss_mb",
+        "lambda_processes",
+        "lambdas_rss_mb",
+        "statuses",
+    )
+    table = Table(*columns, title=f"photopipe bench --soak {photos}")
+    samples: list[soak_run.Sample] = []
+    with console.status(f"Soak: {photos} photos in bursts of {burst} ...") as status:
+        for sample in soak_run.run(ctx.stack, photos, burst, processes):
+            samples.append(sample)
+            row = [str(getattr(sample, c)) if c != "statuses" else json.dumps(sample.statuses) for c in columns]
+            table.add_row(*row)
+            console.print("  ".join(f"{c}={v}" for c, v in zip(columns, row, strict=True)))
+            status.update(f"Soak: {sample.photos} of {photos} photos processed ...")
+    report = soak_run.summary(samples, photos)
+    (out_dir / "soak.json").write_text(json.dumps(report, indent=2))
+    chart = soak_run.chart(samples, out_dir / "soak.png")
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    out.print(table)
+    for key, value in report.items():
+        if key != "samples":
+            out.print(f"{key}: {json.dumps(value)}")
+    console.print(f"Report: {out_dir / 'soak.json'}  chart: {chart}")
 
 
 @main.command(name="samples")

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from photopipe_core import aws, pipeline, repository, settings, storage
+from photopipe_core import aws, inflight, pipeline, repository, settings, storage
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = ROOT / "functions"
@@ -43,6 +43,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         repository.media_repository,
         pipeline.pipeline_starter,
         storage.object_store,
+        storage.failed_queue,
+        storage.ingest_queue,
+        inflight.in_flight_slots,
     ):
         factory.cache_clear()
 
@@ -62,7 +65,15 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         monkeypatch.setenv("PIPELINE_ARN", arn)
         failed = boto3.client("sqs").create_queue(QueueName="failed")["QueueUrl"]
         monkeypatch.setenv("FAILED_QUEUE_URL", failed)
-        yield {"bucket": "media", "table": "media-table", "state_machine_arn": arn, "failed_queue_url": failed}
+        ingest = boto3.client("sqs").create_queue(QueueName="ingest")["QueueUrl"]
+        monkeypatch.setenv("INGEST_QUEUE_URL", ingest)
+        yield {
+            "bucket": "media",
+            "table": "media-table",
+            "state_machine_arn": arn,
+            "failed_queue_url": failed,
+            "ingest_queue_url": ingest,
+        }
 
 
 class _CfnLoader(yaml.SafeLoader):

@@ -95,6 +95,12 @@ def deployed_fingerprint(endpoint: str, stack_name: str) -> str | None:
     return next((t["Value"] for t in stack.get("Tags", []) if t["Key"] == SOURCE_TAG), None)
 
 
+def local_max_in_flight() -> int:
+    """Photos in the pipeline at once on this machine: four per core (at least eight), enough to keep every Lambda
+    process busy while others wait on S3 or DynamoDB; more only wait inside LocalStack, each holding threads."""
+    return max(8, 4 * (os.cpu_count() or 2))
+
+
 def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) -> Deployed:
     """``sam build`` + ``sam deploy`` unless the stack is already deployed from the same sources.
 
@@ -125,7 +131,7 @@ def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) ->
         "--stack-name",
         stack_name,
         "--parameter-overrides",
-        f"Target=localstack LocalEndpoint={endpoint} PresignEndpoint={endpoint}",
+        f"Target=localstack LocalEndpoint={endpoint} PresignEndpoint={endpoint} MaxInFlight={local_max_in_flight()}",
         "--tags",
         f"{SOURCE_TAG}={fingerprint}",
         "--no-progressbar",

@@ -180,6 +180,8 @@ class EmbeddedLocalStack:
             )
         localstack = venvs.ensure(venvs.LOCALSTACK)
         venvs.ensure(venvs.LAMBDA_PYTHON)
+        # The deadline is for LocalStack's start, not for a first set-up of its venvs (minutes of downloads).
+        began = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
         self._clear_previous_run()
         with self.log_file.open("ab") as log:

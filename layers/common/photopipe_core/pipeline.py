@@ -54,6 +54,16 @@ class PipelineStarter:
         self.start(media, attempt)
         return f"{media_id}-{attempt}"
 
+    def is_running(self, name: str) -> bool:
+        """Whether the execution called ``name`` exists and is still running."""
+        arn = f"{self._arn.replace(':stateMachine:', ':execution:')}:{name}"
+        try:
+            return bool(self._client.describe_execution(executionArn=arn)["status"] == "RUNNING")
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ExecutionDoesNotExist":
+                return False
+            raise
+
     def is_reachable(self) -> bool:
         return bool(self._client.describe_state_machine(stateMachineArn=self._arn)["status"])
 

@@ -160,6 +160,10 @@ class Presigner:
         )
 
 
+# How many times an ingest event has already waited for an in-flight slot (a message attribute).
+WAITS_ATTRIBUTE = "photopipe-waits"
+
+
 class MessageQueue:
     def __init__(self, client: Any, url: str) -> None:
         self._client = client
@@ -167,6 +171,15 @@ class MessageQueue:
 
     def send(self, message: dict[str, Any]) -> None:
         self._client.send_message(QueueUrl=self.url, MessageBody=json.dumps(message, default=str))
+
+    def send_later(self, body: str, delay_seconds: int, waits: int) -> None:
+        """Put a message back as a new one, visible after ``delay_seconds`` (at most SQS's 900), counting its waits."""
+        self._client.send_message(
+            QueueUrl=self.url,
+            MessageBody=body,
+            DelaySeconds=max(0, min(delay_seconds, 900)),
+            MessageAttributes={WAITS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(waits)}},
+        )
 
 
 @lru_cache(maxsize=1)
@@ -184,3 +197,8 @@ def presigner() -> Presigner:
 @lru_cache(maxsize=1)
 def failed_queue() -> MessageQueue:
     return MessageQueue(aws.client("sqs"), get_settings().failed_queue_url)
+
+
+@lru_cache(maxsize=1)
+def ingest_queue() -> MessageQueue:
+    return MessageQueue(aws.client("sqs"), get_settings().ingest_queue_url)

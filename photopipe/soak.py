@@ -1,0 +1,209 @@
+"""`photopipe bench --soak N`: many small photos through the API in bursts, watching the stack's memory and threads.
+
+Each burst of ``burst`` photos is uploaded by ``clients`` threads at once (POST /v1/uploads, then the presigned PUT),
+then followed until every photo has a final status. After each burst the embedded LocalStack's live threads, memory
+mappings and resident memory and the Lambda processes' resident memory are sampled, with the burst's throughput (its
+photos over the time from its first upload to its last final status). A stack that leaks shows it as growing
+mappings or RSS, or as throughput falling from burst to burst.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from PIL import Image, ImageDraw
+
+from photopipe.media import MediaReader
+from photopipe.stack import Stack
+from photopipe.upload import ApiClient, UploadFailed, describe
+from photopipe_core.models import Status
+
+CLIENTS = 32
+TERMINAL_NAMES = frozenset(status.value for status in Status if status.is_terminal)
+FOLLOW_WINDOW = 32  # unfinished photos asked about per round while following a burst
+
+
+def tiny_photo(index: int, run: str) -> bytes:
+    """A small JPEG (96×64) whose pixels carry ``index`` and ``run``: distinct bytes for every photo of every run."""
+    digest = hashlib.sha256(f"{run}/{index}".encode()).digest()
+    image = Image.new("RGB", (96, 64), tuple(digest[:3]))
+    draw = ImageDraw.Draw(image)
+    for n, byte in enumerate(digest[3:27]):
+        draw.rectangle((4 * n, 0, 4 * n + 3, 63), fill=(byte, 255 - byte, digest[n % 32]))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def upload_bytes(api: ApiClient, name: str, data: bytes) -> str:
+    """One photo through the API: ask for an upload (with its sha256), PUT exactly the headers given; its media id."""
+    body = {
+        "filename": name,
+        "content_type": "image/jpeg",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    response = api.request("POST", "/v1/uploads", json=body)
+    if response.status_code != 201:
+        raise UploadFailed(f"{name}: {describe(response)}")
+    grant = response.json()
+    put = api.session.put(grant["upload"]["url"], data=data, headers=grant["upload"]["headers"], timeout=60)
+    if put.status_code != 200:
+        raise UploadFailed(f"{name}: PUT answered {put.status_code}")
+    return str(grant["media_id"])
+
+
+def send_burst(api: ApiClient, photos: list[tuple[str, bytes]], clients: int = CLIENTS) -> list[str]:
+    """Upload every (name, bytes) from ``clients`` threads at once; the media ids in the same order."""
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(lambda photo: upload_bytes(api, *photo), photos))
+
+
+def follow(reader: MediaReader, media_ids: list[str], timeout: float) -> dict[str, Status | None]:
+    """Each media's status once all are final or the deadline passed (None: no media item yet). Media finish about
+    in the order sent, so each round reads the oldest unfinished ones only, up to ``FOLLOW_WINDOW`` still running."""
+    statuses: dict[str, Status | None] = dict.fromkeys(media_ids)
+    pending = list(media_ids)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        unfinished = 0
+        for media_id in list(pending):
+            item = reader.get(media_id)
+            statuses[media_id] = item.status if item else None
+            if item is not None and item.status.is_terminal:
+                pending.remove(media_id)
+            else:
+                unfinished += 1
+                if unfinished >= FOLLOW_WINDOW:
+                    break
+        if pending:
+            time.sleep(0.5)
+    return statuses
+
+
+@dataclass
+class Sample:
+    photos: int  # processed so far
+    seconds: float  # the burst's, first upload to last final status
+    img_s: float
+    localstack_threads: int
+    localstack_mappings: int
+    localstack_rss_mb: float
+    lambda_processes: int
+    lambdas_rss_mb: float
+    lambda_max_rss_mb: float
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def sample_stack(processes: list[psutil.Process]) -> dict[str, Any]:
+    """LocalStack's (the first process) threads, mappings and RSS; its Lambda processes' RSS."""
+    root, *children = processes
+    lambdas = []
+    for child in children:
+        try:
+            if child.environ().get("AWS_LAMBDA_FUNCTION_NAME"):
+                lambdas.append(child.memory_info().rss / 2**20)
+        except psutil.Error:
+            continue  # ended between listing and reading
+    return {
+        "localstack_threads": root.num_threads(),
+        "localstack_mappings": len(Path(f"/proc/{root.pid}/maps").read_text().splitlines()),
+        "localstack_rss_mb": round(root.memory_info().rss / 2**20, 1),
+        "lambda_processes": len(lambdas),
+        "lambdas_rss_mb": round(sum(lambdas), 1),
+        "lambda_max_rss_mb": round(max(lambdas, default=0.0), 1),
+    }
+
+
+def run(
+    stack: Stack,
+    photos: int,
+    burst: int,
+    stack_processes: Callable[[], list[psutil.Process]],
+    timeout_per_burst: float = 1800.0,
+    clients: int = CLIENTS,
+) -> Iterator[Sample]:
+    """Send ``photos`` in bursts of ``burst``; yield a sample after each burst (a stack that stops answering ends
+    the run with an exception, after the samples so far)."""
+    api = ApiClient(stack.outputs.ApiUrl)
+    reader = MediaReader(stack)
+    run_id = f"{time.time_ns()}"
+    done = 0
+    while done < photos:
+        count = min(burst, photos - done)
+        batch = [(f"soak-{done + n:06d}.jpg", tiny_photo(done + n, run_id)) for n in range(count)]
+        began = time.monotonic()
+        media_ids = send_burst(api, batch, clients)
+        statuses = follow(reader, media_ids, timeout_per_burst)
+        seconds = time.monotonic() - began
+        done += count
+        counts: dict[str, int] = {}
+        for status in statuses.values():
+            name = status.value if status else "MISSING"
+            counts[name] = counts.get(name, 0) + 1
+        yield Sample(
+            photos=done,
+            seconds=round(seconds, 1),
+            img_s=round(count / seconds, 2),
+            statuses=counts,
+            **sample_stack(stack_processes()),
+        )
+
+
+def summary(samples: list[Sample], sent: int) -> dict[str, Any]:
+    """What the acceptance asks of a soak: nothing lost, mappings flat, RSS growth per 1,000 photos after the first
+    burst, throughput of the last burst against the first."""
+    finished = sum(n for s in samples for name, n in s.statuses.items() if name in TERMINAL_NAMES)
+    first, last = samples[0], samples[-1]
+    later_photos = last.photos - first.photos
+    per_thousand = (last.localstack_rss_mb - first.localstack_rss_mb) / later_photos * 1000 if later_photos else 0.0
+    return {
+        "photos": sent,
+        "terminal": finished,
+        "lost": sent - finished,
+        "localstack_threads_max": max(s.localstack_threads for s in samples),
+        "mappings_first_last": [first.localstack_mappings, last.localstack_mappings],
+        "rss_mb_first_last": [first.localstack_rss_mb, last.localstack_rss_mb],
+        "rss_growth_mb_per_1000_after_first": round(per_thousand, 1),
+        "throughput_last_vs_first": round(last.img_s / first.img_s, 3) if first.img_s else None,
+        "samples": [asdict(s) for s in samples],
+    }
+
+
+def chart(samples: list[Sample], path: Path) -> Path:
+    """Throughput and memory against photos processed, one panel each, drawn with Pillow."""
+    width, panel, left, top = 900, 220, 70, 40
+    image = Image.new("RGB", (width, top + 2 * (panel + 40)), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 10), "photopipe soak: throughput and memory against photos processed", fill="black")
+    series = [
+        ("img/s per burst", [(s.photos, s.img_s) for s in samples], "#2b7bb9"),
+        ("LocalStack RSS (MB)", [(s.photos, s.localstack_rss_mb) for s in samples], "#c33"),
+        ("Lambda processes RSS (MB)", [(s.photos, s.lambdas_rss_mb) for s in samples], "#6a6"),
+        ("LocalStack mappings / 10", [(s.photos, s.localstack_mappings / 10) for s in samples], "#999"),
+    ]
+    most = max(s.photos for s in samples) or 1
+    for index, group in enumerate((series[:1], series[1:])):
+        y0 = top + index * (panel + 40)
+        peak = max((v for _, points, _ in group for _, v in points), default=1.0) or 1.0
+        draw.rectangle((left, y0, width - 20, y0 + panel), outline="#ccc")
+        draw.text((5, y0), f"{peak:.0f}", fill="black")
+        draw.text((5, y0 + panel - 10), "0", fill="black")
+        for n, (label, points, colour) in enumerate(group):
+            xy = [(left + (width - 20 - left) * x / most, y0 + panel - panel * v / peak) for x, v in points]
+            if len(xy) > 1:
+                draw.line(xy, fill=colour, width=2)
+            for x, y in xy:
+                draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
+            draw.text((left + 10 + 220 * n, y0 + panel + 8), label, fill=colour)
+    draw.text((width - 160, top + 2 * (panel + 40) - 18), f"photos processed (max {most})", fill="black")
+    image.save(path)
+    return path
