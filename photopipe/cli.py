@@ -23,6 +23,7 @@ from photopipe import soak as soak_run
 from photopipe.config import ClientSettings
 from photopipe.demo import API, DROP, contact_sheet, sample_set, unexpected, write_samples
 from photopipe.failures import Failures
+from photopipe.load import LoadReader, LoadWatch
 from photopipe.media import MediaReader
 from photopipe.progress import transfer_bars
 from photopipe.samples import camera_roll
@@ -282,7 +283,14 @@ def upload(ctx: Context, paths: tuple[str, ...], via: str, concurrency: int | No
             if as_json:
                 click.echo(json.dumps(result.as_json()))
 
-        results = uploader.run(files, on_done=done)
+        watch = LoadWatch(LoadReader(ctx.stack), bars.status) if wait else None
+        if watch is not None:
+            watch.start()
+        try:
+            results = uploader.run(files, on_done=done)
+        finally:
+            if watch is not None:
+                watch.stop()
     if not as_json:
         _summary(results)
     if any(r.status == "FAILED" or (wait and r.status not in TERMINAL) for r in results):

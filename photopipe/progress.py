@@ -57,6 +57,7 @@ class TransferBars:
         self._sent: dict[Path, int] = {}
         self.photos = progress.add_task("photos", total=files)
         self.bytes = progress.add_task("bytes", total=total_bytes, unit=BYTES)
+        self._status: object | None = None
 
     def begin(self, path: Path, size: int) -> Callable[[int], None]:
         task = self._progress.add_task(f"  {path.name}", total=size, unit=BYTES)
@@ -76,6 +77,13 @@ class TransferBars:
             task = self._tasks.pop(path, None)
         if task is not None:
             self._progress.remove_task(task)  # type: ignore[arg-type]
+
+    def status(self, text: str) -> None:
+        """A line of its own under the bars (how busy the pipeline is, while waiting)."""
+        with self._lock:
+            if self._status is None:
+                self._status = self._progress.add_task(text, total=None)
+        self._progress.update(self._status, description=text)  # type: ignore[arg-type]
 
     def finished(self, path: Path, size: int) -> None:
         """A file is done; its bytes that were not sent (skipped, refused locally) count towards the overall bar."""

@@ -28,7 +28,6 @@ from photopipe_core.models import Status
 
 CLIENTS = 32
 TERMINAL_NAMES = frozenset(status.value for status in Status if status.is_terminal)
-FOLLOW_WINDOW = 32  # unfinished photos asked about per round while following a burst
 
 
 def tiny_photo(index: int, run: str) -> bytes:
@@ -68,24 +67,23 @@ def send_burst(api: ApiClient, photos: list[tuple[str, bytes]], clients: int = C
 
 
 def follow(reader: MediaReader, media_ids: list[str], timeout: float) -> dict[str, Status | None]:
-    """Each media's status once all are final or the deadline passed (None: no media item yet). Media finish about
-    in the order sent, so each round reads the oldest unfinished ones only, up to ``FOLLOW_WINDOW`` still running."""
+    """Each media's status once all are final or the deadline passed (None: no media item yet).
+
+    Media finish about in the order sent, so each round reads the oldest unfinished ones until one is still
+    running, then waits a second: about one read per photo in all, which leaves the stack to the photos (reading
+    every unfinished photo each round cost it more than the pipeline's own requests)."""
     statuses: dict[str, Status | None] = dict.fromkeys(media_ids)
     pending = list(media_ids)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
-        unfinished = 0
         for media_id in list(pending):
             item = reader.get(media_id)
             statuses[media_id] = item.status if item else None
-            if item is not None and item.status.is_terminal:
-                pending.remove(media_id)
-            else:
-                unfinished += 1
-                if unfinished >= FOLLOW_WINDOW:
-                    break
+            if item is None or not item.status.is_terminal:
+                break
+            pending.remove(media_id)
         if pending:
-            time.sleep(0.5)
+            time.sleep(1.0)
     return statuses
 
 

@@ -3,6 +3,7 @@ clients are reused (photopipe_infra.stepfunctions_cache). Executions must still 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import textwrap
 import time
@@ -12,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+
+from photopipe_infra.launcher import EmbeddedLocalStack
 
 SFN_ROLE = "arn:aws:iam::000000000000:role/sfn-test"
 
@@ -120,3 +123,30 @@ def test_an_updated_definition_is_what_new_executions_run(
     sfn.update_state_machine(stateMachineArn=machine, definition=json.dumps(answer("second")))
     described, _ = run(sfn, machine, {})
     assert json.loads(described["output"]) == "second"
+
+
+def test_a_closed_execution_keeps_its_whole_history_on_disk(
+    sfn: Any, state_machine: Callable[[dict[str, Any]], str], localstack: EmbeddedLocalStack
+) -> None:
+    # Given a finished execution
+    machine = state_machine(
+        {"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "End": True}}}
+    )
+    described, events = run(sfn, machine, {"photo": "x" * 1000})
+    # Then its history was moved out of LocalStack's memory into one file, and reads back whole, in order
+    spilled = (
+        localstack.tmp_dir
+        / "photopipe-sfn-history"
+        / f"{hashlib.sha256(described['executionArn'].encode()).hexdigest()}.pickle"
+    )
+    assert spilled.is_file()
+    assert [e["type"] for e in events] == [
+        "ExecutionStarted",
+        "PassStateEntered",
+        "PassStateExited",
+        "PassStateEntered",
+        "PassStateExited",
+        "ExecutionSucceeded",
+    ]
+    assert [e["id"] for e in events] == [1, 2, 3, 4, 5, 6]
+    assert json.loads(events[0]["executionStartedEventDetails"]["input"]) == {"photo": "x" * 1000}

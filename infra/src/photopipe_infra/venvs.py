@@ -43,12 +43,16 @@ class VenvSpec:
         return self.path / "bin" / name
 
     def fingerprint(self) -> str:
+        """What the venv is made from: its requirements, then (after a '+') the editable package's metadata."""
         digest = hashlib.sha256()
         for item in self.requirements:
             digest.update(item.encode())
         for path in self.inputs:
             digest.update(path.read_bytes())
-        return digest.hexdigest()
+        if self.editable is None:
+            return digest.hexdigest()
+        metadata = hashlib.sha256((self.editable / "pyproject.toml").read_bytes()).hexdigest()
+        return f"{digest.hexdigest()}+{metadata}"
 
 
 LOCALSTACK = VenvSpec(
@@ -58,7 +62,7 @@ LOCALSTACK = VenvSpec(
         "-c",
         str(INFRA_DIR / "constraints" / f"localstack-{LOCALSTACK_VERSION}.txt"),
     ),
-    inputs=(INFRA_DIR / "constraints" / f"localstack-{LOCALSTACK_VERSION}.txt", INFRA_DIR / "pyproject.toml"),
+    inputs=(INFRA_DIR / "constraints" / f"localstack-{LOCALSTACK_VERSION}.txt",),
     editable=INFRA_DIR,
 )
 LAMBDA_PYTHON = VenvSpec(
@@ -74,19 +78,36 @@ SAM = VenvSpec(
 
 
 def is_current(spec: VenvSpec) -> bool:
+    return _stamp(spec) == spec.fingerprint()
+
+
+def _stamp(spec: VenvSpec) -> str | None:
     stamp = spec.path / STAMP
-    return spec.python.exists() and stamp.exists() and stamp.read_text() == spec.fingerprint()
+    return stamp.read_text() if spec.python.exists() and stamp.exists() else None
 
 
 def ensure(spec: VenvSpec) -> VenvSpec:
-    """Create or refresh the venv when its requirements changed; a no-op (a file read) when it is current."""
+    """Create or refresh the venv when its requirements changed; a no-op (a file read) when it is current.
+
+    When only the editable package's own metadata changed (a new plugin entry point in its pyproject.toml), it is
+    installed again on its own: the pinned requirements stay as they are (a fresh LocalStack venv takes minutes)."""
     if is_current(spec):
+        return spec
+    pip = [str(spec.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    stamp = _stamp(spec)
+    if (
+        spec.editable is not None
+        and stamp is not None
+        and stamp.partition("+")[0] == spec.fingerprint().partition("+")[0]
+    ):
+        LOG.info("Installing %s again into %s ...", spec.editable.name, spec.path)
+        subprocess.run([*pip, "--no-deps", "-e", str(spec.editable)], check=True)  # noqa: S603
+        (spec.path / STAMP).write_text(spec.fingerprint())
         return spec
     LOG.info("Preparing %s (one-time set-up) ...", spec.path)
     if spec.path.exists():
         shutil.rmtree(spec.path)
     subprocess.run([find_python(), "-m", "venv", str(spec.path)], check=True)  # noqa: S603
-    pip = [str(spec.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, *spec.requirements], check=True)  # noqa: S603
     if spec.editable is not None:
         subprocess.run([*pip, "--no-deps", "-e", str(spec.editable)], check=True)  # noqa: S603

@@ -1,0 +1,94 @@
+"""A closed Step Functions execution keeps its event history on disk instead of in LocalStack's memory.
+
+Upstream: ``localstack.services.stepfunctions.backend.execution.BaseExecutionWorkerCommunication.terminated``, called
+once when an execution's program has ended (after its last history event), and ``EventManager``, which holds every
+history event of an execution as Python objects for as long as LocalStack runs. A photo's run has some thirty
+events carrying each state's input and output (≈ 24 KB as JSON, several times that as objects): most of LocalStack's
+memory growth per photo, without bound, for a history that is rarely read again.
+
+The ``on_infra_start`` hook wraps ``terminated``: once the original has recorded the final status (and published the
+status-change event), the history is written to one file per execution and the execution's ``EventManager`` is
+replaced by a ``SpilledHistory`` that reads it back when ``GetExecutionHistory`` asks (the only reader of a closed
+execution's events). ``describe-execution`` and ``list-executions`` read the execution's own fields, which stay in
+memory. The files live in LocalStack's temporary folder, which the launcher empties when LocalStack starts or stops,
+like the rest of its in-memory state. ``UPSTREAM_SHA256`` pins the upstream sources this relies on; a test fails
+when a LocalStack upgrade changes them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import logging
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from localstack.runtime import hooks
+from localstack.services.stepfunctions.asl.eval.event import event_manager
+from localstack.services.stepfunctions.backend import execution
+
+LOG = logging.getLogger(__name__)
+# sha256 of the sources of the two upstream modules (see upstream_sha256) in localstack-core 4.14.0.
+UPSTREAM_SHA256 = "2eb3ab727aa48e4aa66ddaf35c8bc1a62108c09ba762155ccaac6152d8871e4d"
+
+
+def upstream_sha256() -> str:
+    digest = hashlib.sha256()
+    for module in (execution, event_manager):
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()
+
+
+def spill_dir() -> Path:
+    folder = Path(os.environ.get("TMPDIR") or tempfile.gettempdir()) / "photopipe-sfn-history"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class SpilledHistory:
+    """Stands in for a closed execution's ``EventManager``: its events are read back from their file when asked."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def get_event_history(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = pickle.loads(self.path.read_bytes())  # noqa: S301 - written by this process
+        return events
+
+
+def spill(closed: Any) -> Path | None:
+    """Move a closed execution's history to disk; return the file (None when there is nothing to move)."""
+    env = getattr(closed.exec_worker, "env", None)
+    manager = getattr(env, "event_manager", None)
+    if manager is None or isinstance(manager, SpilledHistory):
+        return None
+    path = spill_dir() / f"{hashlib.sha256(closed.exec_arn.encode()).hexdigest()}.pickle"
+    path.write_bytes(pickle.dumps(manager.get_event_history(), protocol=pickle.HIGHEST_PROTOCOL))
+    env.event_manager = SpilledHistory(path)
+    return path
+
+
+@functools.cache
+def _wrap_terminated() -> None:
+    if upstream_sha256() != UPSTREAM_SHA256:
+        LOG.warning("Step Functions' execution or event manager differs from what stepfunctions_history expects")
+    original = execution.BaseExecutionWorkerCommunication.terminated
+
+    def terminated(self: execution.BaseExecutionWorkerCommunication) -> None:
+        original(self)
+        try:
+            spill(self.execution)
+        except Exception:  # the history stays in memory: correct, only larger
+            LOG.exception("Could not move the history of %s to disk", self.execution.exec_arn)
+
+    execution.BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign]
+
+
+@hooks.on_infra_start()
+def spill_closed_execution_history() -> None:
+    _wrap_terminated()
+    LOG.debug("Closed Step Functions executions keep their history in %s", spill_dir())

@@ -1,0 +1,26 @@
+"""Each patch of LocalStack or moto internals in infra/ names the upstream code it corrects and pins its source.
+
+These fail when a LocalStack upgrade changes that code: check that the patch still fits, then update its pin.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from photopipe_infra import venvs
+
+PATCHES = [
+    "photopipe_infra.thread_reaper",  # localstack.utils.threads (TMP_THREADS)
+    "photopipe_infra.stepfunctions_history",  # Step Functions' execution and event manager
+    "photopipe_infra.logs_retention",  # moto.logs LogStream.put_log_events
+]
+
+
+@pytest.mark.parametrize("module", PATCHES)
+def test_the_patched_upstream_source_is_the_one_the_patch_was_written_for(module: str) -> None:
+    check = f"import {module} as patch; print(patch.upstream_sha256() == patch.UPSTREAM_SHA256)"
+    python = venvs.ensure(venvs.LOCALSTACK).python
+    result = subprocess.run([str(python), "-c", check], capture_output=True, text=True, timeout=120, check=True)  # noqa: S603
+    assert result.stdout.strip().splitlines()[-1] == "True", result.stderr[-2000:]
