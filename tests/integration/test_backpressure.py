@@ -122,8 +122,8 @@ def test_a_run_stopped_mid_way_gives_its_slot_back(stack: Stack, aws_client: Cal
         sfn.stop_execution(executionArn=arn, error="Test.Stopped", cause="stopped by the test")
     finally:
         lam.delete_function_concurrency(FunctionName=resize)
-    # Then the slot is given back once the execution has closed
-    assert sfn.describe_execution(executionArn=arn)["status"] == "ABORTED"
+    # Then the execution closes as stopped, and its slot is given back
+    assert wait_until(lambda: sfn.describe_execution(executionArn=arn)["status"] == "ABORTED", 30)
     assert wait_until(lambda: media_id not in {h.run for h in semaphore.holders()}, 30), "the slot was not given back"
 
 
