@@ -14,7 +14,8 @@ from photopipe_infra import venvs
 PATCHES = [
     "photopipe_infra.thread_reaper",  # localstack.utils.threads (TMP_THREADS)
     "photopipe_infra.stepfunctions_history",  # Step Functions' execution and event manager
-    "photopipe_infra.logs_retention",  # moto.logs LogStream.put_log_events
+    "photopipe_infra.logs_retention",  # moto.logs LogStream, LocalStack's moto_put_log_events
+    "photopipe_infra.s3_disk_store",  # LocalStack's ephemeral S3 object store
 ]
 
 

@@ -7,9 +7,10 @@ events carrying each state's input and output (≈ 24 KB as JSON, several times 
 memory growth per photo, without bound, for a history that is rarely read again.
 
 The ``on_infra_start`` hook wraps ``terminated``: once the original has recorded the final status (and published the
-status-change event), the history is written to one file per execution and the execution's ``EventManager`` is
-replaced by a ``SpilledHistory`` that reads it back when ``GetExecutionHistory`` asks (the only reader of a closed
-execution's events). ``describe-execution`` and ``list-executions`` read the execution's own fields, which stay in
+status-change event), the history is written to one file per execution and the execution's worker — with its whole
+evaluation environment — is replaced by a ``ClosedWorker`` whose history reads the file back when
+``GetExecutionHistory`` asks, and which answers "not here" to task-token and Map-run lookups (they only concern
+running executions). ``describe-execution`` and ``list-executions`` read the execution's own fields, which stay in
 memory. The files live in LocalStack's temporary folder, which the launcher empties when LocalStack starts or stops,
 like the rest of its in-memory state. ``UPSTREAM_SHA256`` pins the upstream sources this relies on; a test fails
 when a LocalStack upgrade changes them.
@@ -24,6 +25,7 @@ import logging
 import os
 import pickle
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +62,49 @@ class SpilledHistory:
         return events
 
 
+class _NoCallbacks:
+    """A closed execution waits for no task token and runs no Map: every lookup says 'not here'."""
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> bool:
+        return False
+
+    def notify(self, *args: Any, **kwargs: Any) -> bool:
+        return False
+
+    def get(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def get_all(self) -> list[Any]:
+        return []
+
+
+@dataclass
+class _ClosedEnvironment:
+    event_manager: SpilledHistory
+    callback_pool_manager: _NoCallbacks = field(default_factory=_NoCallbacks)
+    map_run_record_pool_manager: _NoCallbacks = field(default_factory=_NoCallbacks)
+
+
+@dataclass
+class ClosedWorker:
+    """Stands in for a closed execution's ``ExecutionWorker``, whose evaluation environment (every state's context,
+    the program's frames, the history) is no longer needed once the execution's own fields hold its outcome."""
+
+    env: _ClosedEnvironment
+
+    def stop(self, *args: Any, **kwargs: Any) -> None:
+        """A closed execution has nothing left to stop."""
+
+
 def spill(closed: Any) -> Path | None:
-    """Move a closed execution's history to disk; return the file (None when there is nothing to move)."""
-    env = getattr(closed.exec_worker, "env", None)
-    manager = getattr(env, "event_manager", None)
-    if manager is None or isinstance(manager, SpilledHistory):
+    """Move a closed execution's history to disk and let go of its evaluation environment; return the file (None
+    when there is nothing to move)."""
+    worker = closed.exec_worker
+    if worker is None or isinstance(worker, ClosedWorker) or getattr(worker, "env", None) is None:
         return None
     path = spill_dir() / f"{hashlib.sha256(closed.exec_arn.encode()).hexdigest()}.pickle"
-    path.write_bytes(pickle.dumps(manager.get_event_history(), protocol=pickle.HIGHEST_PROTOCOL))
-    env.event_manager = SpilledHistory(path)
+    path.write_bytes(pickle.dumps(worker.env.event_manager.get_event_history(), protocol=pickle.HIGHEST_PROTOCOL))
+    closed.exec_worker = ClosedWorker(_ClosedEnvironment(SpilledHistory(path)))
     return path
 
 

@@ -1,0 +1,145 @@
+"""S3 object bytes live in files on disk, opened only while a request reads or writes them.
+
+Upstream: ``localstack.services.s3.storage.ephemeral.EphemeralS3ObjectStore``, which the S3 provider creates
+(``S3Provider.__init__``) to hold every object's bytes in a ``SpooledTemporaryFile``: in memory up to 512 KB, then an
+unnamed temporary file whose descriptor stays open for the object's whole life. A photo's variants (tens to hundreds
+of KB each) all stayed in LocalStack's memory, and each original over 512 KB kept a file descriptor open: at 20,000
+(the process limit here) LocalStack could open no more files or sockets. Its folder was also a fixed
+``/tmp/localstack-s3-storage``, shared by every LocalStack on the machine and never emptied.
+
+``DiskS3ObjectStore`` keeps the upstream store's behaviour (its stored objects, locks, multipart parts) and changes
+where an object's bytes are: one file per object version under LocalStack's temporary folder (which the launcher
+empties when LocalStack starts or stops, like the rest of its in-memory state), named by the sha256 of bucket, key
+and version. The file is opened when a request opens the object and closed when the last one is done with it. The
+``on_infra_start`` hook makes the S3 provider create this store instead. ``UPSTREAM_SHA256`` pins the upstream
+sources; a test fails when an upgrade changes them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from localstack.runtime import hooks
+from localstack.services.s3 import provider
+from localstack.services.s3.models import S3Object
+from localstack.services.s3.storage import ephemeral
+
+LOG = logging.getLogger(__name__)
+# sha256 of the upstream ephemeral store's module in localstack-core 4.14.0.
+UPSTREAM_SHA256 = "3b0cb871056d07588baf632c2e63959dcf45d6d182918bad657fdf1dfb0c8082"
+
+
+def upstream_sha256() -> str:
+    return hashlib.sha256(inspect.getsource(ephemeral).encode()).hexdigest()
+
+
+class DiskFile(ephemeral.LockedFileMixin):
+    """One object's bytes in a named file; the file is open only while at least one stored object uses it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.path.touch()
+        self._file: IO[bytes] | None = None
+        self._users = 0
+        self._users_lock = threading.Lock()
+
+    def attach(self) -> None:
+        with self._users_lock:
+            if self._users == 0:
+                self._file = self.path.open("r+b")
+            self._users += 1
+
+    def detach(self) -> None:
+        with self._users_lock:
+            self._users -= 1
+            if self._users == 0 and self._file is not None:
+                self._file.close()
+                self._file = None
+
+    @property
+    def _open(self) -> IO[bytes]:
+        if self._file is None:
+            raise ValueError(f"{self.path.name} is not open")
+        return self._file
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._open.seek(offset, whence)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._open.read(size)
+
+    def write(self, data: bytes) -> int:
+        return self._open.write(data)
+
+    def truncate(self, size: int | None = None) -> int:
+        return self._open.truncate(size)
+
+    def tell(self) -> int:
+        return self._open.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """The object was deleted (or the store closed): its bytes go."""
+        with self._users_lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        self.path.unlink(missing_ok=True)
+
+
+class DiskS3StoredObject(ephemeral.EphemeralS3StoredObject):
+    """The upstream stored object over a ``DiskFile``, which it keeps open from ``open`` to ``close``."""
+
+    def __init__(self, s3_object: Any, file: DiskFile, mode: Literal["r", "w"] = "r") -> None:
+        file.attach()
+        try:
+            super().__init__(s3_object=s3_object, file=file, mode=mode)  # type: ignore[arg-type]
+        except BaseException:
+            file.detach()
+            raise
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            self.file.detach()  # type: ignore[attr-defined]
+
+
+class DiskS3ObjectStore(ephemeral.EphemeralS3ObjectStore):
+    def __init__(self, root_directory: str | None = None) -> None:
+        # LocalStack's own temporary folder, not the fixed one every instance on the machine shared.
+        super().__init__(str(Path(tempfile.gettempdir()) / "photopipe-s3"))
+        Path(self.root_directory).mkdir(parents=True, exist_ok=True)
+
+    def open(self, bucket: str, s3_object: S3Object, mode: Literal["r", "w"] = "r") -> DiskS3StoredObject:  # type: ignore[override]
+        key = self._key_from_s3_object(s3_object)
+        keys: dict[str, Any] = self._filesystem[bucket]["keys"]
+        file = keys.get(key)
+        if file is None:
+            name = hashlib.sha256(f"{bucket}/{s3_object.key}?{s3_object.version_id or 'null'}".encode()).hexdigest()
+            folder = Path(self.root_directory, bucket)
+            folder.mkdir(parents=True, exist_ok=True)
+            file = keys.setdefault(key, DiskFile(folder / name))
+        return DiskS3StoredObject(s3_object=s3_object, file=file, mode=mode)
+
+
+@functools.cache
+def _use_disk_store() -> None:
+    if upstream_sha256() != UPSTREAM_SHA256:
+        LOG.warning("LocalStack's ephemeral S3 store differs from what photopipe_infra.s3_disk_store expects")
+    provider.EphemeralS3ObjectStore = DiskS3ObjectStore  # type: ignore[misc]
+
+
+@hooks.on_infra_start()
+def store_s3_objects_on_disk() -> None:
+    _use_disk_store()
+    LOG.debug("S3 object bytes are kept in files under %s", tempfile.gettempdir())
