@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEve
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from photopipe_core.ingest import IngestOutcome, NoCapacity, ingest_object_created, wait_delay_seconds
+from photopipe_core.keys import key_from_event
 from photopipe_core.storage import WAITS_ATTRIBUTE, ingest_queue
 
 logger = Logger()
@@ -33,8 +34,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     def record_handler(record: SQSRecord) -> None:
         detail = S3EventNotificationEventBridgeModel.model_validate_json(record.body).detail
         try:
+            key = key_from_event(detail.object.key)  # decoded once, here: everything after uses the real key
             outcome = ingest_object_created(
-                detail.bucket.name, detail.object.key, detail.object.etag or "", detail.object.size or 0, deadline
+                detail.bucket.name, key, detail.object.etag or "", detail.object.size or 0, deadline
             )
         except NoCapacity:
             waits = _waits(record) + 1

@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 import boto3
+import pytest
 
 from photopipe_core.keys import derived_media_id, upload_key
 from tests.events import s3_object_created, sqs_batch
@@ -61,3 +62,26 @@ def test_unparseable_message_is_reported_as_a_batch_item_failure(stack: dict[str
     # Only the bad record goes back to the queue (and, after maxReceiveCount, to IngestDLQ).
     assert result == {"batchItemFailures": [{"itemIdentifier": "message-1"}]}
     assert len(executions(stack["state_machine_arn"])) == 1
+
+
+@pytest.mark.parametrize(
+    ("spelled", "key"),
+    [
+        ("drop/My%20Photo%20%281%29.jpg", "drop/My Photo (1).jpg"),  # LocalStack: urllib's quote()
+        ("drop/red+flower.jpg", "drop/red flower.jpg"),  # AWS: form encoding, a space is '+'
+        ("drop/c%2B%2B/100%25%20%23%3F.jpg", "drop/c++/100% #?.jpg"),
+        ("drop/%C3%89t%C3%A9%202024/%D0%BB%D0%B5%D1%82%D0%BE/%E5%A4%8F.jpg", "drop/Été 2024/лето/夏.jpg"),
+        ("drop/%F0%9F%93%B7.jpg", "drop/📷.jpg"),
+    ],
+)
+def test_a_key_spelled_url_encoded_in_the_event_starts_a_run_for_the_real_key(
+    stack: dict[str, Any], context: FakeContext, spelled: str, key: str
+) -> None:
+    ingest = load_function("ingest")
+    assert ingest.lambda_handler(sqs_batch(s3_object_created("media", spelled, etag="e1")), context) == {
+        "batchItemFailures": []
+    }
+    [execution] = executions(stack["state_machine_arn"])
+    assert execution["name"] == derived_media_id("media", key, "e1")
+    described = boto3.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"])["key"] == key

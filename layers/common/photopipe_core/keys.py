@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import time
+from urllib.parse import unquote_plus
 
 UPLOADS_PREFIX = "uploads/"
 DROP_PREFIX = "drop/"
@@ -22,6 +23,21 @@ _CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEF
 
 class NotAnIngestKey(ValueError):
     """The object key is outside the prefixes that start the pipeline."""
+
+
+def key_from_event(spelled: str) -> str:
+    """The object key as its owner named it, from the way an S3 "Object Created" event spells it.
+
+    S3 event messages carry object keys URL-encoded. AWS documents it for its notification messages (Amazon S3 User
+    Guide, "Event message structure": the key "is URL encoded. For example, 'red flower.jpg' becomes
+    'red+flower.jpg'" — form encoding, a space as '+'); its EventBridge page ("EventBridge event message structure")
+    names the detail's ``object.key`` without saying more, and S3 builds both from the same event record.
+    LocalStack 4.14 builds every S3 event, EventBridge included, from ``urllib.parse.quote(key)``
+    (``localstack/services/s3/notifications.py``, ``S3EventNotificationContext.from_request_context``): a space as
+    '%20', '+' as '%2B', never a bare '+'. ``unquote_plus`` reads both spellings back to the real key (UTF-8); the
+    only key it would misread is one sent unencoded with a '+' or '%' in it, which neither sends.
+    """
+    return unquote_plus(spelled, encoding="utf-8", errors="strict")
 
 
 def upload_key(media_id: str) -> str:
