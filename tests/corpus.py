@@ -123,3 +123,44 @@ def big_png(width: int, height: int, seed: int) -> bytes:
     buffer = io.BytesIO()
     Image.blend(base, noise, 0.5).save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def oriented(fmt: str, orientation: int, **params: object) -> bytes:
+    """A ``fmt`` file whose pixels, shown with EXIF/TIFF ``orientation`` applied, are the upright quadrant picture."""
+    method = INVERSE[orientation]
+    pixels = quadrants() if method is None else quadrants().transpose(method)
+    if fmt == "TIFF":
+        return save(pixels, "TIFF", tiffinfo={0x0112: orientation}, **params)
+    return save(pixels, fmt, exif=exif_with(orientation), **params)
+
+
+def gif_with_frame_extent(width: int, height: int) -> bytes:
+    """A tiny two-frame GIF whose second frame's image descriptor declares a ``width`` × ``height`` frame at 0,0
+    (the logical screen is 1×1): a few hundred bytes that make a decoder allocate the whole canvas."""
+    first = io.BytesIO()
+    Image.new("P", (1, 1)).save(first, "GIF")
+    data = first.getvalue()
+    trailer = data.rindex(b";")
+    descriptor = b"," + struct.pack("<HHHH", 0, 0, width, height) + b"\x00"
+    # LZW minimum code size 2, then one sub-block: clear code and end of information (a frame with no pixels).
+    pixels = b"\x02\x02\x4c\x01\x00"
+    return data[:trailer] + descriptor + pixels + b";"
+
+
+def png_with_broken_zlib(width: int = 64, height: int = 64) -> bytes:
+    """A PNG whose chunks are well formed (CRCs right) but whose compressed pixel stream is broken midway."""
+    import zlib
+
+    raw = save(samples.photo(width, height, seed=5), "PNG", compress_level=6)
+    start = raw.index(b"IDAT") - 4
+    length = struct.unpack(">I", raw[start : start + 4])[0]
+    body = bytearray(raw[start + 8 : start + 8 + length])
+    for n in range(len(body) // 3, len(body) // 3 + 16):  # overwrite part of the deflate stream
+        body[n] ^= 0x5A
+    chunk = b"IDAT" + bytes(body)
+    fixed = struct.pack(">I", length) + chunk + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
+    return raw[:start] + fixed + raw[start + 12 + length :]
+
+
+def bigtiff(width: int = 400, height: int = 300) -> bytes:
+    return save(quadrants(width, height), "TIFF", big_tiff=True)

@@ -13,6 +13,10 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
+import struct
+import warnings
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,8 +46,13 @@ from photopipe_core.rules import (
 
 __all__ = ["CONTENT_TYPES", "Limits", "VariantSpec", "WebpSettings", "hamming", "normalise_declared"]
 
-# Pillow's own bomb check warns or raises at its own thresholds; photopipe enforces its limits itself, before decode.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's own bomb check guards every size a decoder meets, frames and canvases included (a GIF frame may declare
+# extents far beyond its logical screen): ``pillow_limit`` sets it to photopipe's pixel limit, and its warning (past
+# the limit, below twice it) is an error like the one past twice the limit. photopipe also checks the header first.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+_BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+# What a decoder says in its messages that means nothing to a person: object reprs with addresses.
+_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")
 
 # glibc malloc settings for a process that renders photos one after another (the Resize function's environment in
 # template.yaml; `photopipe bench` runs every kernel row with them). By default glibc maps each large buffer (the
@@ -100,7 +109,7 @@ def sniff(data: bytes) -> str:
         return "GIF"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic TIFF and BigTIFF
         return "TIFF"
     if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis") and features.check("avif"):
         return "AVIF"
@@ -153,23 +162,26 @@ def inspect(
     declared = normalise_declared(declared_type)
     if declared not in GENERIC_TYPES and declared != content_type:
         raise TypeMismatch(f"declared as {declared} but the content is {content_type}")
+    pillow_limit(limits)
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as image:  # reads the header only
             width, height = image.size
-            if width * height > limits.max_pixels:
-                raise TooManyPixels(
-                    f"{width}×{height} = {width * height / 1e6:.1f} MP is over the limit of "
-                    f"{limits.max_pixels / 1e6:.1f} MP"
-                )
-            frames = count_frames(image, limits.max_frames)
+            check_pixels(width, height, limits)
+            frames = count_frames(image, limits)
     except RejectedInput:
         raise
+    except _BOMB as error:
+        raise TooManyPixels(
+            f"a frame of the {fmt} file is larger than the limit of {limits.max_pixels / 1e6:.1f} MP"
+        ) from error
     except Exception as error:  # noqa: BLE001 - whatever a decoder throws at a malformed file means "corrupt"
         if isinstance(error, MemoryError):
             raise
-        raise CorruptImage(f"the {fmt} header cannot be read: {error}") from error
+        raise CorruptImage(f"the {fmt} header cannot be read ({human(error)})") from error
     if width <= 0 or height <= 0:
         raise CorruptImage(f"the {fmt} image has no pixels ({width}×{height})")
+    if fmt == "PNG":
+        check_png_stream(data)
     return SourceInfo(fmt, content_type, declared, width, height, frames, size, sha256 or sha256_hex(data))
 
 
@@ -180,21 +192,69 @@ def header_suffices(info: SourceInfo) -> bool:
     return info.format == "JPEG" and info.frames == 1
 
 
-def count_frames(image: Image.Image, limit: int) -> int:
-    """Frames in the image, counting no further than one past ``limit``."""
+def pillow_limit(limits: Limits) -> None:
+    """Pillow checks every size it meets against this (once per process in effect: a function has one limit)."""
+    Image.MAX_IMAGE_PIXELS = limits.max_pixels
+
+
+def check_pixels(width: int, height: int, limits: Limits, what: str = "") -> None:
+    if width * height > limits.max_pixels:
+        raise TooManyPixels(
+            f"{what}{width}×{height} = {width * height / 1e6:.1f} MP is over the limit of "
+            f"{limits.max_pixels / 1e6:.1f} MP"
+        )
+
+
+def count_frames(image: Image.Image, limits: Limits) -> int:
+    """Frames in the image, counting no further than one past the limit; each frame's size is checked too (a frame
+    may declare extents far beyond the first one, and seeking to it grows the canvas)."""
     if not getattr(image, "is_animated", False):
         return 1
     frames = 1
-    while frames <= limit:
+    while frames <= limits.max_frames:
         try:
             image.seek(frames)
         except EOFError:
             break
+        check_pixels(*image.size, limits, what=f"frame {frames + 1}: ")
         frames += 1
-    if frames > limit:
-        raise TooManyFrames(f"more than {limit} frames")
+    if frames > limits.max_frames:
+        raise TooManyFrames(f"more than {limits.max_frames} frames")
     image.seek(0)
     return frames
+
+
+def check_png_stream(data: bytes) -> None:
+    """A PNG's compressed pixel stream must be whole and intact: decoders stop once they have every row, so a
+    stream broken after a valid start, or whose checksum is wrong, would otherwise pass as a picture. Inflated in
+    pieces and thrown away, never held whole."""
+    inflater = zlib.decompressobj()
+    position = 8
+    try:
+        while position + 8 <= len(data):
+            length, kind = struct.unpack(">I4s", data[position : position + 8])
+            chunk = data[position + 8 : position + 8 + length]
+            position += 12 + length
+            if kind == b"IDAT":
+                pending = chunk
+                while pending and not inflater.eof:
+                    inflater.decompress(pending, 1 << 20)
+                    pending = inflater.unconsumed_tail
+            elif kind == b"IEND":
+                break
+    except zlib.error as error:
+        raise CorruptImage(f"the PNG pixel data is damaged ({error})") from error
+    if not inflater.eof:
+        raise CorruptImage("the PNG pixel data ends before the image does")
+
+
+def human(error: BaseException) -> str:
+    """What a decoder's error says, for a person: no object reprs; programming errors inside a decoder (a wrong
+    argument count, a missing attribute) become a plain 'the decoder could not read it'."""
+    if not isinstance(error, (OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error, IndexError)):
+        return "the decoder could not read it"
+    text = _REPR.sub("", str(error)).strip().rstrip(".:")
+    return text[:200] or "the decoder could not read it"
 
 
 def target_size(width: int, height: int, long_edge: int) -> tuple[int, int]:
@@ -209,10 +269,12 @@ def render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered:
         return _render(data, info, specs)
     except RejectedInput:
         raise
+    except _BOMB as error:
+        raise TooManyPixels(f"the {info.format} image is larger than its header said ({human(error)})") from error
     except Exception as error:  # noqa: BLE001 - a file the decoder cannot turn into pixels is "corrupt"
         if isinstance(error, MemoryError):
             raise
-        raise CorruptImage(f"the {info.format} data cannot be decoded: {error}") from error
+        raise CorruptImage(f"the {info.format} data cannot be decoded ({human(error)})") from error
 
 
 def _render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered:
@@ -224,7 +286,11 @@ def _render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered
         image.draft(image.mode if image.mode in ("RGB", "L") else None, largest)
     image.seek(0)
     image.load()
+    # Some decoders turn the pixels upright as they load (Pillow's TIFF plugin does, and drops the tag): apply what
+    # is still pending, once.
     orientation = facts.orientation or 1
+    if orientation != 1 and image.getexif().get(_ORIENTATION) != orientation:
+        orientation = 1
     base = to_working_mode(image)
     variants: dict[str, Image.Image] = {}
     previous = base

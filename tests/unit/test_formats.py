@@ -1,0 +1,90 @@
+"""Each format read once, correctly: orientation in every container, BigTIFF, frame-extent bombs, broken streams,
+and reasons a person can read."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+import tracemalloc
+
+import pytest
+from PIL import Image
+
+from photopipe_core import errors, imaging
+from photopipe_core.imaging import Limits, VariantSpec
+from tests import corpus
+
+LIMITS = Limits()
+VARIANTS = [VariantSpec("thumb", 256), VariantSpec("medium", 1024)]
+
+
+def rendered_thumb(data: bytes) -> tuple[Image.Image, imaging.Rendered]:
+    info = imaging.inspect(data, LIMITS)
+    rendered = imaging.render(data, info, VARIANTS)
+    return rendered.variants["thumb"].convert("RGB"), rendered
+
+
+def upright(thumb: Image.Image) -> bool:
+    """The quadrant picture the right way up: red, green / blue, white."""
+    w, h = thumb.size
+    probes = [(w // 4, h // 4), (3 * w // 4, h // 4), (w // 4, 3 * h // 4), (3 * w // 4, 3 * h // 4)]
+    return all(
+        all(abs(a - b) <= 40 for a, b in zip(thumb.getpixel(p), colour, strict=True))  # type: ignore[arg-type]
+        for p, colour in zip(probes, corpus.QUADRANTS, strict=True)
+    )
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["TIFF", "WEBP", "PNG"])
+def test_orientation_is_applied_once_in_every_container(fmt: str, orientation: int) -> None:
+    thumb, rendered = rendered_thumb(corpus.oriented(fmt, orientation))
+    assert thumb.size == (256, 192)
+    assert upright(thumb)
+    assert (rendered.facts.width, rendered.facts.height) == (400, 300)
+
+
+def test_bigtiff_is_accepted_and_read() -> None:
+    data = corpus.bigtiff()
+    assert data[:4] == b"II+\x00"
+    thumb, _ = rendered_thumb(data)
+    assert upright(thumb)
+
+
+@pytest.mark.parametrize("extent", [(65535, 65535), (20000, 20000), (65535, 1000)])
+def test_a_gif_frame_larger_than_the_limit_is_refused_from_its_header(extent: tuple[int, int]) -> None:
+    bomb = corpus.gif_with_frame_extent(*extent)
+    assert len(bomb) < 400
+    tracemalloc.start()
+    began = time.perf_counter()
+    with pytest.raises(errors.TooManyPixels):
+        imaging.inspect(bomb, LIMITS)
+    seconds = time.perf_counter() - began
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MB allocated"
+    assert seconds < 5  # the bomb decoded takes minutes and gigabytes; refused, it takes milliseconds
+
+
+def test_a_png_whose_pixel_stream_is_broken_is_corrupt() -> None:
+    data = corpus.png_with_broken_zlib()
+    with pytest.raises(errors.CorruptImage, match="PNG pixel data"):
+        imaging.render(data, imaging.inspect(data, LIMITS), VARIANTS)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,  # a PNG signature and nothing readable after it
+        b"GIF89a" + b"\xff" * 30,
+        b"II*\x00" + b"\xff" * 30,
+        b"\xff\xd8\xff" + b"\x00" * 30,
+    ],
+)
+def test_reasons_say_what_is_wrong_without_python_internals(data: bytes) -> None:
+    with pytest.raises(errors.RejectedInput) as refused:
+        info = imaging.inspect(data, LIMITS)
+        imaging.render(data, info, VARIANTS)
+    detail = str(refused.value)
+    assert not re.search(r"0x[0-9a-f]{6,}|<[^>]+ object|takes .* arguments|\(\d+ given\)|Traceback", detail), detail
+    assert detail[0].isupper() or detail.startswith("the "), detail
