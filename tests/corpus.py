@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 import struct
+import zlib
 
 from PIL import Image
 
@@ -149,8 +150,6 @@ def gif_with_frame_extent(width: int, height: int) -> bytes:
 
 def png_with_broken_zlib(width: int = 64, height: int = 64) -> bytes:
     """A PNG whose chunks are well formed (CRCs right) but whose compressed pixel stream is broken midway."""
-    import zlib
-
     raw = save(samples.photo(width, height, seed=5), "PNG", compress_level=6)
     start = raw.index(b"IDAT") - 4
     length = struct.unpack(">I", raw[start : start + 4])[0]

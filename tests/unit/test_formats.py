@@ -3,7 +3,6 @@ and reasons a person can read."""
 
 from __future__ import annotations
 
-import io
 import re
 import time
 import tracemalloc
