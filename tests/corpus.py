@@ -163,3 +163,8 @@ def png_with_broken_zlib(width: int = 64, height: int = 64) -> bytes:
 
 def bigtiff(width: int = 400, height: int = 300) -> bytes:
     return save(quadrants(width, height), "TIFF", big_tiff=True)
+
+
+def heic(image: Image.Image, **params: object) -> bytes:
+    """A HEIC file (pillow-heif's encoder), e.g. with ``exif=`` or ``icc_profile=``."""
+    return save(image, "HEIF", quality=90, **params)

@@ -87,3 +87,47 @@ def test_reasons_say_what_is_wrong_without_python_internals(data: bytes) -> None
     detail = str(refused.value)
     assert not re.search(r"0x[0-9a-f]{6,}|<[^>]+ object|takes .* arguments|\(\d+ given\)|Traceback", detail), detail
     assert detail[0].isupper() or detail.startswith("the "), detail
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_heic_with_exif_orientation_comes_out_upright(orientation: int) -> None:
+    data = corpus.oriented("HEIF", orientation, quality=90)
+    assert imaging.sniff(data) == "HEIF"
+    thumb, rendered = rendered_thumb(data)
+    assert thumb.size == (256, 192) and upright(thumb)
+    assert rendered.facts.orientation == orientation
+    assert (rendered.facts.width, rendered.facts.height) == (400, 300)
+
+
+def test_heic_is_accepted_under_its_declared_types() -> None:
+    data = corpus.heic(corpus.quadrants())
+    for declared in ("image/heic", "image/heif", "application/octet-stream", None):
+        assert imaging.inspect(data, LIMITS, declared).content_type == "image/heic"
+    with pytest.raises(errors.TypeMismatch):
+        imaging.inspect(data, LIMITS, "image/jpeg")
+
+
+def test_heic_with_a_wide_gamut_profile_is_converted_to_srgb() -> None:
+    # Pure red under a profile whose red and green primaries are swapped is sRGB green.
+    data = corpus.heic(Image.new("RGB", (64, 48), (255, 0, 0)), icc_profile=corpus.swapped_primaries_icc())
+    thumb, _ = rendered_thumb(data)
+    red, green, _blue = thumb.getpixel((32, 24))  # type: ignore[misc]
+    assert green > 200 and red < 60
+
+
+def test_heic_over_the_pixel_limit_is_refused_from_its_header() -> None:
+    data = corpus.heic(corpus.quadrants(400, 300))
+    tracemalloc.start()
+    with pytest.raises(errors.TooManyPixels):
+        imaging.inspect(data, Limits(max_pixels=100_000))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2 * 2**20  # the header is read, no pixel is decoded
+
+
+def test_heic_alpha_is_kept() -> None:
+    source = Image.new("RGBA", (64, 48), (10, 200, 30, 0))
+    source.paste((10, 200, 30, 255), (0, 0, 32, 48))
+    thumb = imaging.render(data := corpus.heic(source), imaging.inspect(data, LIMITS), VARIANTS).variants["thumb"]
+    assert thumb.mode == "RGBA"
+    assert thumb.getpixel((8, 24))[3] > 200 and thumb.getpixel((56, 24))[3] < 50  # type: ignore[index]

@@ -17,6 +17,8 @@ import re
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,9 +49,8 @@ from photopipe_core.rules import (
 __all__ = ["CONTENT_TYPES", "Limits", "VariantSpec", "WebpSettings", "hamming", "normalise_declared"]
 
 # Pillow's own bomb check guards every size a decoder meets, frames and canvases included (a GIF frame may declare
-# extents far beyond its logical screen): ``pillow_limit`` sets it to photopipe's pixel limit, and its warning (past
-# the limit, below twice it) is an error like the one past twice the limit. photopipe also checks the header first.
-warnings.simplefilter("error", Image.DecompressionBombWarning)
+# extents far beyond its logical screen): ``pillow_limit`` sets it to photopipe's pixel limit and makes its warning
+# (past the limit, below twice it) an error like the one past twice the limit. photopipe checks the header first.
 _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 # What a decoder says in its messages that means nothing to a person: object reprs with addresses.
 _REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")
@@ -65,6 +66,17 @@ RENDER_PROCESS_ENV = {
         ("glibc.malloc.mmap_threshold=33554432", "glibc.malloc.trim_threshold=268435456", "glibc.malloc.arena_max=1")
     )
 }
+
+# HEIC/HEIF through pillow-heif (a maintained wheel that bundles libheif); AVIF is Pillow's own.
+AVIF_BRANDS = frozenset({b"avif", b"avis"})
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"})
+try:
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - the layer and the dev install both have it
+    HEIF_SUPPORTED = False
+else:
+    register_heif_opener()
+    HEIF_SUPPORTED = True
 
 _SRGB = ImageCms.createProfile("sRGB")
 _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
@@ -111,12 +123,25 @@ def sniff(data: bytes) -> str:
         return "WEBP"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic TIFF and BigTIFF
         return "TIFF"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis") and features.check("avif"):
-        return "AVIF"
-    raise UnsupportedType(
-        f"not a supported image ({describe_content(head)}); accepted: JPEG, PNG, GIF, WebP, TIFF"
-        + (", AVIF" if features.check("avif") else "")
-    )
+    if head[4:8] == b"ftyp":
+        brands = ftyp_brands(data)
+        if brands & AVIF_BRANDS and features.check("avif"):
+            return "AVIF"
+        if brands & HEIF_BRANDS and HEIF_SUPPORTED:
+            return "HEIF"
+    raise UnsupportedType(f"not a supported image ({describe_content(head)}); accepted: {', '.join(accepted_names())}")
+
+
+def accepted_names() -> list[str]:
+    names = ["JPEG", "PNG", "GIF", "WebP", "TIFF"]
+    return names + (["AVIF"] if features.check("avif") else []) + (["HEIC/HEIF"] if HEIF_SUPPORTED else [])
+
+
+def ftyp_brands(data: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO media file's ``ftyp`` box (what kind of file it says it is)."""
+    size = int.from_bytes(data[:4], "big")
+    box = data[8 : min(max(size, 16), 4096)]
+    return {box[0:4]} | {box[n : n + 4] for n in range(8, len(box) - 3, 4)}
 
 
 def describe_content(head: bytes) -> str:
@@ -162,9 +187,8 @@ def inspect(
     declared = normalise_declared(declared_type)
     if declared not in GENERIC_TYPES and declared != content_type:
         raise TypeMismatch(f"declared as {declared} but the content is {content_type}")
-    pillow_limit(limits)
     try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as image:  # reads the header only
+        with pillow_limit(limits), Image.open(io.BytesIO(data), formats=[fmt]) as image:  # reads the header only
             width, height = image.size
             check_pixels(width, height, limits)
             frames = count_frames(image, limits)
@@ -192,9 +216,19 @@ def header_suffices(info: SourceInfo) -> bool:
     return info.format == "JPEG" and info.frames == 1
 
 
-def pillow_limit(limits: Limits) -> None:
-    """Pillow checks every size it meets against this (once per process in effect: a function has one limit)."""
-    Image.MAX_IMAGE_PIXELS = limits.max_pixels
+@contextmanager
+def pillow_limit(limits: Limits) -> Iterator[None]:
+    """Within the block, Pillow refuses any size past the pixel limit that a decoder meets (its warning past the
+    limit is an error, like its error past twice the limit); the previous settings come back afterwards. Not for
+    threads that open images at the same time: both settings are the process's (photopipe opens on one thread)."""
+    previous = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def check_pixels(width: int, height: int, limits: Limits, what: str = "") -> None:
@@ -263,10 +297,12 @@ def target_size(width: int, height: int, long_edge: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered:
-    """Decode once and produce every variant, upright and in sRGB, largest first, each from the previous."""
+def render(data: bytes, info: SourceInfo, specs: list[VariantSpec], limits: Limits | None = None) -> Rendered:
+    """Decode once and produce every variant, upright and in sRGB, largest first, each from the previous; nothing
+    the file declares beyond its header may make the decoder exceed ``limits``' pixels."""
     try:
-        return _render(data, info, specs)
+        with pillow_limit(limits or Limits()):
+            return _render(data, info, specs)
     except RejectedInput:
         raise
     except _BOMB as error:
@@ -286,11 +322,7 @@ def _render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered
         image.draft(image.mode if image.mode in ("RGB", "L") else None, largest)
     image.seek(0)
     image.load()
-    # Some decoders turn the pixels upright as they load (Pillow's TIFF plugin does, and drops the tag): apply what
-    # is still pending, once.
-    orientation = facts.orientation or 1
-    if orientation != 1 and image.getexif().get(_ORIENTATION) != orientation:
-        orientation = 1
+    orientation = pending_orientation(image, info.format, data, facts.orientation or 1)
     base = to_working_mode(image)
     variants: dict[str, Image.Image] = {}
     previous = base
@@ -305,6 +337,38 @@ def _render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered
     oriented_w, oriented_h = (info.height, info.width) if orientation in (5, 6, 7, 8) else (info.width, info.height)
     facts = facts.model_copy(update={"width": oriented_w, "height": oriented_h})
     return Rendered(variants=finished, facts=facts, phash=perceptual_hash(smallest))
+
+
+def pending_orientation(image: Image.Image, fmt: str, data: bytes, orientation: int) -> int:
+    """The orientation still to apply to the decoded pixels, so that it is applied exactly once.
+
+    - TIFF: Pillow turns the pixels upright as it loads them and drops the tag — nothing is pending.
+    - HEIC/HEIF: the container's own transforms (``irot``/``imir``) are applied by libheif as it decodes, and the
+      EXIF orientation then only describes them (pillow-heif resets it to 1 and keeps the value as
+      ``original_orientation``); only a file without transforms relies on its EXIF orientation.
+    - Everything else: the EXIF orientation, as the header said.
+    """
+    if orientation == 1:
+        return 1
+    if fmt == "HEIF":
+        return 1 if heif_has_transforms(data) else orientation
+    return orientation if image.getexif().get(_ORIENTATION) == orientation else 1
+
+
+def heif_has_transforms(data: bytes) -> bool:
+    """Whether a HEIF file's ``meta`` box holds rotation or mirror properties (``irot``/``imir``)."""
+    position = 0
+    while position + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[position : position + 8])
+        if size == 1 and position + 16 <= len(data):
+            size = struct.unpack(">Q", data[position + 8 : position + 16])[0]
+        if kind == b"meta":
+            box = data[position : position + size] if size else data[position:]
+            return b"irot" in box or b"imir" in box
+        if size < 8:
+            return False
+        position += size
+    return False
 
 
 def resample_filter(source: Image.Image, decoded: Image.Image) -> Image.Resampling:
@@ -392,7 +456,8 @@ def photo_facts(image: Image.Image) -> PhotoFacts:
     """Facts worth keeping from EXIF (GPS only here, never in outputs)."""
     try:
         exif = image.getexif()
-        orientation = exif.get(_ORIENTATION)
+        # pillow-heif resets a HEIF file's EXIF orientation to 1 and keeps what the file said here.
+        orientation = image.info.get("original_orientation") or exif.get(_ORIENTATION)
         details = exif.get_ifd(_EXIF_IFD)
         gps = exif.get_ifd(_GPS_IFD)
     except Exception:  # noqa: BLE001 - broken EXIF loses the facts, not the photo

@@ -14,6 +14,7 @@ CONTENT_TYPES = {
     "WEBP": "image/webp",
     "TIFF": "image/tiff",
     "AVIF": "image/avif",
+    "HEIF": "image/heic",  # HEIC/HEIF stills (every iPhone's default since 2017), through pillow-heif
 }
 # Declared types that say nothing about the content (what `aws s3 cp` or a browser sends for unknown files).
 GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
@@ -22,6 +23,9 @@ TYPE_ALIASES = {
     "image/pjpeg": "image/jpeg",
     "image/x-png": "image/png",
     "image/tif": "image/tiff",
+    "image/heif": "image/heic",
+    "image/heic-sequence": "image/heic",
+    "image/heif-sequence": "image/heic",
 }
 
 

@@ -100,7 +100,7 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
         source.bytes,
         source.sha256,
     )
-    rendered = imaging.render(data, info, settings.variant_specs)
+    rendered = imaging.render(data, info, settings.variant_specs, settings.limits)
     del data
 
     def write(name: str, image: Image.Image) -> VariantRef:
