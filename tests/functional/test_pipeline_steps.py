@@ -233,3 +233,56 @@ def test_the_resize_function_runs_with_the_render_process_malloc_settings() -> N
     rows run with); a change to one without the other would measure one thing and deploy another."""
     variables = template_resource("ResizeFunction")["Properties"]["Environment"]["Variables"]
     assert {name: variables.get(name) for name in imaging.RENDER_PROCESS_ENV} == imaging.RENDER_PROCESS_ENV
+
+
+def _truncated_jpeg() -> bytes:
+    whole = samples.jpeg_bytes(samples.photo(800, 600, seed=7))
+    return whole[: len(whole) // 2]  # the header is whole (Validate passes it); the pixels end halfway
+
+
+def _resize_rejects(state: dict[str, Any], context: FakeContext) -> dict[str, Any]:
+    """Resize raises the rejection; the state machine's Catch hands it to Reject, as here."""
+    with pytest.raises(errors.CorruptImage) as refused:
+        load_function("resize").lambda_handler(state, context)
+    error = {"Error": "CorruptImage", "Cause": json.dumps({"errorMessage": str(refused.value)})}
+    return load_function("outcome").reject_handler({**state, "error": error, "failed_step": "resize"}, context)
+
+
+def test_the_same_bytes_as_a_rejected_media_are_rejected_for_the_same_reason(
+    stack: dict[str, Any], context: FakeContext
+) -> None:
+    # Given bytes whose header passes Validate and whose pixels Resize refused: M1 is REJECTED corrupt
+    body = _truncated_jpeg()
+    first: dict[str, Any] = {"media": put_original("drop/m1.jpg", body), "execution_arn": EXECUTION}
+    first["source"] = load_function("validate").lambda_handler(first, context)["source"]
+    assert load_function("dedupe").lambda_handler(first, context)["duplicate_of"] is None
+    assert _resize_rejects(first, context)["reason"] == "corrupt"
+    # When the same bytes come again
+    second: dict[str, Any] = {
+        "media": put_original("drop/m2.jpg", body),
+        "execution_arn": "arn:aws:states:us-east-1:123456789012:execution:pipeline:M2",
+    }
+    second["source"] = load_function("validate").lambda_handler(second, context)["source"]
+    # Then Dedupe refuses them as Resize did (the state machine sends that to Reject), never as a DUPLICATE
+    with pytest.raises(errors.CorruptImage, match="M1"):
+        load_function("dedupe").lambda_handler(second, context)
+
+
+def test_the_same_bytes_as_a_failed_media_are_processed_and_take_over_the_claim(
+    stack: dict[str, Any], context: FakeContext
+) -> None:
+    body = samples.jpeg_bytes(samples.photo(800, 600, seed=8))
+    first: dict[str, Any] = {"media": put_original("drop/m1.jpg", body), "execution_arn": EXECUTION}
+    first["source"] = load_function("validate").lambda_handler(first, context)["source"]
+    load_function("dedupe").lambda_handler(first, context)
+    failure = {"Error": "States.Timeout", "Cause": "resize timed out"}
+    load_function("outcome").fail_handler({**first, "error": failure, "failed_step": "resize"}, context)
+
+    result = run_pipeline(
+        put_original("drop/m2.jpg", body),
+        context,
+        execution="arn:aws:states:us-east-1:123456789012:execution:pipeline:M2",
+    )
+
+    assert result["status"] == "READY"
+    assert media_repository().claim_sha256(first["source"]["sha256"], "M3") == "M2"

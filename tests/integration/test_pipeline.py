@@ -319,3 +319,70 @@ def test_a_lambda_process_killed_mid_step_still_ends_ready(
             break
         body = corpus.save(samples.photo(6000, 4000, seed=28 + _attempt), "PNG", compress_level=1)
     assert killed_mid_step, "the resize process was never caught mid-step"
+
+
+def test_when_the_fail_step_itself_cannot_run_the_media_still_ends_failed(
+    stack: Stack,
+    reader: MediaReader,
+    aws_client: Callable[[str], Any],
+    function_name: Callable[[str], str],
+    throttled: Callable[[str], None],
+) -> None:
+    # Given a step that keeps failing and a Fail function throttled for good
+    throttled(function_name("FinalizeFunction"))
+    throttled(function_name("FailFunction"))
+    media_id = drop(stack, aws_client, samples.jpeg_bytes(samples.photo(900, 700, seed=31)))
+    # Then the state machine's own last write records FAILED, and the message for a redrive is in FailedQueue
+    item = finished(reader, media_id, timeout=180)
+    assert item.status == Status.FAILED
+    assert item.error is not None and item.error.startswith("finalize:")
+    described = aws_client("stepfunctions").describe_execution(executionArn=stack.outputs.execution_arn(media_id))
+    assert described["status"] == "FAILED"
+    messages = (
+        aws_client("sqs")
+        .receive_message(QueueUrl=stack.outputs.FailedQueueUrl, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        .get("Messages", [])
+    )
+    assert media_id in [json.loads(m["Body"])["media_id"] for m in messages]
+
+
+def test_the_same_bytes_as_a_photo_resize_refused_are_refused_again_for_the_same_reason(
+    stack: Stack, reader: MediaReader, aws_client: Callable[[str], Any]
+) -> None:
+    whole = samples.jpeg_bytes(samples.photo(900, 700, seed=32))
+    truncated = whole[: len(whole) // 2]  # a whole header (Validate passes it), pixels that end halfway
+    first = finished(reader, drop(stack, aws_client, truncated, "first.jpg"))
+    assert (first.status, first.reason) == (Status.REJECTED, "corrupt")
+
+    again = finished(reader, drop(stack, aws_client, truncated, "again.jpg"))
+
+    assert (again.status, again.reason) == (Status.REJECTED, "corrupt")
+    assert again.duplicate_of is None and first.media_id in (again.reason_detail or "")
+
+
+def test_an_iphone_style_heic_ends_ready_upright(
+    stack: Stack, reader: MediaReader, aws_client: Callable[[str], Any]
+) -> None:
+    item = finished(reader, drop(stack, aws_client, corpus.oriented("HEIF", 6), "IMG_0001.HEIC", "image/heic"))
+    assert item.status == Status.READY, item
+    assert (item.width, item.height) == (400, 300)
+    thumb = Image.open(
+        io.BytesIO(
+            aws_client("s3")
+            .get_object(Bucket=stack.outputs.MediaBucketName, Key=item.variants["thumb"].key)["Body"]
+            .read()
+        )
+    )
+    assert thumb.size == (256, 192)
+    assert thumb.convert("RGB").getpixel((32, 24))[0] > 200  # red at the top left: upright  # type: ignore[index]
+
+
+def test_a_gif_whose_frame_declares_a_huge_canvas_is_refused_in_seconds(
+    stack: Stack, reader: MediaReader, aws_client: Callable[[str], Any]
+) -> None:
+    began = time.monotonic()
+    item = finished(
+        reader, drop(stack, aws_client, corpus.gif_with_frame_extent(65535, 65535), "tiny.gif", "image/gif")
+    )
+    assert (item.status, item.reason) == (Status.REJECTED, "too_many_pixels")
+    assert time.monotonic() - began < 30

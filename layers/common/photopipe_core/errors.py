@@ -49,6 +49,7 @@ class EmptyInput(RejectedInput):
 
 REJECTIONS: dict[str, type[RejectedInput]] = {cls.__name__: cls for cls in RejectedInput.__subclasses__()}
 REASON_CODES = frozenset(cls.reason for cls in REJECTIONS.values())
+REJECTION_BY_REASON: dict[str, type[RejectedInput]] = {cls.reason: cls for cls in REJECTIONS.values()}
 
 
 class TransientError(Exception):

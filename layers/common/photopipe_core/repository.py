@@ -289,6 +289,22 @@ class MediaRepository:
             return str(owner)
         return media_id
 
+    def take_over_claim(self, sha256: str, media_id: str, previous_owner: str) -> bool:
+        """Move the claim on these bytes from ``previous_owner`` to ``media_id``; False if someone else moved it."""
+        try:
+            self._table.update_item(
+                Key={"pk": f"SHA256#{sha256}", "sk": CLAIM},
+                UpdateExpression="SET media_id = :me, #at = :now",
+                ConditionExpression="media_id = :previous",
+                ExpressionAttributeNames={"#at": "at"},
+                ExpressionAttributeValues={":me": media_id, ":previous": previous_owner, ":now": utc_now()},
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
     def index_phash(self, media_id: str, phash: str) -> None:
         with self._table.batch_writer() as batch:
             for band, bits in phash_bands(phash):

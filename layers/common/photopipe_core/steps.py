@@ -14,7 +14,14 @@ from typing import Any
 from PIL import Image
 
 from photopipe_core import imaging
-from photopipe_core.errors import REJECTIONS, CorruptImage, TooLarge, TooManyFrames
+from photopipe_core.errors import (
+    REJECTION_BY_REASON,
+    REJECTIONS,
+    CorruptImage,
+    TooLarge,
+    TooManyFrames,
+    TransientError,
+)
 from photopipe_core.keys import media_prefix, variant_key
 from photopipe_core.models import MediaItem, OutcomeInput, SourceFacts, Status, StepInput, Variant, VariantRef
 from photopipe_core.repository import MediaRepository
@@ -74,11 +81,32 @@ def _inspect_original(store: ObjectStore, key: str, head: ObjectHead, settings: 
     return imaging.inspect(store.get(key), settings.limits, head.content_type)
 
 
+# Attempts to claim bytes whose owner keeps changing under us (each change is another run finishing or failing).
+CLAIM_ATTEMPTS = 3
+
+
 def dedupe(step: StepInput, repo: MediaRepository) -> str | None:
-    """The media these exact bytes already belong to, or None when this media is their first owner."""
+    """The media these exact bytes already belong to, or None when this media is their owner now.
+
+    The same bytes get the same answer: bytes a step refused (REJECTED, by whichever step found it) are refused
+    again with the same reason — raised here, so the state machine rejects this media too — never made a DUPLICATE
+    of a refused media. Bytes whose owner FAILED (or vanished) are this media's to process: it takes the claim over.
+    """
     assert step.source is not None, "dedupe runs after validate"
-    owner = repo.claim_sha256(step.source.sha256, step.media.media_id)
-    return None if owner == step.media.media_id else owner
+    sha256, me = step.source.sha256, step.media.media_id
+    for _ in range(CLAIM_ATTEMPTS):
+        owner_id = repo.claim_sha256(sha256, me)
+        if owner_id == me:
+            return None
+        owner = repo.get(owner_id)
+        if owner is not None and owner.status is Status.REJECTED and owner.reason in REJECTION_BY_REASON:
+            detail = f"the same bytes as {owner_id}, which was refused: {owner.reason_detail or owner.reason}"
+            raise REJECTION_BY_REASON[owner.reason](detail)
+        if owner is not None and owner.status is not Status.FAILED:
+            return owner_id
+        if repo.take_over_claim(sha256, me, owner_id):
+            return None
+    raise TransientError(f"the claim on {sha256[:12]}… kept changing owner")
 
 
 def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput:
