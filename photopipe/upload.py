@@ -30,6 +30,7 @@ TERMINAL = {"READY", "DUPLICATE", "REJECTED", "FAILED"}
 POLL_MIN_SECONDS = 0.3
 POLL_MAX_SECONDS = 2.0
 FINISHED_PER_ROUND = 3
+STALE_ASKS = 5  # questions about one unfinished photo in a row before the next ones are asked about first
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 ATTEMPTS = 6
 SNIFF_BYTES = 64
@@ -232,18 +233,24 @@ class ApiClient:
         finished: Callable[[str, dict[str, Any]], None] | None = None,
         window: int = 1,
     ) -> dict[str, dict[str, Any] | None]:
-        """Poll until every media has a final status or the deadline passes; returns each media as the API shows
-        it (None if never seen: its event was not processed yet).
+        """Poll until every media has a final status or none has finished for ``timeout`` seconds; returns each
+        media as the API shows it (None if never seen: its event was not processed yet).
+
+        The deadline moves with progress: a batch that waits behind the pipeline's in-flight limit keeps waiting
+        while photos finish, and a photo that never finishes times out alone once the others are done.
 
         Media finish roughly in the order they were sent, so each round asks about the oldest unfinished ones
         only (``window`` of them still running ends the round), and rounds are spaced so that a few media finish
         between them: a batch costs about one question per media plus one per round, not one per media per round.
-        Each question is an API Gateway request and a Lambda invocation on the same stack that does the
-        processing, so fewer of them leaves it more room.
+        A media asked about ``STALE_ASKS`` times in a row without finishing goes to the back of the line, so one
+        that is stuck (or waits longer than the rest) cannot hold up noticing the others. Each question is an API
+        Gateway request and a Lambda invocation on the same stack that does the processing, so fewer of them
+        leaves it more room.
         """
         deadline = time.monotonic() + timeout
         seen: dict[str, dict[str, Any] | None] = dict.fromkeys(media_ids)
         pending = list(media_ids)
+        asks: dict[str, int] = {}
         delay = POLL_MIN_SECONDS
         while pending:
             running = progressed = 0
@@ -256,11 +263,19 @@ class ApiClient:
                     progressed += 1
                     if finished is not None:
                         finished(media_id, media)
-                else:
-                    running += 1
-                    if running >= window:
-                        break
-            if not pending or time.monotonic() > deadline:
+                    continue
+                asks[media_id] = asks.get(media_id, 0) + 1
+                if asks[media_id] >= STALE_ASKS and len(pending) > 1:
+                    pending.remove(media_id)  # to the back of the line; the next one gets asked
+                    pending.append(media_id)
+                    asks[media_id] = 0
+                running += 1
+                if running >= window:
+                    break
+            now = time.monotonic()
+            if progressed:
+                deadline = now + timeout
+            if not pending or now > deadline:
                 break
             if progressed:
                 # Photos are finishing: stretch or shrink the wait (at most ×2 per round) so that about
@@ -342,7 +357,7 @@ class Uploader:
         if waiting:
             self.api.wait_for(list(waiting), self.wait_timeout, finished)
         for result in waiting.values():  # still not final when the time was up
-            result.error = f"no final status within {self.wait_timeout:.0f} s (still {result.status})"
+            result.error = f"no final status; no photo finished for {self.wait_timeout:.0f} s (still {result.status})"
             if on_done is not None:
                 on_done(result, sizes[result.path])
         order = {str(path): index for index, path in enumerate(files)}

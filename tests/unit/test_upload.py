@@ -107,3 +107,20 @@ def test_waiting_for_one_photo_notices_it_soon(monkeypatch: pytest.MonkeyPatch) 
     assert found["m000"] is not None and found["m000"]["status"] == "READY"
     assert clock.now < 1.6
     assert api.questions <= 4
+
+
+def test_a_stuck_photo_times_out_alone_and_a_long_batch_keeps_waiting_while_photos_finish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given 100 photos finishing 2 a second (50 s in all, longer than the timeout) and the first one stuck for good
+    clock = FakeClock()
+    monkeypatch.setattr(upload.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(upload.time, "sleep", clock.sleep)
+    api = StatusApi(clock, count=100, first_at=1.0, per_second=2.0)
+    api.done_at["m000"] = float("inf")
+    # When waiting with a 30 s timeout
+    found = api.wait_for(list(api.done_at), timeout=30)
+    # Then every other photo is found READY, soon after it finished, and only the stuck one is not final
+    assert [m for m, media in found.items() if media is None or media["status"] != "READY"] == ["m000"]
+    assert clock.now <= api.done_at["m099"] + 30 + 5  # gave up on the stuck one 30 s after the last finish (one round late at most)
+    assert api.questions <= 2 * 100
