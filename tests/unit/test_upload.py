@@ -122,5 +122,6 @@ def test_a_stuck_photo_times_out_alone_and_a_long_batch_keeps_waiting_while_phot
     found = api.wait_for(list(api.done_at), timeout=30)
     # Then every other photo is found READY, soon after it finished, and only the stuck one is not final
     assert [m for m, media in found.items() if media is None or media["status"] != "READY"] == ["m000"]
-    assert clock.now <= api.done_at["m099"] + 30 + 5  # gave up on the stuck one 30 s after the last finish (one round late at most)
+    # it gave up on the stuck one 30 s after the last finish (one round late at most)
+    assert clock.now <= api.done_at["m099"] + 30 + 5
     assert api.questions <= 2 * 100
