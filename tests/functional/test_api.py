@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -281,3 +282,14 @@ def test_each_request_publishes_its_metrics(client: Client, capsys: pytest.Captu
     assert {"http_2xx", "uploads_put", "upload_bytes_declared"} <= names[0]
     assert names[1] == {"http_4xx"}
     assert published[0]["upload_bytes_declared"] == [1234.0]  # EMF values are lists
+
+
+@pytest.mark.parametrize(
+    "token_json",
+    ["[]", '"text"', "{}", '{"pk": 1}', '{"pk": "MEDIA#X", "sk": "META", "gsi1pk": "STATUS#FAILED", "gsi1sk": "t"}'],
+)
+def test_a_next_token_the_api_did_not_give_out_is_400(client: Client, token_json: str) -> None:
+    token = base64.urlsafe_b64encode(token_json.encode()).decode()
+    answer = client.http.get(f"/v1/media?status=READY&next_token={token}")
+    assert answer.status_code == 400
+    assert answer.json_body["error"]["code"] == "invalid_next_token"

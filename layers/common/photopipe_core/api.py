@@ -280,12 +280,7 @@ class MediaApi:
         except ValueError as error:
             raise ApiError(400, "invalid_status", f"status must be one of {[s.value for s in Status]}") from error
         page_size = min(max(limit or 50, 1), MAX_PAGE)
-        start = None
-        if next_token:
-            try:
-                start = json.loads(base64.urlsafe_b64decode(next_token.encode()))
-            except (ValueError, binascii.Error) as error:
-                raise ApiError(400, "invalid_next_token", "next_token is not one this API gave out") from error
+        start = _start_key(next_token, wanted) if next_token else None
         items, last = self._repo.list_by_status(wanted, page_size, start)
         token = base64.urlsafe_b64encode(json.dumps(last).encode()).decode() if last else None
         return {"items": [self.view(item) for item in items], "next_token": token}
@@ -346,3 +341,26 @@ class MediaApi:
         except InvalidTransition as error:
             raise ApiError(409, "not_failed", str(error)) from error
         return {"media_id": media_id, "status": Status.PROCESSING.value, "execution": execution}
+
+
+# The key a page of the by-status index continues from: exactly what DynamoDB handed out for that listing.
+_START_KEY_FIELDS = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
+
+
+def _start_key(next_token: str, status: Status) -> dict[str, str]:
+    """The start key inside a ``next_token`` this API gave out for listing ``status``; anything else is a 400."""
+    refused = ApiError(400, "invalid_next_token", "next_token is not one this API gave out")
+    try:
+        start = json.loads(base64.urlsafe_b64decode(next_token.encode()))
+    except (ValueError, binascii.Error) as error:
+        raise refused from error
+    if (
+        not isinstance(start, dict)
+        or set(start) != _START_KEY_FIELDS
+        or not all(isinstance(value, str) and value for value in start.values())
+        or start["gsi1pk"] != f"STATUS#{status}"
+        or not start["pk"].startswith("MEDIA#")
+        or start["sk"] != "META"
+    ):
+        raise refused
+    return start
