@@ -14,7 +14,7 @@ from PIL import Image
 from photopipe import samples
 from photopipe_core import errors, imaging, steps
 from photopipe_core.models import PipelineInput, SourceFacts, Status, StepInput
-from photopipe_core.repository import media_repository
+from photopipe_core.repository import InvalidTransition, media_repository
 from photopipe_core.rules import Limits
 from photopipe_core.settings import get_settings
 from tests import corpus
@@ -176,7 +176,9 @@ def test_a_failed_media_can_be_processed_again_by_a_new_execution(stack: dict[st
     load_function("outcome").fail_handler(
         {**state, "error": {"Error": "States.Timeout", "Cause": ""}, "failed_step": "resize"}, context
     )
-    assert media_repository().next_attempt("F2") == 1
+    assert media_repository().begin_retry("F2", lambda attempt: f"{EXECUTION}-{attempt}") == 1
+    with pytest.raises(InvalidTransition):  # a second retry at the same time: only one run may start
+        media_repository().begin_retry("F2", lambda attempt: f"{EXECUTION}-{attempt}")
 
     result = run_pipeline(media, context, execution=f"{EXECUTION}-1")
 

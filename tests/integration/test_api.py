@@ -8,6 +8,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -236,3 +237,45 @@ def test_multipart_upload_of_a_large_image_resumes_and_ends_ready(stack: Stack) 
 
 def _hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def test_eight_concurrent_requests_with_one_idempotency_key_get_one_media_and_no_5xx(stack: Stack) -> None:
+    body = {"filename": "race.jpg", "content_type": "image/jpeg", "size": 4321}
+    key = f"race-{time.time_ns()}"
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda _: call("POST", f"{stack.outputs.ApiUrl}/v1/uploads", body, {"Idempotency-Key": key}), range(8)
+            )
+        )
+    assert [status for status, _ in answers] == [201] * 8, answers
+    assert len({created["media_id"] for _, created in answers}) == 1
+
+
+def test_eight_concurrent_retries_of_a_failed_media_start_one_run(stack: Stack, aws_client: Any) -> None:
+    # Given a FAILED media (its Finalize throttled for good, then the cause removed)
+    lam, cfn = aws_client("lambda"), aws_client("cloudformation")
+    finalize = cfn.describe_stack_resource(StackName=stack.settings.stack_name, LogicalResourceId="FinalizeFunction")[
+        "StackResourceDetail"
+    ]["PhysicalResourceId"]
+    data = samples.jpeg_bytes(samples.photo(640, 480, seed=41))
+    lam.put_function_concurrency(FunctionName=finalize, ReservedConcurrentExecutions=0)
+    try:
+        created = create(stack, data)
+        assert put(created["upload"], data) == 200
+        reader = MediaReader(stack)
+        failed = reader.wait_for_terminal([created["media_id"]], timeout=180)[created["media_id"]]
+        assert failed is not None and failed.status == Status.FAILED
+    finally:
+        lam.delete_function_concurrency(FunctionName=finalize)
+    media_id = created["media_id"]
+    # When eight clients ask for a retry at the same moment
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: call("POST", f"{stack.outputs.ApiUrl}/v1/media/{media_id}/retry"), range(8)))
+    # Then one is accepted, the others are told it is not FAILED any more, and one new run exists
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [202] + [409] * 7, answers
+    runs = aws_client("stepfunctions").list_executions(stateMachineArn=stack.outputs.PipelineStateMachineArn)
+    assert [e["name"] for e in runs["executions"] if e["name"].startswith(f"{media_id}-")] == [f"{media_id}-1"]
+    final = reader.wait_for_terminal([media_id], timeout=120)[media_id]
+    assert final is not None and final.status == Status.READY

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from photopipe_core.keys import MEDIA_ID_PATTERN, new_media_id, upload_key
 from photopipe_core.models import MediaItem, Status
 from photopipe_core.pipeline import PipelineStarter
-from photopipe_core.repository import InvalidTransition, MediaRepository
+from photopipe_core.repository import AlreadyExists, InvalidTransition, MediaRepository
 from photopipe_core.rules import CONTENT_TYPES, normalise_declared
 from photopipe_core.settings import Settings
 from photopipe_core.storage import NoSuchUpload, ObjectStore, Presigner, UploadedPart
@@ -156,7 +156,16 @@ class MediaApi:
             source["declared_sha256"] = request.sha256
         if self._is_multipart(request.size):
             source["upload_id"] = self._store.start_multipart(key, request.content_type)
-        item = self._repo.create_pending(media_id, source, int(time.time()) + PENDING_TTL_SECONDS)
+        try:
+            item = self._repo.create_pending(media_id, source, int(time.time()) + PENDING_TTL_SECONDS)
+        except AlreadyExists:
+            # A request with the same Idempotency-Key created it a moment before this one: the same media for both.
+            if "upload_id" in source:
+                self._store.abort_multipart(key, source["upload_id"])
+            existing = self._repo.get(media_id)
+            if existing is None:
+                raise
+            return self._grant(existing, request)
         return self._grant(item, request)
 
     def _is_multipart(self, size: int) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from photopipe_core import aws
-from photopipe_core.models import PipelineInput
+from photopipe_core.models import PipelineInput, Status
 from photopipe_core.repository import InvalidTransition, MediaRepository
 from photopipe_core.settings import get_settings
 
@@ -42,23 +42,32 @@ class PipelineStarter:
         return StartOutcome.STARTED
 
     def redrive(self, media_id: str, repo: MediaRepository) -> str:
-        """Run a FAILED media again as a new execution; return the execution name."""
+        """Run a FAILED media again as a new execution; return the execution name. However many callers ask at once,
+        one run starts (the others get InvalidTransition)."""
         item = repo.get(media_id)
         if item is None:
             raise InvalidTransition(f"no media {media_id}")
-        attempt = repo.next_attempt(media_id)
+        attempt = repo.begin_retry(media_id, lambda n: self.execution_arn(f"{media_id}-{n}"))
+        name = f"{media_id}-{attempt}"
         source = item.source
         media = PipelineInput(
             media_id=media_id, bucket=source.bucket, key=source.key, etag=source.etag, size=source.size
         )
-        self.start(media, attempt)
-        return f"{media_id}-{attempt}"
+        try:
+            self.start(media, attempt)
+        except Exception as error:
+            # Nothing will run for it: back to FAILED (a redrive can try again), saying why.
+            repo.finish(media_id, self.execution_arn(name), Status.FAILED, "retry", error=f"retry: {error}"[:1000])
+            raise
+        return name
+
+    def execution_arn(self, name: str) -> str:
+        return f"{self._arn.replace(':stateMachine:', ':execution:')}:{name}"
 
     def is_running(self, name: str) -> bool:
         """Whether the execution called ``name`` exists and is still running."""
-        arn = f"{self._arn.replace(':stateMachine:', ':execution:')}:{name}"
         try:
-            return bool(self._client.describe_execution(executionArn=arn)["status"] == "RUNNING")
+            return bool(self._client.describe_execution(executionArn=self.execution_arn(name))["status"] == "RUNNING")
         except ClientError as error:
             if error.response["Error"]["Code"] == "ExecutionDoesNotExist":
                 return False

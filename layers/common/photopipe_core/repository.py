@@ -15,7 +15,7 @@ Every status change is a conditional write: a run may only finish a media it is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -35,11 +35,16 @@ BY_KEY = "by-key"
 # Near-duplicate search: the 64-bit hash in 4 bands of 16 bits; hashes within 3 bits always share a band.
 PHASH_BANDS = 4
 SIMILAR_MAX_DISTANCE = 6
-REDRIVABLE_FROM = (Status.PENDING_UPLOAD, Status.PROCESSING, Status.FAILED)
+# A run may take over a media that waits for its first run or failed; any other run needs to be the one bound to it.
+REDRIVABLE_FROM = (Status.PENDING_UPLOAD, Status.FAILED)
 
 
 def media_pk(media_id: str) -> str:
     return f"MEDIA#{media_id}"
+
+
+class AlreadyExists(Exception):
+    """A media with this id exists already (another request with the same Idempotency-Key created it first)."""
 
 
 class InvalidTransition(Exception):
@@ -91,9 +96,7 @@ class MediaRepository:
                     "gsi1pk = :gsi1pk, gsi1sk = if_not_exists(created_at, :now), gsi2pk = :gsi2pk "
                     "REMOVE reason, reason_detail, #error, expires_at"
                 ),
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR #status IN (:s0, :s1, :s2) OR execution_arn = :execution"
-                ),
+                ConditionExpression=("attribute_not_exists(pk) OR #status IN (:s0, :s1) OR execution_arn = :execution"),
                 ExpressionAttributeNames={"#status": "status", "#error": "error", **{f"#{k}": k for k in values}},
                 ExpressionAttributeValues={
                     ":status": Status.PROCESSING.value,
@@ -212,7 +215,12 @@ class MediaRepository:
             "gsi1sk": now,
             "gsi2pk": f"KEY#{source['key']}",
         }
-        self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as error:
+            if _conditional_failed(error):
+                raise AlreadyExists(media_id) from error
+            raise
         self._append_history(media_id, Status.PENDING_UPLOAD, now, step="api")
         return to_media_item(item)
 
@@ -255,22 +263,46 @@ class MediaRepository:
         response = self._table.query(**kwargs)
         return [to_media_item(i) for i in response["Items"]], response.get("LastEvaluatedKey")
 
-    def next_attempt(self, media_id: str) -> int:
-        """Count a redrive of a failed media and return its number (1, 2 …)."""
+    def begin_retry(self, media_id: str, execution_arn: Callable[[int], str]) -> int:
+        """FAILED → PROCESSING for one new run, whoever else asks at the same moment; return its attempt number.
+
+        The move is one conditional write (only a FAILED media moves, so of concurrent callers exactly one wins; the
+        others get InvalidTransition), then the run it is for — ``execution_arn(attempt)`` — is bound to it, so that
+        run, and only it, may process the media. The history records the retry.
+        """
+        now = utc_now()
+        key = {"pk": media_pk(media_id), "sk": META}
         try:
             response = self._table.update_item(
-                Key={"pk": media_pk(media_id), "sk": META},
-                UpdateExpression="ADD attempts :one",
+                Key=key,
+                UpdateExpression="SET #status = :processing, gsi1pk = :gsi1pk, updated_at = :now ADD attempts :one "
+                "REMOVE #error",
                 ConditionExpression="#status = :failed",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":one": 1, ":failed": Status.FAILED.value},
+                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeValues={
+                    ":processing": Status.PROCESSING.value,
+                    ":gsi1pk": f"STATUS#{Status.PROCESSING}",
+                    ":failed": Status.FAILED.value,
+                    ":now": now,
+                    ":one": 1,
+                },
                 ReturnValues="UPDATED_NEW",
             )
         except ClientError as error:
             if _conditional_failed(error):
-                raise InvalidTransition(f"media {media_id} is not FAILED") from error
+                raise InvalidTransition(f"media {media_id} is not FAILED (or another retry took it)") from error
             raise
-        return int(response["Attributes"]["attempts"])
+        attempt = int(response["Attributes"]["attempts"])
+        run = execution_arn(attempt)
+        self._table.update_item(
+            Key=key,
+            UpdateExpression="SET execution_arn = :run",
+            ConditionExpression="#status = :processing AND attempts = :attempt",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":run": run, ":processing": Status.PROCESSING.value, ":attempt": attempt},
+        )
+        self._append_history(media_id, Status.PROCESSING, now, step="retry", execution_arn=run)
+        return attempt
 
     # --- exact and near duplicates -------------------------------------------------------------------------------
     def claim_sha256(self, sha256: str, media_id: str) -> str:

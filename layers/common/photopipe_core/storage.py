@@ -98,6 +98,14 @@ class ObjectStore:
         response = self._client.create_multipart_upload(Bucket=self.bucket, Key=key, ContentType=content_type)
         return str(response["UploadId"])
 
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Give up a multipart upload nobody will use (its parts, if any, are freed)."""
+        try:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in {"NoSuchUpload", "404"}:
+                raise
+
     def uploaded_parts(self, key: str, upload_id: str) -> dict[int, UploadedPart]:
         """The parts S3 holds for this upload, by number; NoSuchUpload when it is gone."""
         parts: dict[int, UploadedPart] = {}
