@@ -17,6 +17,7 @@ from photopipe_core.models import PipelineInput, SourceFacts, Status, StepInput
 from photopipe_core.repository import InvalidTransition, media_repository
 from photopipe_core.rules import Limits
 from photopipe_core.settings import get_settings
+from photopipe_core.storage import OriginalChanged
 from tests import corpus
 from tests.functional.conftest import FakeContext, load_function, template_resource
 from tests.functional.pipeline import EXECUTION, put_original, run_pipeline
@@ -288,3 +289,18 @@ def test_the_same_bytes_as_a_failed_media_are_processed_and_take_over_the_claim(
 
     assert result["status"] == "READY"
     assert media_repository().claim_sha256(first["source"]["sha256"], "M3") == "M2"
+
+
+def test_resize_decodes_only_the_version_validate_checked(stack: dict[str, Any], context: FakeContext) -> None:
+    # Given a validated original that is then replaced by other bytes under the same key
+    state: dict[str, Any] = {
+        "media": put_original("drop/s1.jpg", samples.jpeg_bytes(samples.photo(300, 200, seed=9))),
+        "execution_arn": EXECUTION,
+    }
+    state["source"] = load_function("validate").lambda_handler(state, context)["source"]
+    assert state["source"]["etag"]
+    boto3.client("s3").put_object(Bucket="media", Key="drop/s1.jpg", Body=corpus.png_bomb(12000, 6000))
+    # When Resize runs, it refuses to decode bytes nobody checked (the new version is a photo of its own)
+    with pytest.raises(OriginalChanged):
+        load_function("resize").lambda_handler(state, context)
+    assert keys("media/S1/") == []

@@ -279,3 +279,13 @@ def test_eight_concurrent_retries_of_a_failed_media_start_one_run(stack: Stack, 
     assert [e["name"] for e in runs["executions"] if e["name"].startswith(f"{media_id}-")] == [f"{media_id}-1"]
     final = reader.wait_for_terminal([media_id], timeout=120)[media_id]
     assert final is not None and final.status == Status.READY
+
+
+def test_a_presigned_put_cannot_replace_bytes_that_arrived(stack: Stack) -> None:
+    data = samples.jpeg_bytes(samples.photo(320, 240, seed=42))
+    created = create(stack, data, with_sha=False)
+    assert created["upload"]["headers"]["If-None-Match"] == "*"
+    assert put(created["upload"], data) == 200
+    other = bytes(reversed(data))  # same length and type, other bytes
+    assert put(created["upload"], other) == 412  # the URL wrote the original once
+    assert put(created["upload"], data, **{"If-None-Match": ""}) == 403  # and the condition is part of the signature

@@ -79,6 +79,7 @@ class SourceFacts(BaseModel):
     frames: int = 1
     bytes: int
     sha256: str
+    etag: str = ""  # the version of the original these facts are about; Resize decodes exactly that version
 
 
 class VariantRef(BaseModel):

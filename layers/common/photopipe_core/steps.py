@@ -60,6 +60,7 @@ def validate(step: StepInput, store: ObjectStore, repo: MediaRepository, setting
         frames=info.frames,
         bytes=info.bytes,
         sha256=info.sha256,
+        etag=head.etag,
     )
     repo.record_source(media.media_id, step.execution_arn, source)
     return step.model_copy(update={"source": source})
@@ -78,7 +79,7 @@ def _inspect_original(store: ObjectStore, key: str, head: ObjectHead, settings: 
         else:
             if imaging.header_suffices(info):
                 return info
-    return imaging.inspect(store.get(key), settings.limits, head.content_type)
+    return imaging.inspect(store.get(key, if_match=head.etag or None), settings.limits, head.content_type)
 
 
 # Attempts to claim bytes whose owner keeps changing under us (each change is another run finishing or failing).
@@ -117,7 +118,7 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
     """
     assert step.source is not None, "resize runs after validate"
     source = step.source
-    data = store.get(step.media.key)
+    data = store.get(step.media.key, if_match=source.etag or None)  # exactly the version Validate checked
     info = imaging.SourceInfo(
         source.format,
         source.content_type,

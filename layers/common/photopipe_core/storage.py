@@ -38,6 +38,10 @@ class UploadedPart:
     etag: str
 
 
+class OriginalChanged(Exception):
+    """The original is no longer the version that was validated: its new version is a new photo, not a swap."""
+
+
 class NoSuchUpload(LookupError):
     """The multipart upload was completed, aborted or expired."""
 
@@ -56,8 +60,15 @@ class ObjectStore:
             full_object_sha256(response),
         )
 
-    def get(self, key: str) -> bytes:
-        return bytes(self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+    def get(self, key: str, if_match: str | None = None) -> bytes:
+        """The object's bytes; with ``if_match``, only if it is still that version (OriginalChanged otherwise)."""
+        extra = {"IfMatch": if_match} if if_match else {}
+        try:
+            return bytes(self._client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"].read())
+        except ClientError as error:
+            if if_match and error.response["Error"]["Code"] in {"PreconditionFailed", "412"}:
+                raise OriginalChanged(f"{key} was replaced after it was validated (ETag {if_match})") from error
+            raise
 
     def get_start(self, key: str, length: int, etag: str) -> bytes:
         """The first ``length`` bytes of the object, if it is still the version with this ETag."""
@@ -146,8 +157,15 @@ class Presigner:
     ) -> tuple[str, dict[str, str]]:
         """A PUT URL whose signature binds key, Content-Type, Content-Length (and the sha256 when given);
         returns it with exactly the headers the client must send."""
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type, "ContentLength": size}
-        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        # If-None-Match: * (signed): the URL can write the original once; a replay cannot replace bytes that arrived.
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ContentType": content_type,
+            "ContentLength": size,
+            "IfNoneMatch": "*",
+        }
+        headers = {"Content-Type": content_type, "Content-Length": str(size), "If-None-Match": "*"}
         if checksum_sha256:
             params["ChecksumSHA256"] = checksum_sha256
             headers["x-amz-checksum-sha256"] = checksum_sha256
