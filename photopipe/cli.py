@@ -9,6 +9,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ from photopipe.upload import (
     drop_object,
 )
 from photopipe_core.keys import DROP_PREFIX
+from photopipe_core.reconcile import run as reconcile_run
+from photopipe_core.storage import MessageQueue, ObjectStore
 
 # Wide enough for media ids and keys when the output is a file or a pipe (rich assumes 80 columns there).
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -230,6 +233,33 @@ def failed(ctx: Context, as_json: bool) -> None:
     for failure in failures:
         table.add_row(failure.queue, failure.media_id or "?", failure.detail)
     out.print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as one JSON object.")
+@pass_context
+def reconcile(ctx: Context, as_json: bool) -> None:
+    """Tie off loose ends: originals whose event never became a run are sent again, and media whose run ended without
+    a final status are marked FAILED (then `photopipe redrive` runs them again). The stack runs it every 10 min."""
+    reader = _reader(ctx)
+    outputs = ctx.stack.outputs
+    sqs = ctx.stack.client("sqs")
+    done = reconcile_run(
+        ObjectStore(ctx.stack.client("s3"), outputs.MediaBucketName),
+        reader.repository,
+        MessageQueue(sqs, outputs.IngestQueueUrl),
+        MessageQueue(sqs, outputs.FailedQueueUrl),
+        ctx.stack.client("stepfunctions"),
+        datetime.now(UTC),
+    )
+    if as_json:
+        click.echo(json.dumps({"resent": done.resent, "failed": done.failed}))
+        return
+    for key in done.resent:
+        out.print(f"sent again  {key}", soft_wrap=True, highlight=False)
+    for media_id in done.failed:
+        out.print(f"failed      {media_id}", soft_wrap=True, highlight=False)
+    console.print("Nothing to reconcile" if not done.total else f"{done.total} loose ends tied off")
 
 
 @main.command()

@@ -15,7 +15,7 @@ Every status change is a conditional write: a run may only finish a media it is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -262,6 +262,15 @@ class MediaRepository:
             kwargs["ExclusiveStartKey"] = start
         response = self._table.query(**kwargs)
         return [to_media_item(i) for i in response["Items"]], response.get("LastEvaluatedKey")
+
+    def list_all_by_status(self, status: Status) -> Iterator[MediaItem]:
+        """Every media with ``status``, page by page."""
+        start = None
+        while True:
+            items, start = self.list_by_status(status, 100, start)
+            yield from items
+            if not start:
+                return
 
     def begin_retry(self, media_id: str, execution_arn: Callable[[int], str]) -> int:
         """FAILED → PROCESSING for one new run, whoever else asks at the same moment; return its attempt number.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -36,6 +38,14 @@ class UploadedPart:
     number: int
     size: int
     etag: str
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime
 
 
 class OriginalChanged(Exception):
@@ -78,6 +88,12 @@ class ObjectStore:
     def put(self, key: str, body: bytes, content_type: str, cache_control: str | None = None) -> None:
         extra = {"CacheControl": cache_control} if cache_control else {}
         self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra)
+
+    def objects(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object under ``prefix`` with its ETag, size and time (page by page)."""
+        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield StoredObject(obj["Key"], obj["ETag"].strip('"'), obj["Size"], obj["LastModified"])
 
     def keys(self, prefix: str) -> list[str]:
         pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)

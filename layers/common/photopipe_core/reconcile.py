@@ -1,0 +1,151 @@
+"""The reconciler: whatever a user dropped in ends with a final status, even when an event or a run was lost.
+
+It finds three kinds of loose ends and ties each off, idempotently (running it twice does nothing more):
+
+- **An original with no media** (under ``uploads/`` or ``drop/``): its "Object Created" event never became a run —
+  EventBridge gave up on a throttled or misconfigured target, or the emulator stopped between the PUT and ingest.
+  The event is sent again to the ingest queue (spelled as S3 spells it), so it goes through the in-flight limit like
+  any other. A ``PENDING_UPLOAD`` media whose bytes did arrive is the same loose end seen from the API's side.
+- **A media PROCESSING longer than a run can take** whose execution is no longer running (stopped, timed out, or
+  ended without its last write): it is marked ``FAILED`` with what happened, and its FailedQueue message is sent,
+  so ``photopipe redrive`` (or ``POST /v1/media/{id}/retry``) runs it again.
+
+The scheduled function and ``photopipe reconcile`` run this same function.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from photopipe_core.keys import DROP_PREFIX, UPLOADS_PREFIX, NotAnIngestKey, media_id_for_object
+from photopipe_core.models import MediaItem, Status
+from photopipe_core.repository import InvalidTransition, MediaRepository
+from photopipe_core.storage import MessageQueue, ObjectStore, StoredObject
+
+# How long a run may take before the reconciler looks at it (the longest step is Resize: 120 s, with retries).
+PROCESSING_MAX_AGE = timedelta(minutes=15)
+# How long after its item was created an upload's bytes may have arrived without an event having been seen.
+PENDING_GRACE = timedelta(minutes=2)
+
+
+@dataclass
+class Reconciled:
+    resent: list[str] = field(default_factory=list)  # keys whose event was sent again
+    failed: list[str] = field(default_factory=list)  # media marked FAILED (their run ended without a status)
+
+    @property
+    def total(self) -> int:
+        return len(self.resent) + len(self.failed)
+
+
+def object_created_event(bucket: str, obj: StoredObject, account: str = "", region: str = "") -> dict[str, Any]:
+    """An EventBridge "Object Created" event for ``obj``, its key spelled URL-encoded as S3 spells it."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "account": account,
+        "region": region,
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "time": obj.last_modified.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": quote(obj.key), "size": obj.size, "etag": obj.etag.strip('"')},
+            "request-id": "photopipe-reconcile",
+            "reason": "PutObject",
+            "requester": "photopipe-reconcile",
+        },
+    }
+
+
+def reconcile(
+    bucket: str,
+    originals: Iterable[StoredObject],
+    repo: MediaRepository,
+    resend: Callable[[dict[str, Any]], None],
+    is_running: Callable[[str], bool],
+    fail: Callable[[MediaItem, str], None],
+    now: datetime,
+) -> Reconciled:
+    """Tie off every loose end (see the module's description); return what was done."""
+    done = Reconciled()
+    for obj in originals:
+        if now - obj.last_modified < PENDING_GRACE:
+            continue  # its event may still be on its way
+        try:
+            media_id = media_id_for_object(bucket, obj.key, obj.etag)
+        except NotAnIngestKey:
+            continue
+        item = repo.get(media_id)
+        if item is None or item.status is Status.PENDING_UPLOAD:
+            resend(object_created_event(bucket, obj))
+            done.resent.append(obj.key)
+    for item in repo.list_all_by_status(Status.PROCESSING):
+        if now - _parse(item.updated_at) < PROCESSING_MAX_AGE or not item.execution_arn:
+            continue
+        if is_running(item.execution_arn):
+            continue
+        try:
+            fail(item, "the run ended without a final status; the reconciler marked it FAILED")
+        except InvalidTransition:
+            continue  # it finished meanwhile
+        done.failed.append(item.media_id)
+    return done
+
+
+def _parse(timestamp: str | None) -> datetime:
+    if not timestamp:
+        return datetime.min.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+INGEST_PREFIXES = (UPLOADS_PREFIX, DROP_PREFIX)
+
+
+def run(
+    store: ObjectStore, repo: MediaRepository, ingest: MessageQueue, failed: MessageQueue, sfn: Any, now: datetime
+) -> Reconciled:
+    """``reconcile`` wired to the stack's own adapters (the scheduled function and ``photopipe reconcile``)."""
+
+    def is_running(execution_arn: str) -> bool:
+        try:
+            return bool(sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING")
+        except sfn.exceptions.ExecutionDoesNotExist:
+            return False
+
+    def fail(item: MediaItem, reason: str) -> None:
+        assert item.execution_arn is not None
+        repo.finish(item.media_id, item.execution_arn, Status.FAILED, "reconcile", error=f"reconcile: {reason}")
+        failed.send(json.loads(failed_message(item, reason)))
+
+    originals = (obj for prefix in INGEST_PREFIXES for obj in store.objects(prefix))
+    return reconcile(store.bucket, originals, repo, ingest.send, is_running, fail, now)
+
+
+def failed_message(item: MediaItem, reason: str) -> str:
+    """The FailedQueue message for a media the reconciler failed (the same shape the fail step sends)."""
+    return json.dumps(
+        {
+            "media_id": item.media_id,
+            "execution_arn": item.execution_arn,
+            "input": {
+                "media_id": item.media_id,
+                "bucket": item.source.bucket,
+                "key": item.source.key,
+                "etag": item.source.etag,
+                "size": item.source.size,
+            },
+            "step": "reconcile",
+            "error": "RunLost",
+            "cause": reason,
+        }
+    )

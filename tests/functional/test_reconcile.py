@@ -1,0 +1,82 @@
+"""The reconciler ties off loose ends: originals whose event was lost, uploads whose bytes arrived unseen, and runs
+that ended without a final status."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+
+from photopipe import samples
+from photopipe_core import reconcile
+from photopipe_core.keys import derived_media_id
+from photopipe_core.models import PipelineInput, Status
+from photopipe_core.repository import media_repository
+from photopipe_core.storage import failed_queue, ingest_queue, object_store
+from tests.functional.conftest import FakeContext, load_function
+
+LATER = datetime.now(UTC) + timedelta(hours=1)  # every loose end is older than the reconciler's grace by then
+
+
+def run(now: datetime = LATER) -> reconcile.Reconciled:
+    return reconcile.run(
+        object_store(), media_repository(), ingest_queue(), failed_queue(), boto3.client("stepfunctions"), now
+    )
+
+
+def queued(url: str) -> list[dict[str, Any]]:
+    messages = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def test_an_original_whose_event_was_lost_is_sent_again_and_then_runs(
+    stack: dict[str, Any], context: FakeContext
+) -> None:
+    # Given a photo in the drop folder (a real name) whose event never reached ingest
+    key = "drop/lost/Été (1).jpg"
+    etag = boto3.client("s3").put_object(Bucket="media", Key=key, Body=samples.jpeg_bytes(samples.photo(64, 48, seed=1)))[
+        "ETag"
+    ]
+    # When the reconciler runs
+    done = run()
+    # Then its event is in the ingest queue, spelled as S3 spells it, and ingest starts its run from it
+    assert done.resent == [key]
+    [event] = queued(stack["ingest_queue_url"])
+    assert event["detail"]["object"]["key"] == "drop/lost/%C3%89t%C3%A9%20%281%29.jpg"
+    ingest = load_function("ingest")
+    batch = {"Records": [{"messageId": "m", "body": json.dumps(event), "attributes": {}, "messageAttributes": {}}]}
+    batch["Records"][0].update(
+        receiptHandle="r",
+        md5OfBody="",
+        eventSource="aws:sqs",
+        eventSourceARN="arn:aws:sqs:us-east-1:1:q",
+        awsRegion="us-east-1",
+    )
+    assert ingest.lambda_handler(batch, context) == {"batchItemFailures": []}
+    runs = boto3.client("stepfunctions").list_executions(stateMachineArn=stack["state_machine_arn"])["executions"]
+    assert [r["name"] for r in runs] == [derived_media_id("media", key, etag)]
+
+
+def test_a_fresh_original_is_left_to_its_event(stack: dict[str, Any]) -> None:
+    boto3.client("s3").put_object(Bucket="media", Key="drop/new.jpg", Body=b"x")
+    assert run(now=datetime.now(UTC)).resent == []
+
+
+def test_a_run_that_ended_without_a_final_status_is_marked_failed_and_queued_for_redrive(stack: dict[str, Any]) -> None:
+    # Given a media PROCESSING by an execution that is not running (stopped long ago)
+    repo = media_repository()
+    sfn = boto3.client("stepfunctions")
+    media = PipelineInput(media_id="P1", bucket="media", key="drop/p1.jpg", etag="e", size=3)
+    execution = sfn.start_execution(stateMachineArn=stack["state_machine_arn"], name="P1", input="{}")["executionArn"]
+    sfn.stop_execution(executionArn=execution)
+    repo.mark_processing(media, execution)
+    # When the reconciler runs (long after)
+    done = run()
+    # Then it is FAILED, saying why, with a message for a redrive; a second run changes nothing
+    assert done.failed == ["P1"]
+    item = repo.get("P1")
+    assert item is not None and item.status is Status.FAILED and "without a final status" in (item.error or "")
+    assert [m["media_id"] for m in queued(stack["failed_queue_url"])] == ["P1"]
+    assert run().failed == []
