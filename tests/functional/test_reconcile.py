@@ -36,9 +36,9 @@ def test_an_original_whose_event_was_lost_is_sent_again_and_then_runs(
 ) -> None:
     # Given a photo in the drop folder (a real name) whose event never reached ingest
     key = "drop/lost/Été (1).jpg"
-    etag = boto3.client("s3").put_object(Bucket="media", Key=key, Body=samples.jpeg_bytes(samples.photo(64, 48, seed=1)))[
-        "ETag"
-    ]
+    etag = boto3.client("s3").put_object(
+        Bucket="media", Key=key, Body=samples.jpeg_bytes(samples.photo(64, 48, seed=1))
+    )["ETag"]
     # When the reconciler runs
     done = run()
     # Then its event is in the ingest queue, spelled as S3 spells it, and ingest starts its run from it
