@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ from PIL import Image
 from photopipe import samples
 from photopipe_core import errors, imaging, steps
 from photopipe_core.models import PipelineInput, SourceFacts, Status, StepInput
-from photopipe_core.repository import InvalidTransition, media_repository
+from photopipe_core.repository import SIMILAR_MAX_DISTANCE, InvalidTransition, media_repository
 from photopipe_core.rules import Limits
 from photopipe_core.settings import get_settings
 from photopipe_core.storage import OriginalChanged
@@ -304,3 +305,23 @@ def test_resize_decodes_only_the_version_validate_checked(stack: dict[str, Any],
     with pytest.raises(OriginalChanged):
         load_function("resize").lambda_handler(state, context)
     assert keys("media/S1/") == []
+
+
+@pytest.mark.parametrize("distance", range(0, 9))
+def test_near_duplicates_are_found_at_the_documented_threshold_and_not_beyond(
+    stack: dict[str, Any], distance: int
+) -> None:
+    """Every pair within SIMILAR_MAX_DISTANCE (6) bits is found, whichever bits differ; 7 and 8 are not reported."""
+    repo = media_repository()
+    base = 0x9F3A_5C71_E0B4_2D86
+    repo.index_phash("BASE", f"{base:016x}")
+    rng = random.Random(distance)
+    # Spread flips (one per band run where possible) are the hardest case for a banded index; random ones too.
+    spread = [min(63, round(i * 64 / max(distance, 1)) + 4) for i in range(distance)]
+    for positions in (spread, rng.sample(range(64), distance), rng.sample(range(64), distance)):
+        other = base
+        for bit in set(positions):
+            other ^= 1 << bit
+        flipped = bin(other ^ base).count("1")
+        found = repo.similar("PROBE", f"{other:016x}")
+        assert ("BASE" in found) == (flipped <= SIMILAR_MAX_DISTANCE), (positions, found)

@@ -32,9 +32,10 @@ CLAIM = "CLAIM"
 UPLOAD = "UPLOAD"
 BY_STATUS = "by-status"
 BY_KEY = "by-key"
-# Near-duplicate search: the 64-bit hash in 4 bands of 16 bits; hashes within 3 bits always share a band.
-PHASH_BANDS = 4
+# Near-duplicate search: hashes within SIMILAR_MAX_DISTANCE bits are similar; the hash is indexed in one band more
+# than that, so every such pair shares a band (see phash_bands).
 SIMILAR_MAX_DISTANCE = 6
+PHASH_BANDS = SIMILAR_MAX_DISTANCE + 1
 # A run may take over a media that waits for its first run or failed; any other run needs to be the one bound to it.
 REDRIVABLE_FROM = (Status.PENDING_UPLOAD, Status.FAILED)
 
@@ -388,8 +389,17 @@ class MediaRepository:
 
 
 def phash_bands(phash: str) -> Iterable[tuple[int, str]]:
-    width = 16 // PHASH_BANDS
-    return ((band, phash[band * width : (band + 1) * width]) for band in range(PHASH_BANDS))
+    """The 64-bit hash cut into ``PHASH_BANDS`` runs of bits (9 or 10 each), each as hex: two hashes within
+    ``SIMILAR_MAX_DISTANCE`` bits differ in at most that many runs, so at least one run is the same in both
+    (pigeonhole) and a lookup of every run of one finds the other."""
+    value = int(phash, 16)
+    width, wider = divmod(64, PHASH_BANDS)
+    start = 0
+    for band in range(PHASH_BANDS):
+        size = width + (1 if band >= PHASH_BANDS - wider else 0)
+        bits = (value >> (64 - start - size)) & ((1 << size) - 1)
+        yield band, f"{bits:03x}"
+        start += size
 
 
 def dynamo_value(value: Any) -> Any:
