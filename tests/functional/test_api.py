@@ -50,10 +50,11 @@ def test_create_upload_returns_the_contract(client: Client) -> None:
     assert upload["url"].startswith(f"http://localhost:4566/media/uploads/{body['media_id']}/original?")
     assert "X-Amz-Signature=" in upload["url"]
     signed = upload["url"].split("X-Amz-SignedHeaders=")[1].split("&")[0]
-    assert signed == "content-length%3Bcontent-type%3Bhost%3Bx-amz-checksum-sha256"
+    assert signed == "content-length%3Bcontent-type%3Bhost%3Bif-none-match%3Bx-amz-checksum-sha256"
     assert upload["headers"] == {
         "Content-Type": "image/jpeg",
         "Content-Length": "1234",
+        "If-None-Match": "*",
         "x-amz-checksum-sha256": "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=",
     }
     item = media_repository().get(body["media_id"])

@@ -41,8 +41,8 @@ class CountingStore(ObjectStore):
             return head
         return dataclasses.replace(head, sha256=hashlib.sha256(super().get(key)).hexdigest())
 
-    def get(self, key: str) -> bytes:
-        data = super().get(key)
+    def get(self, key: str, if_match: str | None = None) -> bytes:
+        data = super().get(key, if_match)
         self.whole.append(len(data))
         return data
 
