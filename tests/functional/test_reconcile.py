@@ -80,3 +80,19 @@ def test_a_run_that_ended_without_a_final_status_is_marked_failed_and_queued_for
     assert item is not None and item.status is Status.FAILED and "without a final status" in (item.error or "")
     assert [m["media_id"] for m in queued(stack["failed_queue_url"])] == ["P1"]
     assert run().failed == []
+
+
+def test_the_scheduled_run_looks_back_a_day_only(stack: dict[str, Any]) -> None:
+    boto3.client("s3").put_object(Bucket="media", Key="drop/old.jpg", Body=b"x")
+    a_week_later = datetime.now(UTC) + timedelta(days=7)
+    assert run(now=a_week_later).resent == ["drop/old.jpg"]  # photopipe reconcile: everything
+    scheduled = reconcile.run(
+        object_store(),
+        media_repository(),
+        ingest_queue(),
+        failed_queue(),
+        boto3.client("stepfunctions"),
+        a_week_later,
+        look_back=reconcile.SCHEDULED_LOOK_BACK,
+    )
+    assert scheduled.resent == []

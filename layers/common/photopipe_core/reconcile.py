@@ -32,6 +32,8 @@ from photopipe_core.storage import MessageQueue, ObjectStore, StoredObject
 PROCESSING_MAX_AGE = timedelta(minutes=15)
 # How long after its item was created an upload's bytes may have arrived without an event having been seen.
 PENDING_GRACE = timedelta(minutes=2)
+# What the scheduled run looks back over (EventBridge retries an event for 24 hours at most).
+SCHEDULED_LOOK_BACK = timedelta(days=1)
 
 
 @dataclass
@@ -74,12 +76,17 @@ def reconcile(
     is_running: Callable[[str], bool],
     fail: Callable[[MediaItem, str], None],
     now: datetime,
+    look_back: timedelta | None = None,
 ) -> Reconciled:
-    """Tie off every loose end (see the module's description); return what was done."""
+    """Tie off every loose end (see the module's description); return what was done. With ``look_back``, only
+    originals written within that time are checked (the scheduled run: its cost stays that of the recent uploads,
+    not of the whole library)."""
     done = Reconciled()
     for obj in originals:
         if now - obj.last_modified < PENDING_GRACE:
             continue  # its event may still be on its way
+        if look_back is not None and now - obj.last_modified > look_back:
+            continue
         try:
             media_id = media_id_for_object(bucket, obj.key, obj.etag)
         except NotAnIngestKey:
@@ -112,7 +119,13 @@ INGEST_PREFIXES = (UPLOADS_PREFIX, DROP_PREFIX)
 
 
 def run(
-    store: ObjectStore, repo: MediaRepository, ingest: MessageQueue, failed: MessageQueue, sfn: Any, now: datetime
+    store: ObjectStore,
+    repo: MediaRepository,
+    ingest: MessageQueue,
+    failed: MessageQueue,
+    sfn: Any,
+    now: datetime,
+    look_back: timedelta | None = None,
 ) -> Reconciled:
     """``reconcile`` wired to the stack's own adapters (the scheduled function and ``photopipe reconcile``)."""
 
@@ -128,7 +141,7 @@ def run(
         failed.send(json.loads(failed_message(item, reason)))
 
     originals = (obj for prefix in INGEST_PREFIXES for obj in store.objects(prefix))
-    return reconcile(store.bucket, originals, repo, ingest.send, is_running, fail, now)
+    return reconcile(store.bucket, originals, repo, ingest.send, is_running, fail, now, look_back)
 
 
 def failed_message(item: MediaItem, reason: str) -> str:
