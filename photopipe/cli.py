@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -236,9 +236,23 @@ def failed(ctx: Context, as_json: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=120.0,
+    show_default=True,
+    help="Seconds an original may wait for its event before it is sent again.",
+)
+@click.option(
+    "--stuck-after",
+    type=click.FloatRange(0),
+    default=900.0,
+    show_default=True,
+    help="Seconds a run may keep a media PROCESSING before a closed run is looked for.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as one JSON object.")
 @pass_context
-def reconcile(ctx: Context, as_json: bool) -> None:
+def reconcile(ctx: Context, grace: float, stuck_after: float, as_json: bool) -> None:
     """Tie off loose ends: originals whose event never became a run are sent again, and media whose run ended without
     a final status are marked FAILED (then `photopipe redrive` runs them again). The stack runs it every 10 min."""
     reader = _reader(ctx)
@@ -251,6 +265,8 @@ def reconcile(ctx: Context, as_json: bool) -> None:
         MessageQueue(sqs, outputs.FailedQueueUrl),
         ctx.stack.client("stepfunctions"),
         datetime.now(UTC),
+        grace=timedelta(seconds=grace),
+        stuck_after=timedelta(seconds=stuck_after),
     )
     if as_json:
         click.echo(json.dumps({"resent": done.resent, "failed": done.failed}))

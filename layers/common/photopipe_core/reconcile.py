@@ -77,13 +77,15 @@ def reconcile(
     fail: Callable[[MediaItem, str], None],
     now: datetime,
     look_back: timedelta | None = None,
+    grace: timedelta = PENDING_GRACE,
+    stuck_after: timedelta = PROCESSING_MAX_AGE,
 ) -> Reconciled:
     """Tie off every loose end (see the module's description); return what was done. With ``look_back``, only
     originals written within that time are checked (the scheduled run: its cost stays that of the recent uploads,
     not of the whole library)."""
     done = Reconciled()
     for obj in originals:
-        if now - obj.last_modified < PENDING_GRACE:
+        if now - obj.last_modified < grace:
             continue  # its event may still be on its way
         if look_back is not None and now - obj.last_modified > look_back:
             continue
@@ -96,7 +98,7 @@ def reconcile(
             resend(object_created_event(bucket, obj))
             done.resent.append(obj.key)
     for item in repo.list_all_by_status(Status.PROCESSING):
-        if now - _parse(item.updated_at) < PROCESSING_MAX_AGE or not item.execution_arn:
+        if now - _parse(item.updated_at) < stuck_after or not item.execution_arn:
             continue
         if is_running(item.execution_arn):
             continue
@@ -126,6 +128,8 @@ def run(
     sfn: Any,
     now: datetime,
     look_back: timedelta | None = None,
+    grace: timedelta = PENDING_GRACE,
+    stuck_after: timedelta = PROCESSING_MAX_AGE,
 ) -> Reconciled:
     """``reconcile`` wired to the stack's own adapters (the scheduled function and ``photopipe reconcile``)."""
 
@@ -141,7 +145,7 @@ def run(
         failed.send(json.loads(failed_message(item, reason)))
 
     originals = (obj for prefix in INGEST_PREFIXES for obj in store.objects(prefix))
-    return reconcile(store.bucket, originals, repo, ingest.send, is_running, fail, now, look_back)
+    return reconcile(store.bucket, originals, repo, ingest.send, is_running, fail, now, look_back, grace, stuck_after)
 
 
 def failed_message(item: MediaItem, reason: str) -> str:
