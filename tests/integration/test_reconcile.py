@@ -1,7 +1,7 @@
 """`photopipe reconcile` on the live stack: loose ends left by lost events and closed runs all end final.
 
-Faults are made the way an operator would make them: the ingest rule disabled while objects arrive (their events
-are lost), a run stopped while its Resize is throttled.
+Faults are made the way an operator would make them: the ingest rule left without its target while objects arrive
+(their events are lost), a run stopped while its Resize is throttled.
 """
 
 from __future__ import annotations
@@ -32,13 +32,15 @@ def physical(stack: Stack, aws_client: Callable[[str], Any], logical: str) -> st
 
 @contextmanager
 def events_lost(stack: Stack, aws_client: Callable[[str], Any]) -> Iterator[None]:
+    """The ingest rule's target is taken away for a while (as a misconfiguration would): events in between are lost."""
     events = aws_client("events")
-    rule = physical(stack, aws_client, "IngestRule")
-    events.disable_rule(Name=rule)
+    rule = physical(stack, aws_client, "IngestRule").split("|")[-1]
+    targets = events.list_targets_by_rule(Rule=rule)["Targets"]
+    events.remove_targets(Rule=rule, Ids=[target["Id"] for target in targets])
     try:
         yield
     finally:
-        events.enable_rule(Name=rule)
+        events.put_targets(Rule=rule, Targets=targets)
 
 
 def reconcile(stack: Stack) -> dict[str, list[str]]:
@@ -82,7 +84,10 @@ def test_reconcile_finishes_lost_events_uploads_and_closed_runs(stack: Stack, aw
     # When the reconciler runs
     done = reconcile(stack)
     # Then the lost events are sent again and both photos end READY; the stopped run's media is FAILED, redrivable
-    assert key in done["resent"] and f"uploads/{uploaded}/original" in done["resent"]
+    assert key in done["resent"] and f"uploads/{uploaded}/original" in done["resent"], (
+        done,
+        s3.list_objects_v2(Bucket=bucket, Prefix=f"drop/{run_id}").get("Contents"),
+    )
     assert stuck in done["failed"]
     finals = reader.wait_for_terminal([dropped, uploaded, stuck], timeout=120)
     assert {media_id: item.status if item else None for media_id, item in finals.items()} == {
