@@ -15,7 +15,6 @@ The scheduled function and ``photopipe reconcile`` run this same function.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from photopipe_core.keys import DROP_PREFIX, UPLOADS_PREFIX, NotAnIngestKey, media_id_for_object
+from photopipe_core.keys import INGEST_PREFIXES, NotAnIngestKey, media_id_for_object
 from photopipe_core.models import MediaItem, Status
 from photopipe_core.repository import InvalidTransition, MediaRepository
 from photopipe_core.storage import MessageQueue, ObjectStore, StoredObject
@@ -117,9 +116,6 @@ def _parse(timestamp: str | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-INGEST_PREFIXES = (UPLOADS_PREFIX, DROP_PREFIX)
-
-
 def run(
     store: ObjectStore,
     repo: MediaRepository,
@@ -142,27 +138,25 @@ def run(
     def fail(item: MediaItem, reason: str) -> None:
         assert item.execution_arn is not None
         repo.finish(item.media_id, item.execution_arn, Status.FAILED, "reconcile", error=f"reconcile: {reason}")
-        failed.send(json.loads(failed_message(item, reason)))
+        failed.send(failed_message(item, reason))
 
     originals = (obj for prefix in INGEST_PREFIXES for obj in store.objects(prefix))
     return reconcile(store.bucket, originals, repo, ingest.send, is_running, fail, now, look_back, grace, stuck_after)
 
 
-def failed_message(item: MediaItem, reason: str) -> str:
+def failed_message(item: MediaItem, reason: str) -> dict[str, Any]:
     """The FailedQueue message for a media the reconciler failed (the same shape the fail step sends)."""
-    return json.dumps(
-        {
+    return {
+        "media_id": item.media_id,
+        "execution_arn": item.execution_arn,
+        "input": {
             "media_id": item.media_id,
-            "execution_arn": item.execution_arn,
-            "input": {
-                "media_id": item.media_id,
-                "bucket": item.source.bucket,
-                "key": item.source.key,
-                "etag": item.source.etag,
-                "size": item.source.size,
-            },
-            "step": "reconcile",
-            "error": "RunLost",
-            "cause": reason,
-        }
-    )
+            "bucket": item.source.bucket,
+            "key": item.source.key,
+            "etag": item.source.etag,
+            "size": item.source.size,
+        },
+        "step": "reconcile",
+        "error": "RunLost",
+        "cause": reason,
+    }
