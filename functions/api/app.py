@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from chalice import Chalice, Response
 
-from photopipe_core.api import ApiError, MediaApi, parse_upload_request
+from photopipe_core.api import ApiError, MediaApi, parse_media_query, parse_upload_request
 from photopipe_core.pipeline import pipeline_starter
 from photopipe_core.repository import media_repository
 from photopipe_core.settings import get_settings
@@ -74,7 +74,15 @@ def _normalise_error(response: Response) -> Response:
     if response.status_code < 400 or not isinstance(response.body, dict) or "Code" not in response.body:
         return response
     code = CHALICE_ERRORS.get(str(response.body["Code"]), "error")
-    return respond({"error": {"code": code, "message": str(response.body.get("Message", ""))}}, response.status_code)
+    answer = respond({"error": {"code": code, "message": str(response.body.get("Message", ""))}}, response.status_code)
+    if response.status_code == 405:  # RFC 9110: a 405 names the methods the resource takes
+        answer.headers["Allow"] = ", ".join(sorted(app.routes.get(_resource_path(), {})))
+    return answer
+
+
+def _resource_path() -> str:
+    request = app.current_request
+    return str(request.context.get("resourcePath", "")) if request is not None else ""
 
 
 @route("/v1/uploads", methods=["POST"], content_types=["application/json", "text/plain"])
@@ -101,19 +109,7 @@ def get_media(media_id: str) -> Response:
 
 @route("/v1/media", methods=["GET"])
 def list_media() -> Response:
-    query = app.current_request.query_params or {}
-    if query.get("key"):
-        return respond(media_api().find_by_key(query["key"]))
-    if query.get("sha256"):
-        return respond(media_api().find_by_sha256(query["sha256"]))
-    if query.get("status"):
-        limit = query.get("limit")
-        if limit is not None and not limit.isdigit():
-            raise ApiError(400, "invalid_limit", "limit must be a positive integer")
-        return respond(
-            media_api().list_by_status(query["status"], query.get("next_token"), int(limit) if limit else None)
-        )
-    raise ApiError(400, "missing_query", "give ?key=<s3 key>, ?sha256=<hex> or ?status=<status>")
+    return respond(media_api().find(parse_media_query(app.current_request.query_params or {})))
 
 
 @route("/v1/media/{media_id}/retry", methods=["POST"], content_types=["application/json", "text/plain"])

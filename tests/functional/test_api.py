@@ -14,7 +14,7 @@ from chalice.test import Client
 from openapi_spec_validator import validate
 
 from photopipe import samples
-from photopipe_core.api import plan_parts
+from photopipe_core.api import ACCEPTED_SPELLINGS, plan_parts
 from photopipe_core.keys import MEDIA_ID_PATTERN
 from photopipe_core.repository import media_repository
 from tests.functional.conftest import FUNCTIONS_DIR, FakeContext, load_function
@@ -152,6 +152,14 @@ def test_unknown_media_is_404_and_wrong_method_is_405_as_json(client: Client) ->
     wrong = client.http.delete("/v1/uploads")
     assert wrong.status_code == 405
     assert wrong.json_body["error"]["code"] == "method_not_allowed"
+    assert wrong.headers["Allow"] == "POST"  # RFC 9110: a 405 says which methods the resource takes
+    assert client.http.put("/v1/media/01JD3X4Y5Z6A7B8C9D0EFGHJKZ").headers["Allow"] == "GET"
+
+
+def test_the_document_lists_exactly_the_content_types_the_api_takes() -> None:
+    spec = yaml.safe_load((FUNCTIONS_DIR / "api" / "openapi.yaml").read_text())
+    documented = spec["components"]["schemas"]["UploadRequest"]["properties"]["content_type"]["enum"]
+    assert sorted(documented) == sorted(ACCEPTED_SPELLINGS)
 
 
 def test_retry_only_restarts_failed_media(client: Client) -> None:
@@ -294,3 +302,56 @@ def test_a_next_token_the_api_did_not_give_out_is_400(client: Client, token_json
     answer = client.http.get(f"/v1/media?status=READY&next_token={token}")
     assert answer.status_code == 400
     assert answer.json_body["error"]["code"] == "invalid_next_token"
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("", "missing_query"),
+        ("limit=5", "missing_query"),
+        ("key=drop/a.jpg&status=READY", "conflicting_query"),
+        ("sha256=" + "ab" * 32 + "&key=drop/a.jpg", "conflicting_query"),
+        ("key=drop/a.jpg&limit=5", "conflicting_query"),
+        ("sha256=" + "ab" * 32 + "&next_token=x", "conflicting_query"),
+        ("status=READY&colour=red", "unknown_query"),
+        ("status=ready", "invalid_status"),
+        ("status=READY&limit=0", "invalid_limit"),
+        ("status=READY&limit=101", "invalid_limit"),
+        ("status=READY&limit=%C2%B2", "invalid_limit"),  # "²" is a digit to str.isdigit, not an integer
+        ("sha256=abc", "invalid_sha256"),
+        ("key=", "invalid_key"),
+    ],
+)
+def test_find_media_takes_exactly_the_documented_query_forms(client: Client, query: str, code: str) -> None:
+    answer = client.http.get(f"/v1/media?{query}")
+    assert answer.status_code == 400, answer.json_body
+    assert answer.json_body["error"]["code"] == code
+
+
+def test_a_key_longer_than_s3_allows_is_not_found_not_an_error(client: Client) -> None:
+    answer = client.http.get("/v1/media?key=" + "%E6%BC%A2" * 700)  # 700 CJK letters: 2,100 bytes
+    assert answer.status_code == 404
+    assert answer.json_body["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"size": 1234.0}, 201, None),  # JSON's integer 1234, written with a fraction of zero
+        ({"size": 1234.5}, 400, "invalid_size"),
+        ({"size": 50 * 1024 * 1024 + 1}, 400, "too_large"),
+        ({"content_type": "image/jpg"}, 201, None),  # a documented alias
+        ({"content_type": "IMAGE/JPEG"}, 400, "unsupported_type"),
+        ({"content_type": "image/jpeg; q=1"}, 400, "unsupported_type"),
+        ({"filename": "   "}, 400, "invalid_request"),
+        ({"filename": " beach.jpg " + "x" * 1014}, 400, "invalid_request"),  # 1,025 characters before trimming
+        ({"filename": "\ud800.jpg"}, 400, "invalid_request"),  # a lone surrogate cannot be stored
+    ],
+)
+def test_an_upload_request_is_taken_exactly_as_documented(
+    client: Client, change: dict[str, Any], status: int, code: str | None
+) -> None:
+    answer = post(client, {**VALID, **change})
+    assert answer.status_code == status, answer.json_body
+    if code:
+        assert answer.json_body["error"]["code"] == code

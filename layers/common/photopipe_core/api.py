@@ -12,6 +12,8 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,15 +22,19 @@ from photopipe_core.keys import MEDIA_ID_PATTERN, new_media_id, upload_key
 from photopipe_core.models import MediaItem, Status
 from photopipe_core.pipeline import PipelineStarter
 from photopipe_core.repository import AlreadyExists, InvalidTransition, MediaRepository
-from photopipe_core.rules import CONTENT_TYPES, normalise_declared
+from photopipe_core.rules import CONTENT_TYPES, TYPE_ALIASES
 from photopipe_core.settings import Settings
 from photopipe_core.storage import NoSuchUpload, ObjectStore, Presigner, UploadedPart
 
 ACCEPTED_TYPES = frozenset(CONTENT_TYPES.values())
+# Every spelling of ``content_type`` the API takes, exactly as written (the OpenAPI document's enum).
+ACCEPTED_SPELLINGS = ACCEPTED_TYPES | frozenset(alias for alias, canonical in TYPE_ALIASES.items())
 # Abandoned PENDING_UPLOAD items leave the table after this long (DynamoDB TTL).
 PENDING_TTL_SECONDS = 24 * 3600
 MAX_PAGE = 100
 MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
+MAX_KEY_BYTES = 1024  # S3's limit on an object key (UTF-8)
+MAX_TOKEN_FIELD = 64  # a media id or a timestamp: no field of a next_token this API gives out is longer
 
 
 class ApiError(Exception):
@@ -44,7 +50,7 @@ class ApiError(Exception):
 
 
 class UploadRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore")
 
     filename: str = Field(min_length=1, max_length=1024)
     content_type: str = Field(min_length=1, max_length=255)
@@ -60,7 +66,10 @@ def parse_upload_request(raw: bytes | str | None, settings: Settings) -> UploadR
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from error
     if not isinstance(document, dict):
         raise ApiError(400, "invalid_request", "the body must be a JSON object")
-    if isinstance(document.get("size"), bool) or not isinstance(document.get("size", 0), int):
+    size = document.get("size", 0)
+    if isinstance(size, float) and size.is_integer():
+        document["size"] = size = int(size)  # 5.0 is the integer 5 in JSON (and in the OpenAPI document)
+    if isinstance(size, bool) or not isinstance(size, int):
         raise ApiError(400, "invalid_size", "size must be an integer number of bytes")
     try:
         request = UploadRequest.model_validate(document)
@@ -68,23 +77,95 @@ def parse_upload_request(raw: bytes | str | None, settings: Settings) -> UploadR
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise ApiError(400, "invalid_request", f"{field}: {first['msg']}") from error
-    content_type = normalise_declared(request.content_type)
-    if content_type not in ACCEPTED_TYPES:
+    if not request.filename.strip():
+        raise ApiError(400, "invalid_request", "filename: must contain a character that is not a space")
+    if not _is_unicode(request.filename):
+        raise ApiError(400, "invalid_request", "filename: is not valid Unicode (a lone surrogate)")
+    if request.content_type not in ACCEPTED_SPELLINGS:
         raise ApiError(
             400,
             "unsupported_type",
-            f"content_type {request.content_type!r} is not accepted; use one of {sorted(ACCEPTED_TYPES)}",
+            f"content_type {request.content_type!r} is not accepted; use one of {sorted(ACCEPTED_SPELLINGS)}",
         )
+    content_type = TYPE_ALIASES.get(request.content_type, request.content_type)
     if request.size <= 0:
         raise ApiError(400, "invalid_size", "size must be greater than 0")
     if request.size > settings.max_upload_bytes:
         raise ApiError(400, "too_large", f"size {request.size} is over the limit of {settings.max_upload_bytes} bytes")
     sha256 = request.sha256
     if sha256 is not None:
-        if len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256):
+        if not _is_sha256(sha256):
             raise ApiError(400, "invalid_sha256", "sha256 must be 64 hexadecimal characters")
         sha256 = sha256.lower()
-    return request.model_copy(update={"content_type": content_type, "sha256": sha256})
+    return request.model_copy(
+        update={"filename": request.filename.strip(), "content_type": content_type, "sha256": sha256}
+    )
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+@dataclass(frozen=True)
+class MediaQuery:
+    """What ``GET /v1/media`` asks for: exactly one of ``key``, ``sha256`` or ``status`` (with ``limit`` and
+    ``next_token``), as the OpenAPI document's three forms say."""
+
+    key: str | None = None
+    sha256: str | None = None
+    status: Status | None = None
+    limit: int | None = None
+    next_token: str | None = None
+
+
+_QUERY_FORMS = {
+    "key": frozenset({"key"}),
+    "sha256": frozenset({"sha256"}),
+    "status": frozenset({"status", "limit", "next_token"}),
+}
+
+
+def parse_media_query(params: Mapping[str, str]) -> MediaQuery:
+    """The query of ``GET /v1/media`` as one of its three forms, or the ApiError that says what is wrong."""
+    names = set(params)
+    if unknown := names - set().union(*_QUERY_FORMS.values()):
+        raise ApiError(400, "unknown_query", f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+    forms = [form for form in _QUERY_FORMS if form in names]
+    if not forms:
+        raise ApiError(400, "missing_query", "give ?key=<s3 key>, ?sha256=<hex> or ?status=<status>")
+    if len(forms) > 1 or not names <= _QUERY_FORMS[forms[0]]:
+        raise ApiError(
+            400,
+            "conflicting_query",
+            "give exactly one of key, sha256 or status; limit and next_token go only with status",
+        )
+    if "key" in names:
+        if not params["key"] or not _is_unicode(params["key"]):
+            raise ApiError(400, "invalid_key", "key must be a non-empty S3 key")
+        return MediaQuery(key=params["key"])
+    if "sha256" in names:
+        if not _is_sha256(params["sha256"]):
+            raise ApiError(400, "invalid_sha256", "sha256 must be 64 hexadecimal characters")
+        return MediaQuery(sha256=params["sha256"].lower())
+    try:
+        status = Status(params["status"])
+    except ValueError as error:
+        raise ApiError(400, "invalid_status", f"status must be one of {[s.value for s in Status]}") from error
+    limit = params.get("limit")
+    if limit is not None and not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_PAGE):
+        raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
+    next_token = params.get("next_token")
+    if next_token is not None:
+        _start_key(next_token, status)  # refused here when it is not one this API gave out
+    return MediaQuery(status=status, limit=int(limit) if limit else None, next_token=next_token)
 
 
 def plan_parts(size: int, part_bytes: int) -> list[tuple[int, int]]:
@@ -270,27 +351,33 @@ class MediaApi:
         return self.view(item)
 
     def find_by_key(self, key: str) -> dict[str, Any]:
-        item = self._repo.find_by_key(key)
+        # S3 keys are at most 1,024 bytes: a longer one names no object (and would be too long for the index).
+        item = self._repo.find_by_key(key) if len(key.encode()) <= MAX_KEY_BYTES else None
         if item is None:
             raise ApiError(404, "not_found", f"no media was created from the object {key!r}")
         return self.view(item)
 
+    def find(self, query: MediaQuery) -> dict[str, Any]:
+        """``GET /v1/media``: one media by key or sha256, or a page of media by status."""
+        if query.key is not None:
+            return self.find_by_key(query.key)
+        if query.sha256 is not None:
+            return self.find_by_sha256(query.sha256)
+        assert query.status is not None
+        return self.list_by_status(query.status, query.next_token, query.limit)
+
     def find_by_sha256(self, sha256: str) -> dict[str, Any]:
         """The media that owns these exact bytes (the first one uploaded), so clients can skip re-uploads."""
-        owner = self._repo.owner_of_sha256(sha256.lower()) if len(sha256) == 64 else None
+        owner = self._repo.owner_of_sha256(sha256.lower()) if _is_sha256(sha256) else None
         item = self._repo.get(owner) if owner else None
         if item is None:
             raise ApiError(404, "not_found", f"no media has the sha256 {sha256}")
         return self.view(item)
 
-    def list_by_status(self, status: str, next_token: str | None, limit: int | None) -> dict[str, Any]:
-        try:
-            wanted = Status(status.upper())
-        except ValueError as error:
-            raise ApiError(400, "invalid_status", f"status must be one of {[s.value for s in Status]}") from error
+    def list_by_status(self, status: Status, next_token: str | None = None, limit: int | None = None) -> dict[str, Any]:
         page_size = min(max(limit or 50, 1), MAX_PAGE)
-        start = _start_key(next_token, wanted) if next_token else None
-        items, last = self._repo.list_by_status(wanted, page_size, start)
+        start = _start_key(next_token, status) if next_token else None
+        items, last = self._repo.list_by_status(status, page_size, start)
         token = base64.urlsafe_b64encode(json.dumps(last).encode()).decode() if last else None
         return {"items": [self.view(item) for item in items], "next_token": token}
 
@@ -370,6 +457,7 @@ def _start_key(next_token: str, status: Status) -> dict[str, str]:
         or start["gsi1pk"] != f"STATUS#{status}"
         or not start["pk"].startswith("MEDIA#")
         or start["sk"] != "META"
+        or max(len(value) for value in start.values()) > MAX_TOKEN_FIELD
     ):
         raise refused
     return start
