@@ -95,7 +95,7 @@ def create_upload() -> Response:
     return respond(created, 201)
 
 
-@route("/v1/uploads/{media_id}/complete", methods=["POST"], content_types=["application/json", "text/plain"])
+@route("/v1/uploads/{media_id}/complete", methods=["POST"], content_types=["*/*"])  # no body: any type
 def complete_upload(media_id: str) -> Response:
     completed = media_api().complete_upload(media_id)
     metrics.add_metric(name="uploads_completed_multipart", unit=MetricUnit.Count, value=1)
@@ -112,7 +112,7 @@ def list_media() -> Response:
     return respond(media_api().find(parse_media_query(app.current_request.query_params or {})))
 
 
-@route("/v1/media/{media_id}/retry", methods=["POST"], content_types=["application/json", "text/plain"])
+@route("/v1/media/{media_id}/retry", methods=["POST"], content_types=["*/*"])  # no body: any type
 def retry_media(media_id: str) -> Response:
     return respond(media_api().retry(media_id), 202)
 
@@ -136,6 +136,7 @@ def health() -> Response:
     return respond({"status": "ok" if healthy else "degraded", "checks": checks}, 200 if healthy else 503)
 
 
+@route("/", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 @route("/{proxy+}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 def unknown_route(**_: str) -> Response:
     request = app.current_request

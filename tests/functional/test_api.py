@@ -277,7 +277,10 @@ def test_the_openapi_document_is_valid_and_lists_exactly_the_apps_routes(stack: 
     validate(document)  # raises on an invalid OpenAPI 3.1 document
     app = load_function("api", "app").app
     routes = {
-        (path, method.lower()) for path, methods in app.routes.items() if path != "/{proxy+}" for method in methods
+        (path, method.lower())
+        for path, methods in app.routes.items()
+        if path not in {"/", "/{proxy+}"}
+        for method in methods
     }
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert documented == routes
@@ -355,3 +358,16 @@ def test_an_upload_request_is_taken_exactly_as_documented(
     assert answer.status_code == status, answer.json_body
     if code:
         assert answer.json_body["error"]["code"] == code
+
+
+def test_a_null_sha256_is_refused_not_taken_as_absent(client: Client) -> None:
+    answer = post(client, {**VALID, "sha256": None})
+    assert (answer.status_code, answer.json_body["error"]["code"]) == (400, "invalid_sha256")
+
+
+def test_routes_without_a_body_take_any_content_type(client: Client) -> None:
+    for path in ("/v1/media/01JD3X4Y5Z6A7B8C9D0EFGHJKZ/retry", "/v1/uploads/01JD3X4Y5Z6A7B8C9D0EFGHJKZ/complete"):
+        answer = client.http.post(path, headers={"Content-Type": "multipart/form-data; boundary=x"}, body=b"")
+        assert answer.status_code == 404, answer.json_body
+    refused = client.http.post("/v1/uploads", headers={"Content-Type": "image/png"}, body=b"x")
+    assert (refused.status_code, refused.json_body["error"]["code"]) == (415, "unsupported_media_type")

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import requests
 
 from photopipe import samples
 from photopipe.media import MediaReader
@@ -186,6 +187,24 @@ def test_unknown_ids_routes_and_methods_are_json(stack: Stack) -> None:
     assert (status, body["error"]["code"]) == (404, "not_found")
     status, body = call("DELETE", f"{stack.outputs.ApiUrl}/v1/uploads")
     assert (status, body["error"]["code"]) == (405, "method_not_allowed")
+    status, body = call("GET", f"{stack.outputs.ApiUrl}/")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize("path", ["/v1/health", "/v1/uploads", "/v1/media/01JD3X4Y5Z6A7B8C9D0EFGHJKZ"])
+def test_a_method_api_gateway_does_not_route_is_405_in_the_error_format(stack: Stack, path: str) -> None:
+    """TRACE never reaches the function (API Gateway routes seven methods): its gateway response answers."""
+    response = requests.request("TRACE", stack.outputs.ApiUrl + path, timeout=30)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
+    assert response.json() == {
+        "error": {"code": "method_not_allowed", "message": "this API does not take the method TRACE"}
+    }
+
+
+def test_every_405_names_the_methods_the_path_takes(stack: Stack) -> None:
+    response = requests.put(stack.outputs.ApiUrl + "/v1/health", timeout=30)
+    assert (response.status_code, response.headers.get("Allow")) == (405, "GET")
 
 
 def test_health(stack: Stack) -> None:

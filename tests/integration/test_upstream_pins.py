@@ -16,6 +16,7 @@ PATCHES = [
     "photopipe_infra.stepfunctions_history",  # Step Functions' execution and event manager
     "photopipe_infra.logs_retention",  # moto.logs LogStream, LocalStack's moto_put_log_events
     "photopipe_infra.s3_disk_store",  # LocalStack's ephemeral S3 object store
+    "photopipe_infra.apigateway",  # API Gateway: OpenAPI import, gateway-exception handler, request payload
 ]
 
 

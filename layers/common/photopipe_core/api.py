@@ -60,17 +60,7 @@ class UploadRequest(BaseModel):
 
 def parse_upload_request(raw: bytes | str | None, settings: Settings) -> UploadRequest:
     """The request body as a model, or the ApiError that names what is wrong with it."""
-    try:
-        document = json.loads(raw or b"")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from error
-    if not isinstance(document, dict):
-        raise ApiError(400, "invalid_request", "the body must be a JSON object")
-    size = document.get("size", 0)
-    if isinstance(size, float) and size.is_integer():
-        document["size"] = size = int(size)  # 5.0 is the integer 5 in JSON (and in the OpenAPI document)
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise ApiError(400, "invalid_size", "size must be an integer number of bytes")
+    document = _json_object(raw)
     try:
         request = UploadRequest.model_validate(document)
     except ValidationError as error:
@@ -87,19 +77,37 @@ def parse_upload_request(raw: bytes | str | None, settings: Settings) -> UploadR
             "unsupported_type",
             f"content_type {request.content_type!r} is not accepted; use one of {sorted(ACCEPTED_SPELLINGS)}",
         )
-    content_type = TYPE_ALIASES.get(request.content_type, request.content_type)
     if request.size <= 0:
         raise ApiError(400, "invalid_size", "size must be greater than 0")
     if request.size > settings.max_upload_bytes:
         raise ApiError(400, "too_large", f"size {request.size} is over the limit of {settings.max_upload_bytes} bytes")
-    sha256 = request.sha256
-    if sha256 is not None:
-        if not _is_sha256(sha256):
-            raise ApiError(400, "invalid_sha256", "sha256 must be 64 hexadecimal characters")
-        sha256 = sha256.lower()
+    if request.sha256 is not None and not _is_sha256(request.sha256):
+        raise ApiError(400, "invalid_sha256", "sha256 must be 64 hexadecimal characters")
     return request.model_copy(
-        update={"filename": request.filename.strip(), "content_type": content_type, "sha256": sha256}
+        update={
+            "filename": request.filename.strip(),
+            "content_type": TYPE_ALIASES.get(request.content_type, request.content_type),
+            "sha256": request.sha256.lower() if request.sha256 else None,
+        }
     )
+
+
+def _json_object(raw: bytes | str | None) -> dict[str, Any]:
+    """The body as a JSON object whose ``size`` is a JSON integer and whose ``sha256``, if there, is a string."""
+    try:
+        document = json.loads(raw or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise ApiError(400, "invalid_request", "the body must be a JSON object")
+    if "sha256" in document and not isinstance(document["sha256"], str):
+        raise ApiError(400, "invalid_sha256", "sha256 must be 64 hexadecimal characters (leave it out if unknown)")
+    size = document.get("size", 0)
+    if isinstance(size, float) and size.is_integer():
+        document["size"] = size = int(size)  # 5.0 is the integer 5 in JSON (and in the OpenAPI document)
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ApiError(400, "invalid_size", "size must be an integer number of bytes")
+    return document
 
 
 def _is_unicode(text: str) -> bool:
