@@ -85,6 +85,10 @@ def test_the_live_api_behaves_as_its_openapi_document_says(stack: Stack, spec: d
     assert requests.put(grant["upload"]["url"], data=photo, headers=grant["upload"]["headers"], timeout=60).ok
     media_id = grant["media_id"]
     api.call("POST", "/v1/uploads", json={**body, "size": 0})  # 400
+    refused = requests.post(
+        f"{stack.outputs.ApiUrl}/v1/uploads", data=b"x", headers={"Content-Type": "image/png"}, timeout=60
+    )
+    api.check("POST", "/v1/uploads", refused)  # 415: the body is JSON
     api.call("POST", "/v1/uploads", json={**body, "filename": "other.jpg"}, headers=key)  # 409 conflict
     assert api.call("POST", "/v1/uploads", json=body, headers=key).json()["error"]["code"] == "already_uploaded"
 
