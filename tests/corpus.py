@@ -168,3 +168,68 @@ def bigtiff(width: int = 400, height: int = 300) -> bytes:
 def heic(image: Image.Image, **params: object) -> bytes:
     """A HEIC file (pillow-heif's encoder), e.g. with ``exif=`` or ``icc_profile=``."""
     return save(image, "HEIF", quality=90, **params)
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def png_with_chunks(chunks: list[bytes], width: int = 16, height: int = 16) -> bytes:
+    """A small, valid grey-and-colour PNG with ``chunks`` (made with ``png_chunk``) between its header and pixels."""
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    rows = b"".join(b"\x00" + b"\x80\x40\x20" * width for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + header
+        + b"".join(chunks)
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def zlib_bomb(inflated: int = 200 * 2**20) -> bytes:
+    """A zlib stream of ≈ 200 KB that inflates to ``inflated`` bytes of zeros."""
+    squeezer = zlib.compressobj(9)
+    block = bytes(2**20)
+    out = [squeezer.compress(block) for _ in range(inflated // len(block))]
+    return b"".join(out) + squeezer.flush()
+
+
+def animation(fmt: str, frames: int, size: tuple[int, int] = (16, 16)) -> bytes:
+    """An animated ``fmt`` (PNG → APNG, WEBP, GIF) of ``frames`` frames."""
+    images = [Image.new("RGB", size, (n * 37 % 256, 90, 200)) for n in range(frames)]
+    return save(images[0], fmt, save_all=True, append_images=images[1:], duration=40)
+
+
+def animated_webp_with_canvas(width: int, height: int) -> bytes:
+    """A two-frame animated WebP of 16×16 frames whose VP8X header declares a ``width`` × ``height`` canvas."""
+    data = bytearray(animation("WEBP", 2))
+    at = data.index(b"VP8X") + 8 + 4  # chunk header, then 4 bytes of flags: canvas width − 1, height − 1 (24 bits)
+    data[at : at + 3] = (width - 1).to_bytes(3, "little")
+    data[at + 3 : at + 6] = (height - 1).to_bytes(3, "little")
+    return bytes(data)
+
+
+def heic_images(images: list[Image.Image], primary: int) -> bytes:
+    """A HEIF file holding several images, ``primary`` the one a viewer shows."""
+    import pillow_heif  # noqa: PLC0415 - only the HEIF helpers need it
+
+    container = pillow_heif.from_pillow(images[0])
+    for image in images[1:]:
+        container.add_from_pillow(image)
+    buffer = io.BytesIO()
+    container.save(buffer, quality=90, primary_index=primary)
+    return buffer.getvalue()
+
+
+def heic_16_bit(image: Image.Image) -> bytes:
+    """``image`` (RGB) stored at more than 8 bits a channel (10 bits in the HEIC)."""
+    import pillow_heif  # noqa: PLC0415
+
+    rgb = image.convert("RGB")
+    wide = b"".join(struct.pack("<H", channel * 257) for channel in rgb.tobytes())  # RGB;16, little-endian
+    container = pillow_heif.HeifFile()
+    container.add_frombytes("RGB;16", rgb.size, wide)
+    buffer = io.BytesIO()
+    container.save(buffer, quality=-1)
+    return buffer.getvalue()

@@ -4,8 +4,10 @@ and reasons a person can read."""
 from __future__ import annotations
 
 import re
+import struct
 import time
 import tracemalloc
+import zlib
 
 import pytest
 from PIL import Image
@@ -131,3 +133,112 @@ def test_heic_alpha_is_kept() -> None:
     thumb = imaging.render(data := corpus.heic(source), imaging.inspect(data, LIMITS), VARIANTS).variants["thumb"]
     assert thumb.mode == "RGBA"
     assert thumb.getpixel((8, 24))[3] > 200 and thumb.getpixel((56, 24))[3] < 50  # type: ignore[index]
+
+
+def refused_cheaply(data: bytes, error: type[errors.RejectedInput]) -> str:
+    """``data`` is refused with ``error`` by Validate and Resize's own reading, quickly and with little memory."""
+    tracemalloc.start()
+    began = time.perf_counter()
+    with pytest.raises(error) as refused:
+        imaging.render(data, imaging.inspect(data, LIMITS), VARIANTS)
+    seconds = time.perf_counter() - began
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MB allocated"
+    assert seconds < 5
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        corpus.png_chunk(b"zTXt", b"Comment\x00\x00" + corpus.zlib_bomb()),
+        corpus.png_chunk(b"iTXt", b"Comment\x00\x01\x00\x00\x00" + corpus.zlib_bomb()),
+        corpus.png_chunk(b"iCCP", b"icc\x00\x00" + corpus.zlib_bomb()),
+    ],
+    ids=["zTXt", "iTXt", "iCCP"],
+)
+def test_a_png_text_or_profile_chunk_that_inflates_to_hundreds_of_mb_is_refused(chunk: bytes) -> None:
+    detail = refused_cheaply(corpus.png_with_chunks([chunk]), errors.CorruptImage)
+    assert "too large" in detail
+
+
+def test_a_png_with_many_text_chunks_is_refused() -> None:
+    chunks = [corpus.png_chunk(b"zTXt", b"k%d\x00\x00" % n + zlib.compress(b"a" * 900_000, 9)) for n in range(100)]
+    refused_cheaply(corpus.png_with_chunks(chunks), errors.CorruptImage)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF"])
+def test_an_animation_past_the_frame_limit_is_refused(fmt: str) -> None:
+    refused_cheaply(corpus.animation(fmt, LIMITS.max_frames + 5), errors.TooManyFrames)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF"])
+def test_an_animation_within_the_limits_is_its_first_frame(fmt: str) -> None:
+    data = corpus.animation(fmt, 3)
+    info = imaging.inspect(data, LIMITS)
+    assert info.frames == 3
+    thumb = imaging.render(data, info, VARIANTS).variants["thumb"].convert("RGB")
+    assert abs(thumb.getpixel((8, 8))[0] - 0) <= 8  # type: ignore[index]  # frame 1's red is 0, frame 2's 37
+
+
+def test_an_apng_that_declares_billions_of_frames_is_refused() -> None:
+    data = bytearray(corpus.animation("PNG", 3))
+    at = data.index(b"acTL") + 4
+    data[at : at + 4] = struct.pack(">I", 2**31 - 1)
+    refused_cheaply(bytes(data), errors.RejectedInput)
+
+
+@pytest.mark.parametrize("canvas", [(16383, 16383), (8000, 7000)])
+def test_an_animated_webp_whose_canvas_is_over_the_limit_is_refused_from_its_header(canvas: tuple[int, int]) -> None:
+    refused_cheaply(corpus.animated_webp_with_canvas(*canvas), errors.TooManyPixels)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"tiffinfo": {322: 256, 323: 256}},  # tiles of 256 × 256
+        {"compression": "tiff_deflate"},
+        {"compression": "tiff_lzw"},
+        {"save_all": True, "append_images": [Image.new("RGB", (50, 50))] * 3},  # four pages: the first is the photo
+    ],
+    ids=["tiled", "deflate", "lzw", "four-pages"],
+)
+def test_tiff_layouts_are_read_as_one_upright_picture(params: dict[str, object]) -> None:
+    thumb, rendered = rendered_thumb(corpus.save(corpus.quadrants(), "TIFF", **params))
+    assert thumb.size == (256, 192) and upright(thumb)
+    assert (rendered.facts.width, rendered.facts.height) == (400, 300)
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "LAB"])
+def test_cmyk_and_lab_tiffs_come_out_in_rgb(mode: str) -> None:
+    thumb, _ = rendered_thumb(corpus.save(corpus.quadrants().convert(mode), "TIFF"))
+    assert upright(thumb)
+
+
+def test_an_mpo_or_ultra_hdr_jpeg_is_its_base_image() -> None:
+    second = Image.new("RGB", (400, 300), (0, 0, 0))  # a second image (depth map, gain map …) after the base one
+    data = corpus.save(corpus.quadrants(), "MPO", save_all=True, append_images=[second])
+    assert imaging.sniff(data) == "JPEG"
+    thumb, _ = rendered_thumb(data)
+    assert upright(thumb)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_avif_orientation_is_applied_once(orientation: int) -> None:
+    thumb, rendered = rendered_thumb(corpus.oriented("AVIF", orientation, quality=90))
+    assert thumb.size == (256, 192) and upright(thumb)
+    assert (rendered.facts.width, rendered.facts.height) == (400, 300)
+
+
+@pytest.mark.parametrize("primary", [0, 1])
+def test_the_primary_image_of_a_multi_image_heic_is_the_one_rendered(primary: int) -> None:
+    images = [Image.new("RGB", (400, 300), (0, 0, 0)), Image.new("RGB", (400, 300), (0, 0, 0))]
+    images[primary] = corpus.quadrants()
+    thumb, _ = rendered_thumb(corpus.heic_images(images, primary))
+    assert upright(thumb)
+
+
+def test_a_10_bit_heic_keeps_its_colours() -> None:
+    thumb, _ = rendered_thumb(corpus.heic_16_bit(corpus.quadrants()))
+    assert upright(thumb)

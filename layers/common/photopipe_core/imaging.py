@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from PIL import Image, ImageCms, features
+from PIL import Image, ImageCms, PngImagePlugin, features
 
 from photopipe_core.errors import (
     CorruptImage,
@@ -48,6 +48,8 @@ from photopipe_core.rules import (
 
 __all__ = ["CONTENT_TYPES", "Limits", "VariantSpec", "WebpSettings", "hamming", "normalise_declared"]
 
+# PNG text (tEXt, zTXt, iTXt) a file may inflate to, in all: far above any photo's metadata, far below a bomb.
+PNG_TEXT_BYTES = 16 * 2**20
 # Pillow's own bomb check guards every size a decoder meets, frames and canvases included (a GIF frame may declare
 # extents far beyond its logical screen): ``pillow_limit`` sets it to photopipe's pixel limit and makes its warning
 # (past the limit, below twice it) an error like the one past twice the limit. photopipe checks the header first.
@@ -219,16 +221,18 @@ def header_suffices(info: SourceInfo) -> bool:
 @contextmanager
 def pillow_limit(limits: Limits) -> Iterator[None]:
     """Within the block, Pillow refuses any size past the pixel limit that a decoder meets (its warning past the
-    limit is an error, like its error past twice the limit); the previous settings come back afterwards. Not for
+    limit is an error, like its error past twice the limit) and PNG text past ``PNG_TEXT_BYTES`` inflated (Pillow
+    allows 64 MB; a photo's text is its XMP, a few KB); the previous settings come back afterwards. Not for
     threads that open images at the same time: both settings are the process's (photopipe opens on one thread)."""
-    previous = Image.MAX_IMAGE_PIXELS
+    previous = Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_MEMORY
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         Image.MAX_IMAGE_PIXELS = limits.max_pixels
+        PngImagePlugin.MAX_TEXT_MEMORY = PNG_TEXT_BYTES
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS = previous
+            Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_MEMORY = previous
 
 
 def check_pixels(width: int, height: int, limits: Limits, what: str = "") -> None:
@@ -244,7 +248,8 @@ def count_frames(image: Image.Image, limits: Limits) -> int:
     may declare extents far beyond the first one, and seeking to it grows the canvas)."""
     if not getattr(image, "is_animated", False):
         return 1
-    frames = 1
+    start = image.tell()  # the frame a viewer shows: the first, or a HEIF file's primary image
+    frames = 0
     while frames <= limits.max_frames:
         try:
             image.seek(frames)
@@ -254,7 +259,7 @@ def count_frames(image: Image.Image, limits: Limits) -> int:
         frames += 1
     if frames > limits.max_frames:
         raise TooManyFrames(f"more than {limits.max_frames} frames")
-    image.seek(0)
+    image.seek(start)
     return frames
 
 
@@ -320,7 +325,7 @@ def _render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered
     largest = target_size(info.width, info.height, ordered[0].long_edge)
     if info.format == "JPEG":
         image.draft(image.mode if image.mode in ("RGB", "L") else None, largest)
-    image.seek(0)
+    image.seek(image.tell())  # the frame it opened on: the first, or a HEIF file's primary image
     image.load()
     orientation = pending_orientation(image, info.format, data, facts.orientation or 1)
     base = to_working_mode(image)
