@@ -233,3 +233,36 @@ def heic_16_bit(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     container.save(buffer, quality=-1)
     return buffer.getvalue()
+
+
+def gif_with_screen(width: int, height: int) -> bytes:
+    """A 1×1 GIF whose logical screen descriptor declares a ``width`` × ``height`` screen."""
+    data = bytearray(save(Image.new("P", (1, 1)), "GIF"))
+    data[6:10] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header (SOF0) declares ``width`` × ``height``."""
+    data = bytearray(save(Image.new("RGB", (16, 16), (200, 30, 30)), "JPEG"))
+    at = data.index(b"\xff\xc0") + 5  # marker, length (2), precision (1): then height and width
+    data[at : at + 4] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def tiff_declaring(width: int, height: int, tile: int | None = None) -> bytes:
+    """A grey TIFF of a few hundred bytes whose first IFD declares ``width`` × ``height``, in one strip or in
+    ``tile`` × ``tile`` tiles, with only a few bytes of pixel data."""
+    pixels_at, pixels = 8, b"\x80" * 64
+    entries = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1), (277, 3, 1)]
+    if tile is None:
+        entries += [(273, 4, pixels_at), (278, 4, height), (279, 4, len(pixels))]
+    else:
+        entries += [(322, 4, tile), (323, 4, tile), (324, 4, pixels_at), (325, 4, len(pixels))]
+    entries.sort()
+    ifd_at = pixels_at + len(pixels)
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, value in entries:
+        packed = struct.pack("<I", value) if kind == 4 else struct.pack("<HH", value, 0)  # noqa: PLR2004
+        ifd += struct.pack("<HHI", tag, kind, 1) + packed
+    return b"II*\x00" + struct.pack("<I", ifd_at) + pixels + ifd + struct.pack("<I", 0)

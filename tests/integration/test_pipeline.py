@@ -377,6 +377,34 @@ def test_an_iphone_style_heic_ends_ready_upright(
     assert thumb.convert("RGB").getpixel((32, 24))[0] > 200  # red at the top left: upright  # type: ignore[index]
 
 
+BOMBS = {
+    "gif-screen.gif": (corpus.gif_with_screen(65535, 65535), "too_many_pixels"),
+    "jpeg-sof.jpg": (corpus.jpeg_declaring(65000, 65000), "too_many_pixels"),
+    "tiff-strip.tif": (corpus.tiff_declaring(60000, 60000), "too_many_pixels"),
+    "tiff-tiles.tif": (corpus.tiff_declaring(60000, 60000, tile=256), "too_many_pixels"),
+    "webp-canvas.webp": (corpus.animated_webp_with_canvas(16383, 16383), "too_many_pixels"),
+    "apng-frames.png": (corpus.animation("PNG", 105), "too_many_frames"),
+    "png-ztxt.png": (corpus.png_with_chunks([corpus.png_chunk(b"zTXt", b"c\x00\x00" + corpus.zlib_bomb())]), "corrupt"),
+    "png-iccp.png": (corpus.png_with_chunks([corpus.png_chunk(b"iCCP", b"i\x00\x00" + corpus.zlib_bomb())]), "corrupt"),
+}
+
+
+def test_every_bomb_of_the_family_is_rejected_through_the_stack(
+    stack: Stack, reader: MediaReader, aws_client: Callable[[str], Any]
+) -> None:
+    """Each bomb of the unit tests, dropped at once: each ends REJECTED with its reason and a detail a person can
+    read, and no step failed (a FAILED media or a retried step would show a bomb that got past the header)."""
+    dropped = {
+        name: drop(stack, aws_client, data, name, "application/octet-stream") for name, (data, _) in BOMBS.items()
+    }
+    ended = reader.wait_for_terminal(list(dropped.values()), timeout=180)
+    for name, media_id in dropped.items():
+        item = ended[media_id]
+        assert item is not None, name
+        assert (item.status, item.reason) == (Status.REJECTED, BOMBS[name][1]), (name, item.status, item.error)
+        assert item.reason_detail and "0x" not in item.reason_detail, (name, item.reason_detail)
+
+
 def test_a_gif_whose_frame_declares_a_huge_canvas_is_refused_in_seconds(
     stack: Stack, reader: MediaReader, aws_client: Callable[[str], Any]
 ) -> None:

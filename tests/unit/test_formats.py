@@ -242,3 +242,24 @@ def test_the_primary_image_of_a_multi_image_heic_is_the_one_rendered(primary: in
 def test_a_10_bit_heic_keeps_its_colours() -> None:
     thumb, _ = rendered_thumb(corpus.heic_16_bit(corpus.quadrants()))
     assert upright(thumb)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        corpus.gif_with_screen(65535, 65535),
+        corpus.jpeg_declaring(65000, 65000),
+        corpus.tiff_declaring(60000, 60000),
+        corpus.tiff_declaring(60000, 60000, tile=256),
+        corpus.tiff_declaring(1 << 31, 2),
+    ],
+    ids=["gif-screen", "jpeg-sof", "tiff-strip", "tiff-tiles", "tiff-wide"],
+)
+def test_a_header_that_declares_too_many_pixels_is_refused_before_decoding(data: bytes) -> None:
+    assert len(data) < 1000
+    refused_cheaply(data, errors.TooManyPixels)
+
+
+def test_a_tiff_whose_tiles_are_larger_than_the_image_is_refused_cheaply() -> None:
+    data = corpus.tiff_declaring(64, 64, tile=65536)  # a 65536 × 65536 tile buffer would be 4 GB
+    assert "truncated" in refused_cheaply(data, errors.CorruptImage)
