@@ -346,8 +346,8 @@ def test_a_key_longer_than_s3_allows_is_not_found_not_an_error(client: Client) -
         ({"content_type": "image/jpg"}, 201, None),  # a documented alias
         ({"content_type": "IMAGE/JPEG"}, 400, "unsupported_type"),
         ({"content_type": "image/jpeg; q=1"}, 400, "unsupported_type"),
-        ({"filename": "   "}, 400, "invalid_request"),
-        ({"filename": " beach.jpg " + "x" * 1014}, 400, "invalid_request"),  # 1,025 characters before trimming
+        ({"filename": "\u001d "}, 201, None),  # any name of 1 to 1,024 characters, kept exactly as given
+        ({"filename": " beach.jpg " + "x" * 1014}, 400, "invalid_request"),  # 1,025 characters
         ({"filename": "\ud800.jpg"}, 400, "invalid_request"),  # a lone surrogate cannot be stored
     ],
 )

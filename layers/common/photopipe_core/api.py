@@ -67,8 +67,6 @@ def parse_upload_request(raw: bytes | str | None, settings: Settings) -> UploadR
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise ApiError(400, "invalid_request", f"{field}: {first['msg']}") from error
-    if not request.filename.strip():
-        raise ApiError(400, "invalid_request", "filename: must contain a character that is not a space")
     if not _is_unicode(request.filename):
         raise ApiError(400, "invalid_request", "filename: is not valid Unicode (a lone surrogate)")
     if request.content_type not in ACCEPTED_SPELLINGS:
@@ -85,7 +83,6 @@ def parse_upload_request(raw: bytes | str | None, settings: Settings) -> UploadR
         raise ApiError(400, "invalid_sha256", "sha256 must be 64 hexadecimal characters")
     return request.model_copy(
         update={
-            "filename": request.filename.strip(),
             "content_type": TYPE_ALIASES.get(request.content_type, request.content_type),
             "sha256": request.sha256.lower() if request.sha256 else None,
         }
