@@ -4,6 +4,10 @@
 (``invalid_next_token``, as documented). A generated string is never one the API gave out, so before a request that
 the fuzzer means to be valid is sent, its ``next_token`` is replaced by a real one — the token of the first page of
 that status, asked of the same API — or left out when that status has a single page.
+
+A query parameter without a name, or whose value is ``null`` or only empty lists and objects, is not sent at all:
+the request that arrives is another one than the fuzzer meant (its "invalid" request arrives valid), so such
+queries are not generated.
 """
 
 from __future__ import annotations
@@ -14,6 +18,19 @@ from typing import Any
 import requests
 import schemathesis
 from schemathesis import GenerationMode
+
+
+def unsendable(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(unsendable(item) for item in value.values())
+    if isinstance(value, list):
+        return all(unsendable(item) for item in value)
+    return value is None
+
+
+@schemathesis.hook
+def filter_query(context: Any, query: dict[str, Any] | None) -> bool:  # noqa: ARG001 - the hook's signature
+    return not any(not name or unsendable(value) for name, value in (query or {}).items())
 
 
 @cache
