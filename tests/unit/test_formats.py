@@ -160,7 +160,7 @@ def refused_cheaply(data: bytes, error: type[errors.RejectedInput]) -> str:
 )
 def test_a_png_text_or_profile_chunk_that_inflates_to_hundreds_of_mb_is_refused(chunk: bytes) -> None:
     detail = refused_cheaply(corpus.png_with_chunks([chunk]), errors.CorruptImage)
-    assert "too large" in detail
+    assert "inflates to more than 1 MB" in detail and "MAX_TEXT" not in detail
 
 
 def test_a_png_with_many_text_chunks_is_refused() -> None:
@@ -262,4 +262,45 @@ def test_a_header_that_declares_too_many_pixels_is_refused_before_decoding(data:
 
 def test_a_tiff_whose_tiles_are_larger_than_the_image_is_refused_cheaply() -> None:
     data = corpus.tiff_declaring(64, 64, tile=65536)  # a 65536 × 65536 tile buffer would be 4 GB
-    assert "truncated" in refused_cheaply(data, errors.CorruptImage)
+    assert "the file ends before its image data does" in refused_cheaply(data, errors.CorruptImage)
+
+
+def test_a_png_colour_key_is_transparency_in_the_variants() -> None:
+    picture = corpus.quadrants()  # its white quarter is the key: clear in the variants
+    thumb = imaging.render(
+        data := corpus.save(picture, "PNG", transparency=(255, 255, 255)), imaging.inspect(data, LIMITS), VARIANTS
+    )
+    variant = thumb.variants["thumb"]
+    assert variant.mode == "RGBA"
+    assert variant.getpixel((192, 144))[3] == 0 and variant.getpixel((64, 48))[3] == 255  # type: ignore[index]
+
+
+def test_a_16_bit_png_colour_key_is_transparency_in_the_variants() -> None:
+    grey = Image.new("I;16", (64, 48), 40000)
+    grey.paste(Image.new("I;16", (32, 48), 300), (32, 0))
+    data = corpus.save(grey, "PNG", transparency=300)
+    variant = imaging.render(data, imaging.inspect(data, LIMITS), VARIANTS).variants["thumb"]
+    assert variant.getpixel((8, 24))[3] == 255 and variant.getpixel((56, 24))[3] == 0  # type: ignore[index]
+
+
+def test_a_later_frame_that_cannot_be_read_leaves_the_first_one_the_photo() -> None:
+    data = bytearray(corpus.animation("PNG", 3))
+    second = data.index(b"fcTL", data.index(b"fcTL") + 4) + 4  # the second frame control chunk's sequence number
+    data[second : second + 4] = struct.pack(">I", 99)  # out of sequence: Pillow refuses to go past frame 1
+    data[second + 26 : second + 30] = struct.pack(">I", zlib.crc32(bytes(data[second - 4 : second + 26])))
+    info = imaging.inspect(bytes(data), LIMITS)
+    assert info.frames == 1
+    imaging.render(bytes(data), info, VARIANTS)
+
+
+def test_an_mpo_whose_second_picture_is_missing_is_its_first() -> None:
+    data = corpus.save(corpus.quadrants(), "MPO", save_all=True, append_images=[Image.new("RGB", (400, 300))])
+    cut = data[: data.rindex(b"\xff\xd8")]  # the second picture's bytes are gone; its directory entry is not
+    thumb, _ = rendered_thumb(cut)
+    assert upright(thumb)
+
+
+def test_a_still_over_the_pixel_limit_says_how_big_it_is() -> None:
+    data = corpus.heic(corpus.quadrants(400, 300))
+    with pytest.raises(errors.TooManyPixels, match=r"0\.1 MP is over the limit of 0\.1 MP|over the limit"):
+        imaging.inspect(data, Limits(max_pixels=100_000))

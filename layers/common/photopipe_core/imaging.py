@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from PIL import Image, ImageCms, PngImagePlugin, features
+from PIL import Image, ImageCms, ImageMath, PngImagePlugin, features
 
 from photopipe_core.errors import (
     CorruptImage,
@@ -56,6 +56,13 @@ PNG_TEXT_BYTES = 16 * 2**20
 _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 # What a decoder says in its messages that means nothing to a person: object reprs with addresses.
 _REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")
+# Decoder messages that name library internals, as a person would say them.
+_DECODER_WORDS = [
+    (re.compile(r"MAX_TEXT_CHUNK"), "a text or colour-profile chunk inflates to more than 1 MB"),
+    (re.compile(r"MAX_TEXT_MEMORY"), f"its text chunks inflate to more than {PNG_TEXT_BYTES // 2**20} MB"),
+    (re.compile(r"^decoder error -?\d+$"), "its compressed image data cannot be decoded"),
+    (re.compile(r"^image file is truncated"), "the file ends before its image data does"),
+]
 
 # glibc malloc settings for a process that renders photos one after another (the Resize function's environment in
 # template.yaml; `photopipe bench` runs every kernel row with them). By default glibc maps each large buffer (the
@@ -197,9 +204,7 @@ def inspect(
     except RejectedInput:
         raise
     except _BOMB as error:
-        raise TooManyPixels(
-            f"a frame of the {fmt} file is larger than the limit of {limits.max_pixels / 1e6:.1f} MP"
-        ) from error
+        raise TooManyPixels(bomb_detail(error, fmt, limits)) from error
     except Exception as error:  # noqa: BLE001 - whatever a decoder throws at a malformed file means "corrupt"
         if isinstance(error, MemoryError):
             raise
@@ -245,7 +250,9 @@ def check_pixels(width: int, height: int, limits: Limits, what: str = "") -> Non
 
 def count_frames(image: Image.Image, limits: Limits) -> int:
     """Frames in the image, counting no further than one past the limit; each frame's size is checked too (a frame
-    may declare extents far beyond the first one, and seeking to it grows the canvas)."""
+    may declare extents far beyond the first one, and seeking to it grows the canvas). A later frame that cannot be
+    read ends the count: the photo is the frame a viewer shows first, and browsers show it too (an APNG whose later
+    frames are out of sequence, an MPO whose second picture points past the end)."""
     if not getattr(image, "is_animated", False):
         return 1
     start = image.tell()  # the frame a viewer shows: the first, or a HEIF file's primary image
@@ -254,6 +261,12 @@ def count_frames(image: Image.Image, limits: Limits) -> int:
         try:
             image.seek(frames)
         except EOFError:
+            break
+        except _BOMB:
+            raise
+        except Exception:  # noqa: BLE001 - a later frame that cannot be read ends the animation, as in a viewer
+            if frames <= start:
+                raise
             break
         check_pixels(*image.size, limits, what=f"frame {frames + 1}: ")
         frames += 1
@@ -293,7 +306,17 @@ def human(error: BaseException) -> str:
     if not isinstance(error, (OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error, IndexError)):
         return "the decoder could not read it"
     text = _REPR.sub("", str(error)).strip().rstrip(".:")
+    for pattern, plain in _DECODER_WORDS:
+        if pattern.search(text):
+            return plain
     return text[:200] or "the decoder could not read it"
+
+
+def bomb_detail(error: BaseException, fmt: str, limits: Limits) -> str:
+    """Pillow's bomb error as photopipe's sentence, with the size when Pillow says it."""
+    size = re.search(r"\((\d+) pixels\)", str(error))
+    what = f"{int(size.group(1)) / 1e6:.1f} MP" if size else f"a frame of the {fmt} file"
+    return f"{what} is over the limit of {limits.max_pixels / 1e6:.1f} MP"
 
 
 def target_size(width: int, height: int, long_edge: int) -> tuple[int, int]:
@@ -387,13 +410,23 @@ def resample_filter(source: Image.Image, decoded: Image.Image) -> Image.Resampli
 
 
 def to_working_mode(image: Image.Image) -> Image.Image:
-    """An 8-bit L, RGB or RGBA image (alpha kept; 16-bit scaled, not clipped; palettes expanded)."""
+    """An 8-bit L, RGB or RGBA image (alpha kept, a colour key too; 16-bit scaled, not clipped; palettes
+    expanded)."""
     mode = image.mode
-    if mode in ("RGB", "RGBA", "L"):
+    keyed = "transparency" in image.info and mode not in ("P", "PA")  # a PNG tRNS colour key: that colour is clear
+    if mode in ("RGB", "L"):
+        return image.convert("RGBA") if keyed else image
+    if mode == "RGBA":
         return image
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         maximum = 65535 if mode.startswith("I;16") or (image.getextrema()[1] or 0) > 255 else 255  # type: ignore[operator]
-        return image.convert("I").point(lambda value: value * (255 / maximum)).convert("L")
+        grey = image.convert("I").point(lambda value: value * (255 / maximum)).convert("L")
+        if not keyed:
+            return grey
+        key = image.info["transparency"]
+        clear = ImageMath.lambda_eval(lambda args: (args["a"] != key) * 255, a=image.convert("I"))
+        grey.putalpha(clear.convert("L"))  # type: ignore[union-attr]
+        return grey.convert("RGBA")
     if mode == "F":
         return image.convert("L")
     if mode in ("P", "PA"):
