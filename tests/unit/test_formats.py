@@ -304,3 +304,27 @@ def test_a_still_over_the_pixel_limit_says_how_big_it_is() -> None:
     data = corpus.heic(corpus.quadrants(400, 300))
     with pytest.raises(errors.TooManyPixels, match=r"0\.1 MP is over the limit of 0\.1 MP|over the limit"):
         imaging.inspect(data, Limits(max_pixels=100_000))
+
+
+def test_an_unexpected_decoder_fault_is_read_again_not_a_permanent_rejection(monkeypatch: pytest.MonkeyPatch) -> None:
+    faults = iter([TypeError("a passing fault")])
+    real_open = Image.open
+
+    def open_with_one_fault(*args: object, **kwargs: object) -> Image.Image:
+        fault = next(faults, None)
+        if fault:
+            raise fault
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(imaging.Image, "open", open_with_one_fault)
+    data = corpus.save(corpus.quadrants(), "GIF")
+    assert imaging.inspect(data, LIMITS).format == "GIF"
+
+
+def test_a_fault_that_repeats_is_the_files_and_a_rejection(monkeypatch: pytest.MonkeyPatch) -> None:
+    def trips(*_: object, **__: object) -> Image.Image:
+        raise TypeError("the file makes the plugin trip")
+
+    monkeypatch.setattr(imaging.Image, "open", trips)
+    with pytest.raises(errors.CorruptImage, match="the decoder could not read it"):
+        imaging.inspect(corpus.save(corpus.quadrants(), "GIF"), LIMITS)

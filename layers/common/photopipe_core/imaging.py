@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 import re
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +48,7 @@ from photopipe_core.rules import (
 )
 
 __all__ = ["CONTENT_TYPES", "Limits", "VariantSpec", "WebpSettings", "hamming", "normalise_declared"]
+LOG = logging.getLogger(__name__)
 
 # PNG text (tEXt, zTXt, iTXt) a file may inflate to, in all: far above any photo's metadata, far below a bomb.
 PNG_TEXT_BYTES = 16 * 2**20
@@ -56,6 +58,8 @@ PNG_TEXT_BYTES = 16 * 2**20
 _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 # What a decoder says in its messages that means nothing to a person: object reprs with addresses.
 _REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")
+# What decoders raise for a malformed file (anything else is unexpected of them: see once_more_if_unexpected).
+DECODER_ERRORS = (OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error, IndexError)
 # Decoder messages that name library internals, as a person would say them.
 _DECODER_WORDS = [
     (re.compile(r"MAX_TEXT_CHUNK"), "a text or colour-profile chunk inflates to more than 1 MB"),
@@ -196,11 +200,14 @@ def inspect(
     declared = normalise_declared(declared_type)
     if declared not in GENERIC_TYPES and declared != content_type:
         raise TypeMismatch(f"declared as {declared} but the content is {content_type}")
-    try:
+
+    def read_header() -> tuple[int, int, int]:
         with pillow_limit(limits), Image.open(io.BytesIO(data), formats=[fmt]) as image:  # reads the header only
-            width, height = image.size
-            check_pixels(width, height, limits)
-            frames = count_frames(image, limits)
+            check_pixels(*image.size, limits)
+            return (*image.size, count_frames(image, limits))
+
+    try:
+        width, height, frames = once_more_if_unexpected(read_header)
     except RejectedInput:
         raise
     except _BOMB as error:
@@ -300,10 +307,25 @@ def check_png_stream(data: bytes) -> None:
         raise CorruptImage("the PNG pixel data ends before the image does")
 
 
+def once_more_if_unexpected[T](read: Callable[[], T]) -> T:
+    """``read()``; when it raises what a decoder does not raise for a malformed file (not an OSError, ValueError …:
+    a TypeError, a KeyError), it is logged and read once more, so that a passing fault does not become a
+    permanent rejection. The same error again is the file's: the caller rejects it as corrupt."""
+    try:
+        return read()
+    except (RejectedInput, MemoryError, *_BOMB, *DECODER_ERRORS):
+        raise
+    except Exception as error:  # noqa: BLE001 - logged, then read again
+        LOG.warning(
+            "an unexpected %s while reading an image; reading it once more", type(error).__name__, exc_info=True
+        )
+        return read()
+
+
 def human(error: BaseException) -> str:
     """What a decoder's error says, for a person: no object reprs; programming errors inside a decoder (a wrong
     argument count, a missing attribute) become a plain 'the decoder could not read it'."""
-    if not isinstance(error, (OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error, IndexError)):
+    if not isinstance(error, DECODER_ERRORS):
         return "the decoder could not read it"
     text = _REPR.sub("", str(error)).strip().rstrip(".:")
     for pattern, plain in _DECODER_WORDS:
@@ -328,9 +350,13 @@ def target_size(width: int, height: int, long_edge: int) -> tuple[int, int]:
 def render(data: bytes, info: SourceInfo, specs: list[VariantSpec], limits: Limits | None = None) -> Rendered:
     """Decode once and produce every variant, upright and in sRGB, largest first, each from the previous; nothing
     the file declares beyond its header may make the decoder exceed ``limits``' pixels."""
-    try:
+
+    def decode() -> Rendered:
         with pillow_limit(limits or Limits()):
             return _render(data, info, specs)
+
+    try:
+        return once_more_if_unexpected(decode)
     except RejectedInput:
         raise
     except _BOMB as error:
@@ -425,7 +451,7 @@ def to_working_mode(image: Image.Image) -> Image.Image:
             return grey
         key = image.info["transparency"]
         clear = ImageMath.lambda_eval(lambda args: (args["a"] != key) * 255, a=image.convert("I"))
-        grey.putalpha(clear.convert("L"))  # type: ignore[union-attr]
+        grey.putalpha(clear.convert("L"))
         return grey.convert("RGBA")
     if mode == "F":
         return image.convert("L")
