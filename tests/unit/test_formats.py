@@ -328,3 +328,9 @@ def test_a_fault_that_repeats_is_the_files_and_a_rejection(monkeypatch: pytest.M
     monkeypatch.setattr(imaging.Image, "open", trips)
     with pytest.raises(errors.CorruptImage, match="the decoder could not read it"):
         imaging.inspect(corpus.save(corpus.quadrants(), "GIF"), LIMITS)
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("BMP", "a BMP image"), ("ICO", "an ICO icon"), ("JPEG2000", "a JPEG 2000")])
+def test_an_image_format_photopipe_does_not_take_is_named_in_the_refusal(fmt: str, name: str) -> None:
+    with pytest.raises(errors.UnsupportedType, match=name):
+        imaging.inspect(corpus.save(corpus.quadrants(64, 48), fmt), LIMITS)

@@ -157,8 +157,25 @@ def ftyp_brands(data: bytes) -> set[bytes]:
     return {box[0:4]} | {box[n : n + 4] for n in range(8, len(box) - 3, 4)}
 
 
+# Image formats photopipe does not take, by their first bytes, so that a refusal names what the file is.
+OTHER_IMAGES = (
+    (b"BM", "a BMP image"),
+    (b"\x00\x00\x01\x00", "an ICO icon"),
+    (b"8BPS", "a Photoshop document"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "a JPEG 2000 image"),
+    (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream"),
+    (b"qoif", "a QOI image"),
+    (b"DDS ", "a DDS texture"),
+    (b"\xff\x0a", "a JPEG XL image"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "a JPEG XL image"),
+)
+
+
 def describe_content(head: bytes) -> str:
     """A human name for common non-image content, for error messages."""
+    for magic, name in OTHER_IMAGES:
+        if head.startswith(magic):
+            return name
     text = head.lstrip().lower()
     if head[4:8] == b"ftyp":
         return f"ISO media '{head[8:12].decode(errors='replace')}'"
