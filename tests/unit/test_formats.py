@@ -334,3 +334,9 @@ def test_a_fault_that_repeats_is_the_files_and_a_rejection(monkeypatch: pytest.M
 def test_an_image_format_photopipe_does_not_take_is_named_in_the_refusal(fmt: str, name: str) -> None:
     with pytest.raises(errors.UnsupportedType, match=name):
         imaging.inspect(corpus.save(corpus.quadrants(64, 48), fmt), LIMITS)
+
+
+def test_a_camera_hif_declared_as_avif_is_no_mismatch() -> None:
+    data = corpus.heic(corpus.quadrants())
+    assert imaging.inspect(data, LIMITS, "image/avif").content_type == "image/heic"  # what `aws s3 cp x.HIF` says
+    assert imaging.inspect(corpus.animation("PNG", 2), LIMITS, "image/apng").content_type == "image/png"

@@ -50,6 +50,9 @@ from photopipe_core.rules import (
 __all__ = ["CONTENT_TYPES", "Limits", "VariantSpec", "WebpSettings", "hamming", "normalise_declared"]
 LOG = logging.getLogger(__name__)
 
+# HEIC and AVIF are both HEIF files (one container, two codecs): a declared one for the other is no mismatch. Camera
+# HEIF files end in .HIF, which Python's mimetypes (and so the AWS CLI) declares image/avif.
+HEIF_FAMILY = frozenset({"image/heic", "image/avif"})
 # PNG text (tEXt, zTXt, iTXt) a file may inflate to, in all: far above any photo's metadata, far below a bomb.
 PNG_TEXT_BYTES = 16 * 2**20
 # Pillow's own bomb check guards every size a decoder meets, frames and canvases included (a GIF frame may declare
@@ -215,7 +218,7 @@ def inspect(
     fmt = sniff(data)
     content_type = CONTENT_TYPES[fmt]
     declared = normalise_declared(declared_type)
-    if declared not in GENERIC_TYPES and declared != content_type:
+    if declared not in GENERIC_TYPES and declared != content_type and {declared, content_type} != HEIF_FAMILY:
         raise TypeMismatch(f"declared as {declared} but the content is {content_type}")
 
     def read_header() -> tuple[int, int, int]:

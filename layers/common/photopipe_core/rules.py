@@ -22,6 +22,7 @@ TYPE_ALIASES = {
     "image/jpg": "image/jpeg",
     "image/pjpeg": "image/jpeg",
     "image/x-png": "image/png",
+    "image/apng": "image/png",  # an animated PNG is a PNG (its first frame is the photo)
     "image/tif": "image/tiff",
     "image/heif": "image/heic",
     "image/heic-sequence": "image/heic",
