@@ -394,8 +394,7 @@ def _render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered
     largest = target_size(info.width, info.height, ordered[0].long_edge)
     if info.format == "JPEG":
         image.draft(image.mode if image.mode in ("RGB", "L") else None, largest)
-    image.seek(image.tell())  # the frame it opened on: the first, or a HEIF file's primary image
-    image.load()
+    image.load()  # the frame it opened on: the first, or a HEIF file's primary image
     orientation = pending_orientation(image, info.format, data, facts.orientation or 1)
     base = to_working_mode(image)
     variants: dict[str, Image.Image] = {}
