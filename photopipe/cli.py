@@ -283,7 +283,8 @@ def reconcile(ctx: Context, grace: float, stuck_after: float, as_json: bool) -> 
 @pass_context
 def redrive(ctx: Context, media_ids: tuple[str, ...]) -> None:
     """Run failed media again (all of them, or MEDIA_IDS); events in IngestDLQ go back to IngestQueue."""
-    results = Failures(ctx.stack, _reader(ctx).repository).redrive(list(media_ids))
+    with console.status("redriving…") as shown:
+        results = Failures(ctx.stack, _reader(ctx).repository).redrive(list(media_ids), shown.update)
     if not results:
         console.print("Nothing to redrive")
     for media_id, outcome in results:

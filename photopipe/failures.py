@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from photopipe.load import stack_slots
 from photopipe.stack import Stack
+from photopipe_core.inflight import InFlightSlots
 from photopipe_core.keys import NotAnIngestKey, media_id_for_object
-from photopipe_core.pipeline import PipelineStarter
+from photopipe_core.pipeline import AtCapacity, PipelineStarter
 from photopipe_core.repository import InvalidTransition, MediaRepository
 
 # Seconds a listed message stays hidden; it is made visible again right after listing.
 PEEK_SECONDS = 5
 BATCH = 10
+# Seconds the messages a redrive has taken stay hidden; renewed while it waits for in-flight slots.
+REDRIVE_HIDE_SECONDS = 60
+# How long a redrive waits for a free in-flight slot for one media before leaving it FAILED (its message kept).
+SLOT_WAIT_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,33 @@ def _release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
         sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
 
 
+class _Hidden:
+    """Messages taken from a queue, kept out of sight while they are worked through (renewed at most every 20 s)."""
+
+    def __init__(self, sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
+        self._sqs = sqs
+        self._url = url
+        self._left = {m["MessageId"]: m for m in messages}
+        self._renewed = time.monotonic()
+
+    def done(self, message: dict[str, Any]) -> None:
+        self._left.pop(message["MessageId"], None)
+
+    def renew(self) -> None:
+        if time.monotonic() - self._renewed < 20:
+            return
+        left = list(self._left.values())
+        for start in range(0, len(left), BATCH):
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": REDRIVE_HIDE_SECONDS}
+                    for n, m in enumerate(left[start : start + BATCH])
+                ],
+            )
+        self._renewed = time.monotonic()
+
+
 def _dlq_media_id(body: dict[str, Any]) -> str | None:
     try:
         detail = body["detail"]
@@ -56,6 +92,10 @@ class Failures:
         self._sqs = stack.client("sqs")
         self._repo = repo
         self._starter = PipelineStarter(stack.client("stepfunctions"), stack.outputs.PipelineStateMachineArn)
+
+    @functools.cached_property
+    def _slots(self) -> InFlightSlots:
+        return stack_slots(self._stack)
 
     def pending(self) -> list[Failure]:
         outputs = self._stack.outputs
@@ -79,25 +119,38 @@ class Failures:
                     failures.append(Failure(queue, _dlq_media_id(body), f"could not start a run for {key}", body))
         return failures
 
-    def redrive(self, media_ids: list[str] | None = None) -> list[tuple[str, str]]:
-        """Run failed media again; return (media_id, what happened) pairs. No ids: everything that failed."""
+    def redrive(
+        self, media_ids: list[str] | None = None, waiting: Callable[[str], None] = lambda _: None
+    ) -> list[tuple[str, str]]:
+        """Run failed media again; return (media_id, what happened) pairs. No ids: everything that failed.
+
+        Each run takes an in-flight slot like any other, so a redrive of many media waits for slots (``waiting`` is
+        told why) instead of starting them all at once; a media still without a slot after SLOT_WAIT_SECONDS stays
+        FAILED with its message, for a later redrive."""
         wanted = set(media_ids or [])
         results: list[tuple[str, str]] = []
         outputs = self._stack.outputs
-        messages = _drain(self._sqs, outputs.FailedQueueUrl, 60)
-        handled: set[str] = set()
+        messages = _drain(self._sqs, outputs.FailedQueueUrl, REDRIVE_HIDE_SECONDS)
+        hidden = _Hidden(self._sqs, outputs.FailedQueueUrl, messages)
+        handled: dict[str, bool] = {}  # media id → started (or skipped for good)
         for message in messages:
             media_id = json.loads(message["Body"]).get("media_id")
             if wanted and media_id not in wanted:
                 _release(self._sqs, outputs.FailedQueueUrl, [message])
+                hidden.done(message)
                 continue
             if media_id not in handled:
-                results.append((media_id, self._redrive_one(media_id)))
-                handled.add(media_id)
-            self._sqs.delete_message(QueueUrl=outputs.FailedQueueUrl, ReceiptHandle=message["ReceiptHandle"])
-        for media_id in sorted(wanted - handled):  # FAILED media whose message is gone: the item has the source
-            results.append((media_id, self._redrive_one(media_id)))
-            handled.add(media_id)
+                outcome, settled = self._redrive_one(media_id, hidden.renew, waiting)
+                results.append((media_id, outcome))
+                handled[media_id] = settled
+            if handled[media_id]:
+                self._sqs.delete_message(QueueUrl=outputs.FailedQueueUrl, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                _release(self._sqs, outputs.FailedQueueUrl, [message])
+            hidden.done(message)
+        for media_id in sorted(wanted - set(handled)):  # FAILED media whose message is gone: the item has the source
+            results.append((media_id, self._redrive_one(media_id, lambda: None, waiting)[0]))
+            handled[media_id] = True
         for message in _drain(self._sqs, outputs.IngestDLQUrl, 60):
             media_id = _dlq_media_id(json.loads(message["Body"]))
             if wanted and media_id not in wanted:
@@ -108,8 +161,21 @@ class Failures:
             results.append((media_id or "?", "event sent back to IngestQueue"))
         return results
 
-    def _redrive_one(self, media_id: str) -> str:
-        try:
-            return f"started {self._starter.redrive(media_id, self._repo)}"
-        except InvalidTransition as reason:
-            return f"skipped: {reason}"
+    def _redrive_one(
+        self, media_id: str, keep_hidden: Callable[[], None], waiting: Callable[[str], None]
+    ) -> tuple[str, bool]:
+        """(what happened, whether it is settled: started, or not FAILED any more)."""
+        deadline = time.monotonic() + SLOT_WAIT_SECONDS
+        pause = 0.5
+        while True:
+            try:
+                return f"started {self._starter.redrive(media_id, self._repo, self._slots)}", True
+            except InvalidTransition as reason:
+                return f"skipped: {reason}", True
+            except AtCapacity as busy:
+                if time.monotonic() + pause > deadline:
+                    return f"not started: {busy} (still FAILED; redrive it later)", False
+                waiting(f"{media_id}: waiting for an in-flight slot ({busy})")
+                keep_hidden()
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)

@@ -28,20 +28,22 @@ class PipelineLoad:
         return f"pipeline: {self.queued} waiting in the queue, {self.in_flight}/{self.limit} in flight"
 
 
+def stack_slots(stack: Stack) -> InFlightSlots:
+    """The deployed stack's in-flight slots, with the limit it was deployed with (its MaxInFlight parameter)."""
+    kwargs = {"region_name": stack.settings.region, "endpoint_url": stack.settings.endpoint_url}
+    if stack.settings.is_local:
+        kwargs |= LOCAL_CREDENTIALS
+    table = boto3.resource("dynamodb", **kwargs).Table(stack.outputs.MediaTableName)  # type: ignore[call-overload]
+    described = stack.client("cloudformation").describe_stacks(StackName=stack.settings.stack_name)
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in described["Stacks"][0].get("Parameters", [])}
+    return InFlightSlots(table, int(parameters.get("MaxInFlight", 1)))
+
+
 class LoadReader:
     def __init__(self, stack: Stack) -> None:
         self._stack = stack
         self._sqs = stack.client("sqs")
-        kwargs = {"region_name": stack.settings.region, "endpoint_url": stack.settings.endpoint_url}
-        if stack.settings.is_local:
-            kwargs |= LOCAL_CREDENTIALS
-        table = boto3.resource("dynamodb", **kwargs).Table(stack.outputs.MediaTableName)  # type: ignore[call-overload]
-        self._slots = InFlightSlots(table, self._limit())
-
-    def _limit(self) -> int:
-        described = self._stack.client("cloudformation").describe_stacks(StackName=self._stack.settings.stack_name)
-        parameters = {p["ParameterKey"]: p["ParameterValue"] for p in described["Stacks"][0].get("Parameters", [])}
-        return int(parameters.get("MaxInFlight", 1))
+        self._slots = stack_slots(stack)
 
     def read(self) -> PipelineLoad:
         attributes = self._sqs.get_queue_attributes(

@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from chalice import Chalice, Response
 
 from photopipe_core.api import ApiError, MediaApi, parse_media_query, parse_upload_request
+from photopipe_core.inflight import in_flight_slots
 from photopipe_core.pipeline import pipeline_starter
 from photopipe_core.repository import media_repository
 from photopipe_core.settings import get_settings
@@ -37,11 +38,13 @@ CHALICE_ERRORS = {
 
 @lru_cache(maxsize=1)
 def media_api() -> MediaApi:
-    return MediaApi(media_repository(), object_store(), presigner(), pipeline_starter(), get_settings())
+    return MediaApi(
+        media_repository(), object_store(), presigner(), pipeline_starter(), in_flight_slots(), get_settings()
+    )
 
 
-def respond(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(body=body, status_code=status, headers=JSON)
+def respond(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body=body, status_code=status, headers={**JSON, **(headers or {})})
 
 
 def route(path: str, **options: Any) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
@@ -53,7 +56,7 @@ def route(path: str, **options: Any) -> Callable[[Callable[..., Response]], Call
             try:
                 return view(*args, **kwargs)
             except ApiError as error:
-                return respond(error.body(), error.status)
+                return respond(error.body(), error.status, error.headers)
 
         return app.route(path, **options)(handled)
 

@@ -43,6 +43,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         repository.media_repository,
         pipeline.pipeline_starter,
         storage.object_store,
+        storage.presigner,
+        aws.presigning_client,
         storage.failed_queue,
         storage.ingest_queue,
         inflight.in_flight_slots,

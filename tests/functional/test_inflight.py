@@ -3,17 +3,27 @@ and an event that finds none in time goes back to the queue as a new, delayed me
 
 from __future__ import annotations
 
+import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
+from chalice.test import Client
 
-from photopipe_core.inflight import InFlightSlots, Take, sweep
+from photopipe import failures as failures_module
+from photopipe import samples
+from photopipe.failures import Failures
+from photopipe_core.inflight import InFlightSlots, Take, in_flight_slots, sweep
 from photopipe_core.keys import upload_key
+from photopipe_core.models import Status
+from photopipe_core.pipeline import pipeline_starter
+from photopipe_core.repository import InvalidTransition, MediaRepository, media_repository
 from photopipe_core.storage import MessageQueue
 from tests.events import s3_object_created, sqs_batch
 from tests.functional.conftest import FakeContext, load_function
+from tests.functional.pipeline import EXECUTION, put_original
 
 MEDIA_ID = "01JD3X4Y5Z6A7B8C9D0EFGHJKM"
 
@@ -136,3 +146,141 @@ def test_release_handler_gives_back_the_slot_of_a_closed_execution(stack: dict[s
     assert handlers.release_handler(event, context) == {"run": MEDIA_ID, "released": True}
     assert handlers.release_handler(event, context) == {"run": MEDIA_ID, "released": False}
     assert slots(5).held() == 0
+
+
+FAILED_ID = "01JD3X4Y5Z6A7B8C9D0EFGHJKF"
+
+
+def failed_media(context: FakeContext) -> dict[str, Any]:
+    """A media whose first run failed in Resize (its FailedQueue message sent)."""
+    media = put_original(upload_key(FAILED_ID), samples.jpeg_bytes(samples.photo(300, 200, seed=9)))
+    state = {"media": media, "execution_arn": EXECUTION}
+    load_function("validate").lambda_handler(state, context)
+    load_function("outcome").fail_handler(
+        {**state, "error": {"Error": "States.Timeout", "Cause": ""}, "failed_step": "resize"}, context
+    )
+    return media
+
+
+def api_client() -> Client:
+    return Client(load_function("api", "app").app)
+
+
+def test_a_retry_takes_a_slot_for_the_run_it_starts(
+    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_IN_FLIGHT", "1")
+    failed_media(context)
+    with api_client() as client:
+        response = client.http.post(f"/v1/media/{FAILED_ID}/retry")
+    assert response.status_code == 202, response.body
+    assert [e["name"] for e in executions(stack["state_machine_arn"])] == [f"{FAILED_ID}-1"]
+    assert [h.run for h in slots(1).holders()] == [f"{FAILED_ID}-1"]  # freed when that run closes
+
+
+def test_a_retry_while_every_slot_is_taken_is_429_and_changes_nothing(
+    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given one slot, held by another run
+    monkeypatch.setenv("MAX_IN_FLIGHT", "1")
+    failed_media(context)
+    slots(1).try_acquire("other", time.time())
+    # When the failed media is retried
+    with api_client() as client:
+        response = client.http.post(f"/v1/media/{FAILED_ID}/retry")
+    # Then the client is told to come back, and the media is as it was: FAILED, no run, no slot, no attempt used
+    assert response.status_code == 429
+    assert response.json_body["error"]["code"] == "at_capacity"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert executions(stack["state_machine_arn"]) == []
+    assert [h.run for h in slots(1).holders()] == ["other"]
+    item = media_repository().get(FAILED_ID)
+    assert item is not None and item.status is Status.FAILED and item.attempts == 0
+    # And once the slot is free, the same retry starts the run
+    slots(1).release("other")
+    with api_client() as client:
+        assert client.http.post(f"/v1/media/{FAILED_ID}/retry").status_code == 202
+
+
+def test_retries_racing_for_one_failed_media_start_one_run_holding_one_slot(
+    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_IN_FLIGHT", "5")
+    failed_media(context)
+    starter = pipeline_starter()
+    # When a second retry comes in after the first took its slot but before it moved the media
+    outcomes = []
+    begin_retry = MediaRepository.begin_retry
+
+    def interleaved(repo: MediaRepository, *args: Any, **kwargs: Any) -> int:
+        if not outcomes:
+            outcomes.append("second")
+            with pytest.raises(InvalidTransition):
+                starter.redrive(FAILED_ID, media_repository(), in_flight_slots())
+        return begin_retry(repo, *args, **kwargs)
+
+    monkeypatch.setattr(MediaRepository, "begin_retry", interleaved)
+    assert starter.redrive(FAILED_ID, media_repository(), in_flight_slots()) == f"{FAILED_ID}-1"
+    assert [e["name"] for e in executions(stack["state_machine_arn"])] == [f"{FAILED_ID}-1"]
+    assert [h.run for h in slots(5).holders()] == [f"{FAILED_ID}-1"]
+
+
+class MotoStack:
+    """What ``photopipe.failures.Failures`` uses of a deployed stack, on the moto resources of the fixture."""
+
+    def __init__(self, stack: dict[str, Any]) -> None:
+        self.outputs = SimpleNamespace(
+            FailedQueueUrl=stack["failed_queue_url"],
+            IngestQueueUrl=stack["ingest_queue_url"],
+            IngestDLQUrl=boto3.client("sqs").create_queue(QueueName="ingest-dlq")["QueueUrl"],
+            PipelineStateMachineArn=stack["state_machine_arn"],
+        )
+
+    @staticmethod
+    def client(service: str) -> Any:
+        return boto3.client(service)
+
+
+def cli_failures(stack: dict[str, Any], limit: int) -> Failures:
+    failures = Failures(MotoStack(stack), media_repository())  # type: ignore[arg-type]
+    failures.__dict__["_slots"] = slots(limit)  # the stack's MaxInFlight, as `stack_slots` reads it
+    return failures
+
+
+def visible_messages(url: str) -> int:
+    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def test_photopipe_redrive_waits_for_a_slot_then_starts_the_run(
+    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a failed media (its message in FailedQueue) and the only slot taken, freed a moment later
+    failed_media(context)
+    slots(1).try_acquire("other", time.time())
+    freeing = threading.Timer(1.5, lambda: slots(1).release("other"))
+    freeing.start()
+    told: list[str] = []
+    # When everything that failed is redriven
+    results = cli_failures(stack, 1).redrive(waiting=told.append)
+    freeing.join()
+    # Then it waited (saying so), then started one run holding the slot, and its message is gone
+    assert results == [(FAILED_ID, f"started {FAILED_ID}-1")]
+    assert told and "waiting for an in-flight slot" in told[0]
+    assert [h.run for h in slots(1).holders()] == [f"{FAILED_ID}-1"]
+    assert [e["name"] for e in executions(stack["state_machine_arn"])] == [f"{FAILED_ID}-1"]
+    assert visible_messages(stack["failed_queue_url"]) == 0
+
+
+def test_photopipe_redrive_leaves_a_media_failed_with_its_message_when_no_slot_frees_up(
+    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(failures_module, "SLOT_WAIT_SECONDS", 1.0)
+    failed_media(context)
+    slots(1).try_acquire("other", time.time())
+    [(media_id, outcome)] = cli_failures(stack, 1).redrive()
+    assert media_id == FAILED_ID and outcome.startswith("not started")
+    assert executions(stack["state_machine_arn"]) == []
+    item = media_repository().get(FAILED_ID)
+    assert item is not None and item.status is Status.FAILED
+    assert visible_messages(stack["failed_queue_url"]) == 1  # still there for a later redrive

@@ -178,9 +178,9 @@ def test_a_failed_media_can_be_processed_again_by_a_new_execution(stack: dict[st
     load_function("outcome").fail_handler(
         {**state, "error": {"Error": "States.Timeout", "Cause": ""}, "failed_step": "resize"}, context
     )
-    assert media_repository().begin_retry("F2", lambda attempt: f"{EXECUTION}-{attempt}") == 1
+    assert media_repository().begin_retry("F2", lambda attempt: f"{EXECUTION}-{attempt}", after_attempts=0) == 1
     with pytest.raises(InvalidTransition):  # a second retry at the same time: only one run may start
-        media_repository().begin_retry("F2", lambda attempt: f"{EXECUTION}-{attempt}")
+        media_repository().begin_retry("F2", lambda attempt: f"{EXECUTION}-{attempt}", after_attempts=0)
 
     result = run_pipeline(media, context, execution=f"{EXECUTION}-1")
 

@@ -18,9 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from photopipe_core.inflight import InFlightSlots
 from photopipe_core.keys import MEDIA_ID_PATTERN, new_media_id, upload_key
 from photopipe_core.models import MediaItem, Status
-from photopipe_core.pipeline import PipelineStarter
+from photopipe_core.pipeline import AtCapacity, PipelineStarter
 from photopipe_core.repository import AlreadyExists, InvalidTransition, MediaRepository
 from photopipe_core.rules import CONTENT_TYPES, TYPE_ALIASES
 from photopipe_core.settings import Settings
@@ -34,15 +35,19 @@ PENDING_TTL_SECONDS = 24 * 3600
 MAX_PAGE = 100
 MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
 MAX_KEY_BYTES = 1024  # S3's limit on an object key (UTF-8)
+RETRY_AFTER_SECONDS = 5  # a retry refused because every in-flight slot is taken: about when one frees up
 MAX_TOKEN_FIELD = 64  # a media id or a timestamp: no field of a next_token this API gives out is longer
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **details: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None, **details: str
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}  # e.g. Retry-After on a 429
         self.details = details  # extra fields a client can act on (e.g. the media_id of an upload already made)
 
     def body(self) -> dict[str, Any]:
@@ -198,12 +203,14 @@ class MediaApi:
         store: ObjectStore,
         presigner: Presigner,
         starter: PipelineStarter,
+        slots: InFlightSlots,
         settings: Settings,
     ) -> None:
         self._repo = repo
         self._store = store
         self._presigner = presigner
         self._starter = starter
+        self._slots = slots
         self._settings = settings
 
     # --- uploads ---------------------------------------------------------------------------------------------
@@ -436,9 +443,16 @@ class MediaApi:
         if item.status != Status.FAILED:
             raise ApiError(409, "not_failed", f"media {media_id} is {item.status.value}; only FAILED media are retried")
         try:
-            execution = self._starter.redrive(media_id, self._repo)
+            execution = self._starter.redrive(media_id, self._repo, self._slots)
         except InvalidTransition as error:
             raise ApiError(409, "not_failed", str(error)) from error
+        except AtCapacity as error:
+            raise ApiError(
+                429,
+                "at_capacity",
+                f"the pipeline is processing as many photos as it may ({error}); retry media {media_id} later",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from error
         return {"media_id": media_id, "status": Status.PROCESSING.value, "execution": execution}
 
 

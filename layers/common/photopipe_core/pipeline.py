@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from photopipe_core import aws
+from photopipe_core.inflight import InFlightSlots, Take
 from photopipe_core.models import PipelineInput, Status
 from photopipe_core.repository import InvalidTransition, MediaRepository
 from photopipe_core.settings import get_settings
@@ -18,6 +20,10 @@ from photopipe_core.settings import get_settings
 class StartOutcome(StrEnum):
     STARTED = "started"
     ALREADY_STARTED = "already_started"
+
+
+class AtCapacity(Exception):
+    """Every in-flight slot is taken, so no run may start now; ask again in a moment."""
 
 
 class PipelineStarter:
@@ -41,14 +47,29 @@ class PipelineStarter:
             raise
         return StartOutcome.STARTED
 
-    def redrive(self, media_id: str, repo: MediaRepository) -> str:
-        """Run a FAILED media again as a new execution; return the execution name. However many callers ask at once,
-        one run starts (the others get InvalidTransition)."""
+    def redrive(self, media_id: str, repo: MediaRepository, slots: InFlightSlots) -> str:
+        """Run a FAILED media again as a new execution, holding an in-flight slot like every run; return the
+        execution name. However many callers ask at once, one run starts (the others get InvalidTransition); with
+        every slot taken nothing changes and AtCapacity is raised.
+
+        The slot is taken first, for the run the retry will be (``media_id-<attempt>``), then the media moves to
+        PROCESSING only if no other retry moved it since it was read; whatever fails after the slot was taken gives
+        it back (and the release on the run's close, or the sweeper, covers a caller that dies in between)."""
         item = repo.get(media_id)
         if item is None:
             raise InvalidTransition(f"no media {media_id}")
-        attempt = repo.begin_retry(media_id, lambda n: self.execution_arn(f"{media_id}-{n}"))
+        attempt = item.attempts + 1
         name = f"{media_id}-{attempt}"
+        taken = slots.try_acquire(name, time.time())
+        if taken is Take.FULL:
+            raise AtCapacity(f"all {slots.limit} in-flight slots are taken")
+        if taken is Take.HELD:
+            raise InvalidTransition(f"a retry of media {media_id} is already starting")
+        try:
+            repo.begin_retry(media_id, lambda n: self.execution_arn(f"{media_id}-{n}"), after_attempts=item.attempts)
+        except Exception:
+            slots.release(name)
+            raise
         source = item.source
         media = PipelineInput(
             media_id=media_id, bucket=source.bucket, key=source.key, etag=source.etag, size=source.size
@@ -57,6 +78,7 @@ class PipelineStarter:
             self.start(media, attempt)
         except Exception as error:
             # Nothing will run for it: back to FAILED (a redrive can try again), saying why.
+            slots.release(name)
             repo.finish(media_id, self.execution_arn(name), Status.FAILED, "retry", error=f"retry: {error}"[:1000])
             raise
         return name

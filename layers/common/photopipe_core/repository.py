@@ -273,21 +273,25 @@ class MediaRepository:
             if not start:
                 return
 
-    def begin_retry(self, media_id: str, execution_arn: Callable[[int], str]) -> int:
+    def begin_retry(self, media_id: str, execution_arn: Callable[[int], str], after_attempts: int) -> int:
         """FAILED → PROCESSING for one new run, whoever else asks at the same moment; return its attempt number.
 
-        The move is one conditional write (only a FAILED media moves, so of concurrent callers exactly one wins; the
-        others get InvalidTransition), then the run it is for — ``execution_arn(attempt)`` — is bound to it, so that
-        run, and only it, may process the media. The history records the retry.
+        The move is one conditional write (only a FAILED media that has had exactly ``after_attempts`` retries moves,
+        so of concurrent callers exactly one wins; the others get InvalidTransition), then the run it is for —
+        ``execution_arn(attempt)`` — is bound to it, so that run, and only it, may process the media. The history
+        records the retry.
         """
         now = utc_now()
         key = {"pk": media_pk(media_id), "sk": META}
+        attempts_so_far = (
+            "attempts = :before" if after_attempts else "(attribute_not_exists(attempts) OR attempts = :before)"
+        )
         try:
             response = self._table.update_item(
                 Key=key,
                 UpdateExpression="SET #status = :processing, gsi1pk = :gsi1pk, updated_at = :now ADD attempts :one "
                 "REMOVE #error",
-                ConditionExpression="#status = :failed",
+                ConditionExpression=f"#status = :failed AND {attempts_so_far}",
                 ExpressionAttributeNames={"#status": "status", "#error": "error"},
                 ExpressionAttributeValues={
                     ":processing": Status.PROCESSING.value,
@@ -295,6 +299,7 @@ class MediaRepository:
                     ":failed": Status.FAILED.value,
                     ":now": now,
                     ":one": 1,
+                    ":before": after_attempts,
                 },
                 ReturnValues="UPDATED_NEW",
             )
