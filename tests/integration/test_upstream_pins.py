@@ -17,6 +17,7 @@ PATCHES = [
     "photopipe_infra.logs_retention",  # moto.logs LogStream, LocalStack's moto_put_log_events
     "photopipe_infra.s3_disk_store",  # LocalStack's ephemeral S3 object store
     "photopipe_infra.apigateway",  # API Gateway: OpenAPI import, gateway-exception handler, request payload
+    "photopipe_infra.dynamodb_provider",  # moto DynamoDB: Table.query, DynamoType and Item (deep copies)
 ]
 
 

@@ -8,11 +8,20 @@ could both see the condition hold), and conditional writes are how photopipe cla
 status. moto answers in about a millisecond, so one lock costs little.
 A query on the table's own key reads only its partition (moto lists and sorts every item of the table for each
 query, which made each one slower as the table grew: a third of LocalStack's CPU in a 40-photo run).
+Items are deep-copied without growing: moto deep-copies an item twice for every UpdateItem (and each result of a
+query), and ``copy``'s generic path asks the original's every ``DynamoType`` for its ``__dict__``; since Python 3.12
+an object keeps its attributes inline until asked, so each such read left a dict behind on the stored item — about
+5 KB more per item of a photo's size, kept as long as the item. ``DynamoType`` and ``Item`` get a ``__deepcopy__``
+that copies their attributes by name instead.
 Known difference from AWS: items past their TTL are never deleted.
+``UPSTREAM_SHA256`` pins the moto sources this relies on; a test fails when an upgrade changes them.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import inspect
 import threading
 from typing import Any
 
@@ -20,7 +29,19 @@ from localstack.aws.api.dynamodb import DynamodbApi
 from localstack.aws.api.dynamodbstreams import DynamodbstreamsApi
 from localstack.services.moto import MotoFallbackDispatcher
 from localstack.services.plugins import Service, ServiceLifecycleHook, aws_provider
+from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 from moto.dynamodb.models.table import Table
+
+# sha256 of moto's DynamoType, LimitedSizeDict, Item and Table.query sources in LocalStack 4.14's moto.
+UPSTREAM_SHA256 = "3f6c29c7c2255e86b241ac4d6b170c0add8f91d408f7478e977a5a87fc902392"
+
+
+def upstream_sha256() -> str:
+    digest = hashlib.sha256()
+    for code in (DynamoType, LimitedSizeDict, Item, Table.query):
+        digest.update(inspect.getsource(code).encode())
+    return digest.hexdigest()
+
 
 # One lock for both services: DynamoDB Streams reads the same moto backend.
 _BACKEND_LOCK = threading.RLock()
@@ -69,6 +90,26 @@ def query_one_partition(table: Table, hash_key: Any, *args: Any, **kwargs: Any) 
 
 
 Table.query = query_one_partition  # type: ignore[method-assign]
+
+
+def _copy_dynamo_type(self: DynamoType, memo: dict[int, Any]) -> DynamoType:
+    copied = DynamoType.__new__(DynamoType)
+    copied.type = self.type
+    copied.value = copy.deepcopy(self.value, memo)  # lists and maps hold DynamoTypes: copied the same way
+    return copied
+
+
+def _copy_item(self: Item, memo: dict[int, Any]) -> Item:
+    copied = Item.__new__(Item)
+    copied.hash_key = copy.deepcopy(self.hash_key, memo)
+    copied.range_key = copy.deepcopy(self.range_key, memo)
+    copied.attrs = LimitedSizeDict()
+    dict.update(copied.attrs, {name: copy.deepcopy(value, memo) for name, value in self.attrs.items()})
+    return copied
+
+
+DynamoType.__deepcopy__ = _copy_dynamo_type  # type: ignore[attr-defined]
+Item.__deepcopy__ = _copy_item  # type: ignore[attr-defined]
 
 
 class MotoDynamoDBProvider(DynamodbApi, ServiceLifecycleHook):
