@@ -110,6 +110,11 @@ def throttled(aws_client: Callable[[str], Any]) -> Iterator[Callable[[str], None
         lam.delete_function_concurrency(FunctionName=name)
 
 
+def execution_output(stack: Stack, aws_client: Callable[[str], Any], media_id: str) -> Any:
+    described = aws_client("stepfunctions").describe_execution(executionArn=stack.outputs.execution_arn(media_id))
+    return json.loads(described["output"])
+
+
 def test_drop_folder_photo_becomes_ready_with_three_webp_variants(
     stack: Stack, reader: MediaReader, aws_client: Callable[[str], Any]
 ) -> None:
@@ -129,6 +134,7 @@ def test_drop_folder_photo_becomes_ready_with_three_webp_variants(
         assert (image.format, image.size) == ("WEBP", (width, height))
     assert objects(aws_client, stack.outputs.MediaBucketName, f"work/{media_id}/") == []
     assert item.sha256 and item.phash and len(item.phash) == 16
+    assert execution_output(stack, aws_client, media_id) == {"status": "READY"}  # the outcome, not the whole state
 
 
 def test_same_bytes_again_is_a_duplicate_and_writes_nothing(
@@ -143,6 +149,7 @@ def test_same_bytes_again_is_a_duplicate_and_writes_nothing(
 
     assert second.status == Status.DUPLICATE
     assert second.duplicate_of == first.media_id
+    assert execution_output(stack, aws_client, second.media_id) == {"status": "DUPLICATE"}
     assert objects(aws_client, stack.outputs.MediaBucketName, "media/") == outputs_before
 
 
@@ -165,6 +172,7 @@ def test_bad_input_is_rejected_with_a_reason_and_no_outputs(
     assert item.status == Status.REJECTED
     assert item.reason == reason
     assert item.reason_detail
+    assert execution_output(stack, aws_client, media_id) == {"status": "REJECTED", "reason": reason}
     assert objects(aws_client, stack.outputs.MediaBucketName, f"media/{media_id}/") == []
 
 

@@ -4,7 +4,10 @@ memory, and no file stays open between requests."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
+from photopipe_infra import venvs
 from photopipe_infra.launcher import EmbeddedLocalStack
 
 
@@ -68,3 +72,42 @@ def test_many_objects_keep_no_file_open(
     s3.get_object(Bucket=bucket, Key="big/7.jpg")["Body"].read()
     # Upstream, each of these kept an open temporary file (and the process allows 20,000 at most).
     assert open_files(localstack) - before < 20
+
+
+# Runs in LocalStack's own venv: the store as the S3 provider uses it, without a server.
+STORE_PROBE = r"""
+import gc, json, tempfile, tracemalloc
+from localstack.services.s3.models import S3Object
+from photopipe_infra.s3_disk_store import DiskS3ObjectStore
+
+store = DiskS3ObjectStore()
+store.create_bucket("probe")
+objects = [S3Object(key=f"media/{n}/thumb.webp") for n in range(2000)]
+for obj in objects[:10]:  # warm up
+    with store.open("probe", obj, mode="w") as stored:
+        stored.write(__import__("io").BytesIO(b"x" * 100))
+gc.collect()
+tracemalloc.start()
+before = tracemalloc.get_traced_memory()[0]
+for obj in objects[10:]:
+    with store.open("probe", obj, mode="w") as stored:
+        stored.write(__import__("io").BytesIO(b"x" * 100))
+gc.collect()
+grown = (tracemalloc.get_traced_memory()[0] - before) / (len(objects) - 10)
+with store.open("probe", objects[500]) as stored:
+    back = stored.read()
+print(json.dumps({"grown_bytes_per_object": grown, "read_back": back == b"x" * 100}))
+"""
+
+
+def test_a_stored_object_costs_little_memory_between_requests() -> None:
+    # Upstream, every object kept a position lock and a reader-writer lock (six locks) for its whole life: ≈ 1 KB
+    # per object, four objects per photo.
+    python = venvs.ensure(venvs.LOCALSTACK).python
+    env = {**os.environ, "TMPDIR": tempfile.mkdtemp()}
+    result = subprocess.run(
+        [str(python), "-c", STORE_PROBE], capture_output=True, text=True, timeout=120, check=True, env=env
+    )  # noqa: S603
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["read_back"]
+    assert measured["grown_bytes_per_object"] < 450, measured

@@ -30,6 +30,7 @@ from localstack.runtime import hooks
 from localstack.services.s3 import provider
 from localstack.services.s3.models import S3Object
 from localstack.services.s3.storage import ephemeral
+from readerwriterlock import rwlock
 
 LOG = logging.getLogger(__name__)
 # sha256 of the upstream ephemeral store's module in localstack-core 4.14.0.
@@ -40,34 +41,53 @@ def upstream_sha256() -> str:
     return hashlib.sha256(inspect.getsource(ephemeral).encode()).hexdigest()
 
 
-class DiskFile(ephemeral.LockedFileMixin):
-    """One object's bytes in a named file; the file is open only while at least one stored object uses it."""
+# Guards every DiskFile's count of users (held only to count, open and close).
+_USERS_LOCK = threading.Lock()
+
+
+class DiskFile:
+    """One object's bytes in a named file; the file is open only while at least one stored object uses it.
+
+    It offers what upstream's ``LockedFileMixin`` gives a stored object (``position_lock``, ``readwrite_lock``,
+    ``internal_last_modified``), but holds the two locks only while the file is in use: upstream keeps six
+    ``threading`` locks per object for its whole life, ≈ 1 KB of LocalStack's memory for each of a photo's four
+    objects. Stored objects use the locks only between ``attach`` and ``detach`` (they attach before taking the
+    reader-writer lock and detach after releasing it), so locks made on the first attach and dropped on the last
+    detach are the same ones for everyone using the file at the same time.
+    """
+
+    __slots__ = ("_file", "_users", "internal_last_modified", "path", "position_lock", "readwrite_lock")
 
     def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-        self.path.touch()
+        self.path = str(path)  # a str: a Path object caches its parts, several hundred bytes per object
+        Path(self.path).touch()
         self._file: IO[bytes] | None = None
         self._users = 0
-        self._users_lock = threading.Lock()
+        self.internal_last_modified = 0
+        self.position_lock: threading.RLock | None = None
+        self.readwrite_lock: rwlock.RWLockWrite | None = None
 
     def attach(self) -> None:
-        with self._users_lock:
+        with _USERS_LOCK:
             if self._users == 0:
-                self._file = self.path.open("r+b")
+                self._file = open(self.path, "r+b")  # noqa: SIM115, PTH123 - closed on the last detach
+                self.position_lock = threading.RLock()
+                self.readwrite_lock = rwlock.RWLockWrite()
             self._users += 1
 
     def detach(self) -> None:
-        with self._users_lock:
+        with _USERS_LOCK:
             self._users -= 1
-            if self._users == 0 and self._file is not None:
-                self._file.close()
+            if self._users == 0:
+                if self._file is not None:
+                    self._file.close()
                 self._file = None
+                self.position_lock = self.readwrite_lock = None
 
     @property
     def _open(self) -> IO[bytes]:
         if self._file is None:
-            raise ValueError(f"{self.path.name} is not open")
+            raise ValueError(f"{Path(self.path).name} is not open")
         return self._file
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -90,11 +110,11 @@ class DiskFile(ephemeral.LockedFileMixin):
 
     def close(self) -> None:
         """The object was deleted (or the store closed): its bytes go."""
-        with self._users_lock:
+        with _USERS_LOCK:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-        self.path.unlink(missing_ok=True)
+        Path(self.path).unlink(missing_ok=True)
 
 
 class DiskS3StoredObject(ephemeral.EphemeralS3StoredObject):
