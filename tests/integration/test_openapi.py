@@ -22,8 +22,13 @@ from photopipe_core.models import Status
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "functions" / "api" / "openapi.yaml"
 # Responses this scenario cannot provoke without breaking the stack: a retry needs a FAILED media (the fault
-# injection tests in test_pipeline.py retry one), and an unhealthy dependency.
-NOT_PROVOKED = {("POST", "/v1/media/{media_id}/retry", "202"), ("GET", "/v1/health", "503")}
+# injection tests in test_pipeline.py retry one; tests/functional/test_inflight.py answers one 429 while every
+# in-flight slot is taken), and an unhealthy dependency.
+NOT_PROVOKED = {
+    ("POST", "/v1/media/{media_id}/retry", "202"),
+    ("POST", "/v1/media/{media_id}/retry", "429"),
+    ("GET", "/v1/health", "503"),
+}
 
 
 class ContractClient:

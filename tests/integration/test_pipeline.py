@@ -111,7 +111,14 @@ def throttled(aws_client: Callable[[str], Any]) -> Iterator[Callable[[str], None
 
 
 def execution_output(stack: Stack, aws_client: Callable[[str], Any], media_id: str) -> Any:
-    described = aws_client("stepfunctions").describe_execution(executionArn=stack.outputs.execution_arn(media_id))
+    """The output of the media's execution once it has closed (its last step wrote the status a moment before)."""
+    sfn, arn = aws_client("stepfunctions"), stack.outputs.execution_arn(media_id)
+    deadline = time.monotonic() + 30
+    described = sfn.describe_execution(executionArn=arn)
+    while described["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        described = sfn.describe_execution(executionArn=arn)
+    assert described["status"] == "SUCCEEDED", described["status"]
     return json.loads(described["output"])
 
 
