@@ -111,3 +111,36 @@ def test_a_stored_object_costs_little_memory_between_requests() -> None:
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert measured["read_back"]
     assert measured["grown_bytes_per_object"] < 450, measured
+
+
+ACL_PROBE = r"""
+import json
+from localstack.services.s3 import provider
+from localstack.services.s3.utils import get_owner_for_account_id
+import photopipe_infra.s3_disk_store as store
+
+store._share_new_object_acls()
+owner = get_owner_for_account_id("000000000000")
+first = provider.get_access_control_policy_for_new_resource_request({}, owner=owner)
+second = provider.get_access_control_policy_for_new_resource_request({"Key": "other"}, owner=owner)
+public = provider.get_access_control_policy_for_new_resource_request({"ACL": "public-read"}, owner=owner)
+print(json.dumps({"shared": first is second, "public_differs": public is not first and public != first}))
+"""
+
+
+def test_objects_with_the_same_acl_share_one_and_a_changed_acl_stays_its_objects(
+    aws_client: Callable[[str], Any], bucket: str
+) -> None:
+    # Each object kept its own copy of the same ACL (≈ 620 bytes, four objects per photo).
+    python = venvs.ensure(venvs.LOCALSTACK).python
+    result = subprocess.run([str(python), "-c", ACL_PROBE], capture_output=True, text=True, timeout=120, check=True)  # noqa: S603
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"shared": True, "public_differs": True}
+    # Live: changing one object's ACL leaves the others' as they were
+    s3 = aws_client("s3")
+    s3.put_object(Bucket=bucket, Key="acl/a.webp", Body=b"a")
+    s3.put_object(Bucket=bucket, Key="acl/b.webp", Body=b"b")
+    s3.put_object_acl(Bucket=bucket, Key="acl/a.webp", ACL="public-read")
+    grants_a = s3.get_object_acl(Bucket=bucket, Key="acl/a.webp")["Grants"]
+    grants_b = s3.get_object_acl(Bucket=bucket, Key="acl/b.webp")["Grants"]
+    assert {g["Permission"] for g in grants_a} == {"FULL_CONTROL", "READ"}
+    assert [g["Permission"] for g in grants_b] == ["FULL_CONTROL"]

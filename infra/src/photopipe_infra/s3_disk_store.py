@@ -11,8 +11,13 @@ of KB each) all stayed in LocalStack's memory, and each original over 512 KB kep
 where an object's bytes are: one file per object version under LocalStack's temporary folder (which the launcher
 empties when LocalStack starts or stops, like the rest of its in-memory state), named by the sha256 of bucket, key
 and version. The file is opened when a request opens the object and closed when the last one is done with it. The
-``on_infra_start`` hook makes the S3 provider create this store instead. ``UPSTREAM_SHA256`` pins the upstream
-sources; a test fails when an upgrade changes them.
+``on_infra_start`` hook makes the S3 provider create this store instead.
+
+Objects created with the same ACL share one: upstream builds a new ``AccessControlPolicy`` (owner, grants: ≈ 620
+bytes) for every object from ``get_access_control_policy_for_new_resource_request``, and an object's ACL is only
+ever read or replaced whole (``PutObjectAcl`` assigns a new one), never changed in place.
+
+``UPSTREAM_SHA256`` pins the upstream sources; a test fails when an upgrade changes them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import json
 import logging
 import tempfile
 import threading
@@ -33,12 +39,35 @@ from localstack.services.s3.storage import ephemeral
 from readerwriterlock import rwlock
 
 LOG = logging.getLogger(__name__)
-# sha256 of the upstream ephemeral store's module in localstack-core 4.14.0.
-UPSTREAM_SHA256 = "3b0cb871056d07588baf632c2e63959dcf45d6d182918bad657fdf1dfb0c8082"
+# sha256 of the upstream ephemeral store's module and the provider's new-object ACL function in localstack-core 4.14.0.
+UPSTREAM_SHA256 = "deb982d3195332a9a58f5f568d4992450e1329b7cfb19b48d077fa3508a3dae3"
 
 
 def upstream_sha256() -> str:
-    return hashlib.sha256(inspect.getsource(ephemeral).encode()).hexdigest()
+    digest = hashlib.sha256(inspect.getsource(ephemeral).encode())
+    digest.update(inspect.getsource(provider.get_access_control_policy_for_new_resource_request).encode())
+    return digest.hexdigest()
+
+
+MAX_SHARED_ACLS = 256  # distinct ACLs are few (canned ACLs × owners); past this, objects keep their own
+
+
+def _share_new_object_acls() -> None:
+    new_acl = provider.get_access_control_policy_for_new_resource_request
+    if getattr(new_acl, "shares_acls", False):
+        return
+    shared: dict[str, Any] = {}
+
+    @functools.wraps(new_acl)
+    def shared_acl(*args: Any, **kwargs: Any) -> Any:
+        acl = new_acl(*args, **kwargs)
+        key = json.dumps(acl, sort_keys=True, default=str)
+        if key in shared or len(shared) < MAX_SHARED_ACLS:
+            return shared.setdefault(key, acl)
+        return acl
+
+    shared_acl.shares_acls = True  # type: ignore[attr-defined]
+    provider.get_access_control_policy_for_new_resource_request = shared_acl
 
 
 # Guards every DiskFile's count of users (held only to count, open and close).
@@ -157,6 +186,7 @@ def _use_disk_store() -> None:
     if upstream_sha256() != UPSTREAM_SHA256:
         LOG.warning("LocalStack's ephemeral S3 store differs from what photopipe_infra.s3_disk_store expects")
     provider.EphemeralS3ObjectStore = DiskS3ObjectStore  # type: ignore[misc]
+    _share_new_object_acls()
 
 
 @hooks.on_infra_start()
