@@ -150,3 +150,26 @@ def test_a_closed_execution_keeps_its_whole_history_on_disk(
     ]
     assert [e["id"] for e in events] == [1, 2, 3, 4, 5, 6]
     assert json.loads(events[0]["executionStartedEventDetails"]["input"]) == {"photo": "x" * 1000}
+
+
+def test_closed_executions_describe_the_revision_they_ran(
+    sfn: Any, state_machine: Callable[[dict[str, Any]], str]
+) -> None:
+    # Closed executions share one copy of the state machine per revision (photopipe_infra.stepfunctions_history)
+    def answer(value: str) -> dict[str, Any]:
+        return {"StartAt": "Answer", "States": {"Answer": {"Type": "Pass", "Result": value, "End": True}}}
+
+    machine = state_machine(answer("first"))
+    old = [run(sfn, machine, {"n": n})[0]["executionArn"] for n in range(2)]
+    sfn.update_state_machine(stateMachineArn=machine, definition=json.dumps(answer("second")))
+    new = run(sfn, machine, {"n": 2})[0]["executionArn"]
+
+    def ran(arn: str) -> Any:
+        definition = sfn.describe_state_machine_for_execution(executionArn=arn)["definition"]
+        return json.loads(definition)["States"]["Answer"]["Result"]
+
+    assert [ran(arn) for arn in old] == ["first", "first"]
+    assert ran(new) == "second"
+    described = sfn.describe_execution(executionArn=old[0])
+    assert json.loads(described["input"]) == {"n": 0} and described["inputDetails"] == {"included": True}
+    assert described["outputDetails"] == {"included": True}

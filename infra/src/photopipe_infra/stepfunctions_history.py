@@ -12,8 +12,14 @@ evaluation environment — is replaced by a ``ClosedWorker`` whose history reads
 ``GetExecutionHistory`` asks, and which answers "not here" to task-token and Map-run lookups (they only concern
 running executions). ``describe-execution`` and ``list-executions`` read the execution's own fields, which stay in
 memory. The files live in LocalStack's temporary folder, which the launcher empties when LocalStack starts or stops,
-like the rest of its in-memory state. ``UPSTREAM_SHA256`` pins the upstream sources this relies on; a test fails
-when a LocalStack upgrade changes them.
+like the rest of its in-memory state.
+
+A closed execution also lets go of its private copies of what it shares with others: ``StartExecution`` deep-copies
+the state machine (definition, tags, configuration) into every execution, and each keeps its own
+``{"included": true}`` input and output details. Once closed, an execution's copy of the state machine is swapped for
+the one other closed executions of the same revision already hold (nothing changes a closed execution's state
+machine; an update of the machine makes a new revision, so executions that ran the old one keep describing it).
+``UPSTREAM_SHA256`` pins the upstream sources this relies on; a test fails when a LocalStack upgrade changes them.
 """
 
 from __future__ import annotations
@@ -31,16 +37,16 @@ from typing import Any
 
 from localstack.runtime import hooks
 from localstack.services.stepfunctions.asl.eval.event import event_manager
-from localstack.services.stepfunctions.backend import execution
+from localstack.services.stepfunctions.backend import execution, state_machine
 
 LOG = logging.getLogger(__name__)
-# sha256 of the sources of the two upstream modules (see upstream_sha256) in localstack-core 4.14.0.
-UPSTREAM_SHA256 = "2eb3ab727aa48e4aa66ddaf35c8bc1a62108c09ba762155ccaac6152d8871e4d"
+# sha256 of the sources of the three upstream modules (see upstream_sha256) in localstack-core 4.14.0.
+UPSTREAM_SHA256 = "84c652f1ce05171be383a55cbeeee08870cdf9f818692f65602d8c92bb1d22c7"
 
 
 def upstream_sha256() -> str:
     digest = hashlib.sha256()
-    for module in (execution, event_manager):
+    for module in (execution, event_manager, state_machine):
         digest.update(inspect.getsource(module).encode())
     return digest.hexdigest()
 
@@ -96,6 +102,33 @@ class ClosedWorker:
         """A closed execution has nothing left to stop."""
 
 
+MAX_SHARED_REVISIONS = 256  # state machines × revisions of them; past this, executions keep their own copy
+_shared_revisions: dict[tuple[Any, ...], Any] = {}
+_INCLUDED = {"included": True}
+
+
+def share_what_is_shared(closed: Any) -> None:
+    """Swap a closed execution's private copies of its state machine and its data details for shared ones."""
+    machine = closed.state_machine
+    key = (
+        type(machine).__name__,
+        machine.arn,
+        machine.revision_id,
+        machine.definition,
+        machine.role_arn,
+        repr(machine.logging_config),
+        repr(machine.tracing_config),
+    )
+    shared = _shared_revisions.get(key)
+    if shared is None and len(_shared_revisions) < MAX_SHARED_REVISIONS:
+        shared = _shared_revisions.setdefault(key, machine)
+    if shared is not None:
+        closed.state_machine = shared
+    for name in ("input_details", "output_details"):
+        if getattr(closed, name, None) == _INCLUDED:
+            setattr(closed, name, _INCLUDED)
+
+
 def spill(closed: Any) -> Path | None:
     """Move a closed execution's history to disk and let go of its evaluation environment; return the file (None
     when there is nothing to move)."""
@@ -118,6 +151,7 @@ def _wrap_terminated() -> None:
         original(self)
         try:
             spill(self.execution)
+            share_what_is_shared(self.execution)
         except Exception:  # the history stays in memory: correct, only larger
             LOG.exception("Could not move the history of %s to disk", self.execution.exec_arn)
 
