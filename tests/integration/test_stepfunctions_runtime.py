@@ -139,6 +139,9 @@ def test_a_closed_execution_keeps_its_whole_history_on_disk(
         / "photopipe-sfn-history"
         / f"{hashlib.sha256(described['executionArn'].encode()).hexdigest()}.pickle"
     )
+    deadline = time.monotonic() + 10  # it is written just after the execution's status is set
+    while not spilled.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert spilled.is_file()
     assert [e["type"] for e in events] == [
         "ExecutionStarted",

@@ -13,6 +13,10 @@ query), and ``copy``'s generic path asks the original's every ``DynamoType`` for
 an object keeps its attributes inline until asked, so each such read left a dict behind on the stored item — about
 5 KB more per item of a photo's size, kept as long as the item. ``DynamoType`` and ``Item`` get a ``__deepcopy__``
 that copies their attributes by name instead.
+Equal strings of stored items are kept once: each request's JSON is decoded into new strings, so every stored item
+held its own copy of each attribute name, map key and type tag, and of values repeated across items (a photo's id in
+its seven hash-band items, statuses, content types …) — about 8 KB per photo. Each item written (PutItem, UpdateItem,
+batch and transactional writes) has its strings swapped for equal ones already stored, from a bounded table.
 Known difference from AWS: items past their TTL are never deleted.
 ``UPSTREAM_SHA256`` pins the moto sources this relies on; a test fails when an upgrade changes them.
 """
@@ -20,6 +24,7 @@ Known difference from AWS: items past their TTL are never deleted.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import inspect
 import threading
@@ -29,16 +34,18 @@ from localstack.aws.api.dynamodb import DynamodbApi
 from localstack.aws.api.dynamodbstreams import DynamodbstreamsApi
 from localstack.services.moto import MotoFallbackDispatcher
 from localstack.services.plugins import Service, ServiceLifecycleHook, aws_provider
+from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 from moto.dynamodb.models.table import Table
 
-# sha256 of moto's DynamoType, LimitedSizeDict, Item and Table.query sources in LocalStack 4.14's moto.
-UPSTREAM_SHA256 = "3f6c29c7c2255e86b241ac4d6b170c0add8f91d408f7478e977a5a87fc902392"
+# sha256 of moto's DynamoType, LimitedSizeDict, Item, Table.query and .put_item and DynamoDBBackend.update_item
+# sources in LocalStack 4.14's moto.
+UPSTREAM_SHA256 = "a531ff517cdd4dfc30b94076f3ade78acc18937826aa538d32144d383743d0e4"
 
 
 def upstream_sha256() -> str:
     digest = hashlib.sha256()
-    for code in (DynamoType, LimitedSizeDict, Item, Table.query):
+    for code in (DynamoType, LimitedSizeDict, Item, _moto_query, _moto_put_item, _moto_update_item):
         digest.update(inspect.getsource(code).encode())
     return digest.hexdigest()
 
@@ -110,6 +117,76 @@ def _copy_item(self: Item, memo: dict[int, Any]) -> Item:
 
 DynamoType.__deepcopy__ = _copy_dynamo_type  # type: ignore[attr-defined]
 Item.__deepcopy__ = _copy_item  # type: ignore[attr-defined]
+
+
+class SharedStrings:
+    """Equal strings kept once: the first one seen stands for the others. Bounded: when ``limit`` distinct strings
+    are known the table starts afresh (strings already swapped stay shared; repeated ones come back at once)."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self._known: dict[str, str] = {}
+
+    def __call__(self, text: str) -> str:
+        known = self._known.get(text)
+        if known is not None:
+            return known
+        if len(self._known) >= self.limit:
+            self._known = {}
+        self._known[text] = text
+        return text
+
+    def share_value(self, value: DynamoType) -> None:
+        value.type = self(value.type)
+        inner = value.value
+        if isinstance(inner, str):
+            value.value = self(inner)
+        elif isinstance(inner, dict):  # a map: its keys, and its values in turn
+            for nested in inner.values():
+                self.share_value(nested)
+            value.value = {self(name): nested for name, nested in inner.items()}
+        elif isinstance(inner, list):  # a list of values, or a string set
+            for index, nested in enumerate(inner):
+                if isinstance(nested, DynamoType):
+                    self.share_value(nested)
+                elif isinstance(nested, str):
+                    inner[index] = self(nested)
+
+    def share_item(self, item: Item | None) -> None:
+        if item is None:
+            return
+        for key in (item.hash_key, item.range_key):
+            if key is not None:
+                self.share_value(key)
+        pairs = []
+        for name, value in item.attrs.items():
+            self.share_value(value)
+            pairs.append((self(name), value))
+        dict.clear(item.attrs)  # the same dict, its keys swapped (dict's own methods: no size check per key)
+        dict.update(item.attrs, pairs)
+
+
+_shared_strings = SharedStrings()
+_moto_put_item = Table.put_item
+_moto_update_item = DynamoDBBackend.update_item
+
+
+@functools.wraps(_moto_put_item)
+def _put_item_sharing_strings(table: Table, *args: Any, **kwargs: Any) -> Item:
+    item = _moto_put_item(table, *args, **kwargs)
+    _shared_strings.share_item(item)
+    return item
+
+
+@functools.wraps(_moto_update_item)
+def _update_item_sharing_strings(backend: DynamoDBBackend, *args: Any, **kwargs: Any) -> Item:
+    item = _moto_update_item(backend, *args, **kwargs)
+    _shared_strings.share_item(item)
+    return item
+
+
+Table.put_item = _put_item_sharing_strings  # type: ignore[method-assign]
+DynamoDBBackend.update_item = _update_item_sharing_strings  # type: ignore[method-assign]
 
 
 class MotoDynamoDBProvider(DynamodbApi, ServiceLifecycleHook):

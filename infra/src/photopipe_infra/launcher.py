@@ -57,6 +57,29 @@ class Started:
     seconds: float
 
 
+def _running(process: psutil.Process) -> bool:
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` seconds for the processes to end; those still running.
+
+    ``psutil.wait_procs`` waits with ``pidfd_open``, which can fail with an OSError (ENOENT was seen) for a process
+    that ended at that moment: then the processes are polled instead."""
+    try:
+        return list(psutil.wait_procs(processes, timeout=timeout)[1])
+    except OSError:
+        deadline = time.monotonic() + timeout
+        alive = [p for p in processes if _running(p)]
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = [p for p in alive if _running(p)]
+        return alive
+
+
 @dataclass
 class EmbeddedLocalStack:
     """One embedded LocalStack instance, owned through the PID file in ``folder``."""
@@ -215,13 +238,13 @@ class EmbeddedLocalStack:
         root, *children = processes
         with contextlib.suppress(psutil.Error):
             root.send_signal(signal.SIGTERM)
-        _, alive = psutil.wait_procs([root], timeout=timeout)
+        alive = wait_gone([root], timeout)
         # Lambda runtimes run in their own sessions; they exit with LocalStack, and whatever is left is killed.
-        _, alive_children = psutil.wait_procs(children, timeout=2)
+        alive_children = wait_gone(children, 2)
         for process in [*alive, *alive_children]:
             with contextlib.suppress(psutil.Error):
                 process.kill()
-        psutil.wait_procs([*alive, *alive_children], timeout=5)
+        wait_gone([*alive, *alive_children], 5)
         self.pid_file.unlink(missing_ok=True)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         return [p.pid for p in processes]
