@@ -110,12 +110,14 @@ def test_concurrent_executions_keep_their_own_retries_and_results(
             assert output == {"doubled": payload["n"] * 2}
 
 
+def answer(value: str) -> dict[str, Any]:
+    """A state machine that answers ``value``."""
+    return {"StartAt": "Answer", "States": {"Answer": {"Type": "Pass", "Result": value, "End": True}}}
+
+
 def test_an_updated_definition_is_what_new_executions_run(
     sfn: Any, state_machine: Callable[[dict[str, Any]], str]
 ) -> None:
-    def answer(value: str) -> dict[str, Any]:
-        return {"StartAt": "Answer", "States": {"Answer": {"Type": "Pass", "Result": value, "End": True}}}
-
     machine = state_machine(answer("first"))
     described, _ = run(sfn, machine, {})
     assert json.loads(described["output"]) == "first"
@@ -159,9 +161,6 @@ def test_closed_executions_describe_the_revision_they_ran(
     sfn: Any, state_machine: Callable[[dict[str, Any]], str]
 ) -> None:
     # Closed executions share one copy of the state machine per revision (photopipe_infra.stepfunctions_history)
-    def answer(value: str) -> dict[str, Any]:
-        return {"StartAt": "Answer", "States": {"Answer": {"Type": "Pass", "Result": value, "End": True}}}
-
     machine = state_machine(answer("first"))
     old = [run(sfn, machine, {"n": n})[0]["executionArn"] for n in range(2)]
     sfn.update_state_machine(stateMachineArn=machine, definition=json.dumps(answer("second")))
