@@ -140,7 +140,9 @@ class Failures:
                 hidden.done(message)
                 continue
             if media_id not in handled:
-                outcome, settled = self._redrive_one(media_id, hidden.renew, waiting)
+                # Once one media waited SLOT_WAIT_SECONDS in vain, the others get one try each, not as long again.
+                patience = SLOT_WAIT_SECONDS if all(handled.values()) else 0.0
+                outcome, settled = self._redrive_one(media_id, hidden.renew, waiting, patience)
                 results.append((media_id, outcome))
                 handled[media_id] = settled
             if handled[media_id]:
@@ -149,8 +151,10 @@ class Failures:
                 _release(self._sqs, outputs.FailedQueueUrl, [message])
             hidden.done(message)
         for media_id in sorted(wanted - set(handled)):  # FAILED media whose message is gone: the item has the source
-            results.append((media_id, self._redrive_one(media_id, lambda: None, waiting)[0]))
-            handled[media_id] = True
+            patience = SLOT_WAIT_SECONDS if all(handled.values()) else 0.0
+            outcome, settled = self._redrive_one(media_id, lambda: None, waiting, patience)
+            results.append((media_id, outcome))
+            handled[media_id] = settled
         for message in _drain(self._sqs, outputs.IngestDLQUrl, 60):
             media_id = _dlq_media_id(json.loads(message["Body"]))
             if wanted and media_id not in wanted:
@@ -162,10 +166,11 @@ class Failures:
         return results
 
     def _redrive_one(
-        self, media_id: str, keep_hidden: Callable[[], None], waiting: Callable[[str], None]
+        self, media_id: str, keep_hidden: Callable[[], None], waiting: Callable[[str], None], patience: float
     ) -> tuple[str, bool]:
-        """(what happened, whether it is settled: started, or not FAILED any more)."""
-        deadline = time.monotonic() + SLOT_WAIT_SECONDS
+        """(what happened, whether it is settled: started, or not FAILED any more), waiting up to ``patience``
+        seconds for an in-flight slot."""
+        deadline = time.monotonic() + patience
         pause = 0.5
         while True:
             try:

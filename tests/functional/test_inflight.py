@@ -151,9 +151,9 @@ def test_release_handler_gives_back_the_slot_of_a_closed_execution(stack: dict[s
 FAILED_ID = "01JD3X4Y5Z6A7B8C9D0EFGHJKF"
 
 
-def failed_media(context: FakeContext) -> dict[str, Any]:
+def failed_media(context: FakeContext, media_id: str = FAILED_ID, seed: int = 9) -> dict[str, Any]:
     """A media whose first run failed in Resize (its FailedQueue message sent)."""
-    media = put_original(upload_key(FAILED_ID), samples.jpeg_bytes(samples.photo(300, 200, seed=9)))
+    media = put_original(upload_key(media_id), samples.jpeg_bytes(samples.photo(300, 200, seed=seed)))
     state = {"media": media, "execution_arn": EXECUTION}
     load_function("validate").lambda_handler(state, context)
     load_function("outcome").fail_handler(
@@ -284,3 +284,23 @@ def test_photopipe_redrive_leaves_a_media_failed_with_its_message_when_no_slot_f
     item = media_repository().get(FAILED_ID)
     assert item is not None and item.status is Status.FAILED
     assert visible_messages(stack["failed_queue_url"]) == 1  # still there for a later redrive
+
+
+def test_photopipe_redrive_waits_in_vain_once_not_for_every_media(
+    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two failed media and a pipeline whose only slot stays taken
+    monkeypatch.setattr(failures_module, "SLOT_WAIT_SECONDS", 1.0)
+    second = "01JD3X4Y5Z6A7B8C9D0EFGHJKG"
+    failed_media(context)
+    failed_media(context, second, seed=10)
+    slots(1).try_acquire("other", time.time())
+    told: list[str] = []
+    # When everything that failed is redriven
+    results = dict(cli_failures(stack, 1).redrive(waiting=told.append))
+    # Then the first media waited (and was told so), the second was tried once; both stay FAILED with their message
+    assert set(results) == {FAILED_ID, second}
+    assert all(outcome.startswith("not started") for outcome in results.values())
+    waited_for = {line.split(":")[0] for line in told}
+    assert len(waited_for) == 1
+    assert visible_messages(stack["failed_queue_url"]) == 2
