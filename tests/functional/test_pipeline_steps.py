@@ -15,7 +15,12 @@ from PIL import Image
 from photopipe import samples
 from photopipe_core import errors, imaging, steps
 from photopipe_core.models import PipelineInput, SourceFacts, Status, StepInput
-from photopipe_core.repository import SIMILAR_MAX_DISTANCE, InvalidTransition, media_repository
+from photopipe_core.repository import (
+    SIMILAR_LIMIT,
+    SIMILAR_MAX_DISTANCE,
+    InvalidTransition,
+    media_repository,
+)
 from photopipe_core.rules import Limits
 from photopipe_core.settings import get_settings
 from photopipe_core.storage import OriginalChanged
@@ -325,3 +330,15 @@ def test_near_duplicates_are_found_at_the_documented_threshold_and_not_beyond(
         flipped = bin(other ^ base).count("1")
         found = repo.similar("PROBE", f"{other:016x}")
         assert ("BASE" in found) == (flipped <= SIMILAR_MAX_DISTANCE), (positions, found)
+
+
+def test_a_crowd_of_look_alikes_is_reported_as_its_closest_most_recent_few(stack: dict[str, Any]) -> None:
+    # Given 300 photos already indexed with hashes within a bit or two of each other (a burst, screenshots …)
+    repo = media_repository()
+    base = 0x9F3A_5C71_E0B4_2D86
+    for n in range(300):
+        repo.index_phash(f"M{n:04d}", f"{base ^ (1 << (n % 2)) if n % 3 else base:016x}")
+    # When a new one is looked up
+    found = repo.similar("PROBE", f"{base:016x}")
+    # Then SIMILAR_LIMIT are reported: the closest (here exact matches), most recent first
+    assert found == [f"M{n:04d}" for n in range(297, 297 - 3 * SIMILAR_LIMIT, -3)]

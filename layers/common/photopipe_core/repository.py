@@ -36,6 +36,10 @@ BY_KEY = "by-key"
 # than that, so every such pair shares a band (see phash_bands).
 SIMILAR_MAX_DISTANCE = 6
 PHASH_BANDS = SIMILAR_MAX_DISTANCE + 1
+# A crowd of look-alikes (a burst, a thousand screenshots) must not make each new photo read, or record, all of it:
+# each band is read for its most recent SIMILAR_READ_PER_BAND entries, and the SIMILAR_LIMIT closest are recorded.
+SIMILAR_READ_PER_BAND = 100
+SIMILAR_LIMIT = 20
 # A run may take over a media that waits for its first run or failed; any other run needs to be the one bound to it.
 REDRIVABLE_FROM = (Status.PENDING_UPLOAD, Status.FAILED)
 
@@ -358,17 +362,23 @@ class MediaRepository:
                 batch.put_item(Item={"pk": f"PHASH#{band}#{bits}", "sk": media_id, "phash": phash})
 
     def similar(self, media_id: str, phash: str, max_distance: int = SIMILAR_MAX_DISTANCE) -> list[str]:
-        """Other media whose perceptual hash is within ``max_distance`` bits, closest first."""
+        """Other media whose perceptual hash is within ``max_distance`` bits: the ``SIMILAR_LIMIT`` closest among
+        the last ``SIMILAR_READ_PER_BAND`` entries of each band by media id, closest first, then by id descending
+        (an upload's id sorts by time; a drop-folder object's id is derived from the object)."""
         found: dict[str, int] = {}
         for band, bits in phash_bands(phash):
             response = self._table.query(
-                KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"PHASH#{band}#{bits}"}
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": f"PHASH#{band}#{bits}"},
+                ScanIndexForward=False,
+                Limit=SIMILAR_READ_PER_BAND,
             )
             for item in response["Items"]:
                 other = str(item["sk"])
                 if other != media_id and (distance := hamming(phash, str(item["phash"]))) <= max_distance:
                     found[other] = distance
-        return sorted(found, key=lambda other: (found[other], other))
+        most_recent_first = sorted(found, reverse=True)
+        return sorted(most_recent_first, key=lambda other: found[other])[:SIMILAR_LIMIT]
 
     def _source(self, media: PipelineInput) -> dict[str, Any]:
         """The source map for a run: the object as S3 reported it, plus what the API recorded (filename …)."""
