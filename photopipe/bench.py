@@ -302,6 +302,7 @@ def dumps(report: dict[str, Any]) -> str:
 # --- the pipeline ---------------------------------------------------------------------------------------------
 def run_pipeline(
     stack: Stack,
+    api: ApiClient,
     paths: list[Path],
     concurrency: int | None,
     timeout: float,
@@ -310,7 +311,6 @@ def run_pipeline(
     """Upload through the API and follow every photo to a final status; latency is PUT accepted → READY.
     Given what lists the embedded stack's processes (LocalStack first), also where the CPU went meanwhile, per
     photo and by process role (listed again at the end: a Lambda pool that grew during the run counts too)."""
-    api = ApiClient(stack.outputs.ApiUrl)
     list_processes = stack_processes or list
     processes = list_processes()
     cpu_before, host_before = cpu_snapshot(processes), psutil.cpu_times()
@@ -340,12 +340,12 @@ def run_pipeline(
     }
 
 
-def run_one_at_a_time(stack: Stack, paths: list[Path], timeout: float) -> dict[str, Any]:
+def run_one_at_a_time(stack: Stack, api: ApiClient, paths: list[Path], timeout: float) -> dict[str, Any]:
     """Photos sent one at a time to the warm stack, each followed to READY before the next: the latency a single
     photo sees (PUT accepted → READY) and where it goes, state by state. Starts once the batch before it has
     settled (LocalStack ships that batch's Lambda logs and metrics for a few seconds afterwards)."""
     time.sleep(SETTLE_SECONDS)
-    runs = [run_pipeline(stack, [path], 1, timeout) for path in paths]
+    runs = [run_pipeline(stack, api, [path], 1, timeout) for path in paths]
     latencies = [run["p50_s"] for run in runs if run["p50_s"] is not None]
     steps: dict[str, list[float]] = {}
     for run in runs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,8 +19,8 @@ from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 
+from photopipe import apikeys, local
 from photopipe import bench as benchmark
-from photopipe import local
 from photopipe import soak as soak_run
 from photopipe.config import ClientSettings
 from photopipe.demo import API, DROP, contact_sheet, sample_set, unexpected, write_samples
@@ -40,7 +41,7 @@ from photopipe.upload import (
     drop_folder_writer,
     drop_object,
 )
-from photopipe_core.keys import DROP_PREFIX
+from photopipe_core.owners import OwnerExists, drop_folder
 from photopipe_core.reconcile import run as reconcile_run
 from photopipe_core.storage import MessageQueue, ObjectStore
 
@@ -51,9 +52,33 @@ out = Console(width=_WIDTH)
 
 
 class Context:
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, api_key: str | None = None) -> None:
         self.settings = settings
         self.stack = Stack(settings)
+        self.key_file = apikeys.KeyFile()
+        self._api_key = api_key
+
+    def key_owner(self) -> str:
+        """The owner of the key the CLI sends: what it writes into the drop folder goes to their folder."""
+        api_url = self.stack.outputs.ApiUrl
+        if not self._api_key and (kept := self.key_file.owner(api_url)):
+            return kept
+        try:
+            key = apikeys.resolve_key(self._api_key, api_url, self.key_file)
+        except apikeys.NoApiKey as error:
+            raise _fail(str(error)) from error
+        owner = apikeys.ApiKeys(self.stack).owner_of_value(key)
+        if owner is None:
+            raise _fail(f"the API key given is not one of this stack's ({api_url}); see `photopipe keys list`")
+        return owner
+
+    def api(self) -> ApiClient:
+        """The API with the key to send: --api-key / PHOTOPIPE_API_KEY, else the key file's for this stack."""
+        try:
+            api_url = self.stack.outputs.ApiUrl
+            return ApiClient(api_url, apikeys.resolve_key(self._api_key, api_url, self.key_file))
+        except (StackNotFound, apikeys.NoApiKey) as error:
+            raise _fail(str(error)) from error
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -62,14 +87,20 @@ pass_context = click.make_pass_decorator(Context)
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", default=None, help="AWS or LocalStack endpoint.")
 @click.option("--stack-name", default="photopipe", show_default=True, help="CloudFormation stack name.")
+@click.option(
+    "--api-key",
+    envvar=apikeys.ENV_VAR,
+    default=None,
+    help=f"The API key to send [env {apikeys.ENV_VAR}; default: the one `photopipe keys create --save` kept].",
+)
 @click.version_option(package_name="photopipe")
 @click.pass_context
-def main(ctx: click.Context, endpoint_url: str | None, stack_name: str) -> None:
+def main(ctx: click.Context, endpoint_url: str | None, stack_name: str, api_key: str | None) -> None:
     """photopipe: drop in hundreds of photos; get them validated, deduplicated and converted to WebP."""
     overrides: dict[str, Any] = {"stack_name": stack_name}
     if endpoint_url:
         overrides["endpoint_url"] = endpoint_url
-    ctx.obj = Context(ClientSettings(**overrides))
+    ctx.obj = Context(ClientSettings(**overrides), api_key)
 
 
 def out_option(default: str, help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -112,6 +143,12 @@ def _bring_up(ctx: Context, docker: bool = False, outputs_to: Console = out) -> 
     )
     for key, value in result.outputs.model_dump().items():
         outputs_to.print(f"{key:<24} {value}", soft_wrap=True, highlight=False)
+    made = apikeys.ensure_local_key(ctx.stack, ctx.key_file)
+    if made is not None:
+        console.print(
+            f"Made the API key of the owner {made.owner!r} (id {made.key_id}) and kept it in {ctx.key_file.path} "
+            "for the CLI; `photopipe keys create NAME` makes keys for other owners"
+        )
 
 
 @main.command()
@@ -183,7 +220,7 @@ STATUSES = ["PENDING_UPLOAD", "PROCESSING", "READY", "DUPLICATE", "REJECTED", "F
 def list_media(ctx: Context, statuses: tuple[str, ...], as_json: bool) -> None:
     """List media with their status and variants (through the API)."""
     try:
-        api = ApiClient(ctx.stack.outputs.ApiUrl)
+        api = ctx.api()
         media = [item for status in (statuses or STATUSES) for item in api.listing(status.upper())]
     except (UploadFailed, StackNotFound) as error:
         raise _fail(str(error)) from error
@@ -318,12 +355,11 @@ def upload(ctx: Context, paths: tuple[str, ...], via: str, concurrency: int | No
         raise _fail(str(error)) from error
     drop = None
     if via == "drop":
-        drop = drop_folder_writer(ctx.stack.client("s3"), outputs.MediaBucketName, f"upload-{int(time.time())}/")
+        prefix = f"{drop_folder(ctx.key_owner())}upload-{int(time.time())}/"
+        drop = drop_folder_writer(ctx.stack.client("s3"), outputs.MediaBucketName, prefix)
     total_bytes = sum(path.stat().st_size for path in files)
     with transfer_bars(console, len(files), total_bytes) as bars:
-        uploader = Uploader(
-            ApiClient(outputs.ApiUrl), via=via, concurrency=concurrency, wait=wait, drop=drop, progress=bars
-        )
+        uploader = Uploader(ctx.api(), via=via, concurrency=concurrency, wait=wait, drop=drop, progress=bars)
 
         def done(result: FileResult, size: int) -> None:
             bars.finished(Path(result.path), size)
@@ -424,10 +460,12 @@ def bench(
             singles = benchmark.stamped_copies(corpus[: benchmark.ONE_AT_A_TIME], folder, f"{run} single", "single-")
             with console.status(f"Pipeline: {photos} photos through the API and the stack ..."):
                 report["pipeline"] = benchmark.run_pipeline(
-                    ctx.stack, paths, None, max(600.0, photos * 3.0), local.launcher(ctx.settings).processes
+                    ctx.stack, ctx.api(), paths, None, max(600.0, photos * 3.0), local.launcher(ctx.settings).processes
                 )
             with console.status(f"Pipeline: {len(singles)} photos one at a time on the warm stack ..."):
-                report["pipeline"]["one_at_a_time"] = benchmark.run_one_at_a_time(ctx.stack, singles, timeout=120.0)
+                report["pipeline"]["one_at_a_time"] = benchmark.run_one_at_a_time(
+                    ctx.stack, ctx.api(), singles, timeout=120.0
+                )
         finally:
             shutil.rmtree(folder.parent, ignore_errors=True)
         report["rss_mb"]["stack"] = benchmark.stack_rss_mb(ctx.settings)
@@ -468,7 +506,7 @@ def _soak(ctx: Context, photos: int, burst: int, as_json: bool, out_dir: Path) -
     table = Table(*columns, title=f"photopipe bench --soak {photos}")
     samples: list[soak_run.Sample] = []
     with console.status(f"Soak: {photos} photos in bursts of {burst} ...") as status:
-        for sample in soak_run.run(ctx.stack, photos, burst, processes):
+        for sample in soak_run.run(ctx.stack, ctx.api(), photos, burst, processes):
             samples.append(sample)
             row = [str(getattr(sample, c)) if c != "statuses" else json.dumps(sample.statuses) for c in columns]
             table.add_row(*row)
@@ -485,6 +523,78 @@ def _soak(ctx: Context, photos: int, burst: int, as_json: bool, out_dir: Path) -
         if key != "samples":
             out.print(f"{key}: {json.dumps(value)}")
     console.print(f"Report: {out_dir / 'soak.json'}  chart: {chart}")
+
+
+@main.group()
+def keys() -> None:
+    """API keys: each key is an owner's, who sees only their own media through the API."""
+
+
+@keys.command(name="create")
+@click.argument("name")
+@click.option("--save", is_flag=True, help="Keep the key in the CLI's key file, as the key it sends to this stack.")
+@click.option("--replace", is_flag=True, help="If NAME has a key already, revoke it and make a new one.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (owner, key_id, key).")
+@pass_context
+def keys_create(ctx: Context, name: str, save: bool, replace: bool, as_json: bool) -> None:
+    """Make an API key for the owner NAME (a new owner, or one whose key was revoked); the key is shown only now."""
+    try:
+        if replace:
+            _revoke(ctx, name)
+        created = apikeys.ApiKeys(ctx.stack).create(name)
+    except (ValueError, OwnerExists, StackNotFound) as error:
+        raise _fail(str(error)) from error
+    if save:
+        ctx.key_file.save(ctx.stack.outputs.ApiUrl, created.owner, created.value)
+    if as_json:
+        click.echo(json.dumps({"owner": created.owner, "key_id": created.key_id, "key": created.value}))
+    else:
+        click.echo(created.value)
+    kept = f"; kept in {ctx.key_file.path} for this stack" if save else "; it is not shown again"
+    console.print(f"API key of {created.owner!r} (id {created.key_id}){kept}", soft_wrap=True)
+
+
+@keys.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per owner.")
+@pass_context
+def keys_list(ctx: Context, as_json: bool) -> None:
+    """Owners and their keys' ids (never the keys themselves)."""
+    try:
+        listed = apikeys.ApiKeys(ctx.stack).listing()
+    except StackNotFound as error:
+        raise _fail(str(error)) from error
+    if as_json:
+        for info in listed:
+            click.echo(json.dumps(dataclasses.asdict(info)))
+        return
+    table = Table("owner", "key id", "enabled", "key made", "owner since")
+    for info in listed:
+        enabled = "revoked" if info.key_id is None else {True: "yes", False: "no", None: "missing"}[info.enabled]
+        table.add_row(info.owner, info.key_id or "", enabled, info.key_created_at or "", info.created_at)
+    out.print(table)
+
+
+@keys.command(name="revoke")
+@click.argument("name")
+@pass_context
+def keys_revoke(ctx: Context, name: str) -> None:
+    """Take the owner NAME's key away at once (their media stay theirs; a new key can be made for them)."""
+    try:
+        key_id = _revoke(ctx, name)
+    except StackNotFound as error:
+        raise _fail(str(error)) from error
+    if key_id is None:
+        raise _fail(f"owner {name!r} has no API key")
+    console.print(f"Revoked the API key {key_id} of {name!r}")
+
+
+def _revoke(ctx: Context, name: str) -> str | None:
+    """Revoke the owner's key, and forget it in the key file if it is the one the CLI sends to this stack."""
+    key_id = apikeys.ApiKeys(ctx.stack).revoke(name)
+    api_url = ctx.stack.outputs.ApiUrl
+    if key_id is not None and ctx.key_file.owner(api_url) == name:
+        ctx.key_file.forget(api_url)
+    return key_id
 
 
 @main.command(name="samples")
@@ -518,14 +628,15 @@ def demo(ctx: Context, timeout: float, out_dir: Path) -> None:
     chosen = {sample.name: sample for sample in sample_set()}
     began = time.monotonic()
 
-    api = ApiClient(outputs.ApiUrl)
+    api = ctx.api()
     via_api = [paths[name] for name, sample in chosen.items() if sample.via == API]
     with transfer_bars(console, len(via_api), sum(p.stat().st_size for p in via_api)) as bars:
         sent = Uploader(api, progress=bars).run(via_api, on_done=lambda r, size: bars.finished(Path(r.path), size))
     media_ids = {Path(result.path).name: result.media_id for result in sent}
     console.print(f"Uploaded {len(via_api)} photos through the API ({outputs.ApiUrl})", soft_wrap=True)
 
-    s3, bucket, prefix = ctx.stack.client("s3"), outputs.MediaBucketName, f"{DROP_PREFIX}demo-{run}/"
+    # into the folder of the owner whose key sent the others: all the demo's photos are one library
+    s3, bucket, prefix = ctx.stack.client("s3"), outputs.MediaBucketName, f"{drop_folder(ctx.key_owner())}demo-{run}/"
     for name, sample in chosen.items():
         if sample.via == DROP:  # what `aws s3 cp --recursive photos/drop s3://…/drop/…/` does: no local checks
             media_ids[name] = drop_object(

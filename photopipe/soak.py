@@ -123,6 +123,7 @@ def sample_stack(processes: list[psutil.Process]) -> dict[str, Any]:
 
 def run(
     stack: Stack,
+    api: ApiClient,
     photos: int,
     burst: int,
     stack_processes: Callable[[], list[psutil.Process]],
@@ -131,7 +132,6 @@ def run(
 ) -> Iterator[Sample]:
     """Send ``photos`` in bursts of ``burst``; yield a sample after each burst (a stack that stops answering ends
     the run with an exception, after the samples so far)."""
-    api = ApiClient(stack.outputs.ApiUrl)
     reader = MediaReader(stack)
     run_id = f"{time.time_ns()}"
     done = 0

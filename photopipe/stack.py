@@ -28,6 +28,7 @@ class StackOutputs(BaseModel):
     IngestQueueUrl: str
     IngestDLQUrl: str
     FailedQueueUrl: str
+    UsagePlanId: str
 
     def execution_arn(self, name: str) -> str:
         return f"{self.PipelineStateMachineArn.replace(':stateMachine:', ':execution:')}:{name}"
@@ -38,10 +39,16 @@ class Stack:
         self.settings = settings
 
     def client(self, service: str) -> Any:
+        return boto3.client(service, **self._connection())  # type: ignore[call-overload]
+
+    def resource(self, service: str) -> Any:
+        return boto3.resource(service, **self._connection())  # type: ignore[call-overload]
+
+    def _connection(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"region_name": self.settings.region, "endpoint_url": self.settings.endpoint_url}
         if self.settings.is_local:
             kwargs |= LOCAL_CREDENTIALS
-        return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+        return kwargs
 
     @cached_property
     def outputs(self) -> StackOutputs:

@@ -22,7 +22,7 @@ import requests
 
 from photopipe_core.errors import RejectedInput
 from photopipe_core.imaging import sniff
-from photopipe_core.keys import DROP_PREFIX, media_id_for_object
+from photopipe_core.keys import media_id_for_object
 from photopipe_core.rules import CONTENT_TYPES
 
 TERMINAL = {"READY", "DUPLICATE", "REJECTED", "FAILED"}
@@ -185,8 +185,11 @@ class FileSlice:
 
 
 class ApiClient:
-    def __init__(self, api_url: str, session: requests.Session | None = None) -> None:
+    """The photopipe API, called with an owner's API key (sent to the API only, never to the presigned S3 URLs)."""
+
+    def __init__(self, api_url: str, api_key: str, session: requests.Session | None = None) -> None:
         self.api_url = api_url.rstrip("/")
+        self.api_key = api_key
         self.session = session or requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
         self.session.mount("http://", adapter)
@@ -198,7 +201,10 @@ class ApiClient:
 
     def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
         """One HTTP call, retried on connection errors and 429/5xx with backoff; other statuses are returned."""
-        return retried(lambda: self.session.request(method, self.url(path_or_url), timeout=60, **kwargs))
+        headers = {**kwargs.pop("headers", {}), "x-api-key": self.api_key}
+        return retried(
+            lambda: self.session.request(method, self.url(path_or_url), headers=headers, timeout=60, **kwargs)
+        )
 
     def send_bytes(
         self, url: str, headers: dict[str, str], path: Path, offset: int, length: int, sent: Callable[[int], None]
@@ -463,10 +469,11 @@ def drop_object(s3: Any, bucket: str, key: str, path: Path, content_type: str, s
 
 
 def drop_folder_writer(s3: Any, bucket: str, prefix: str) -> Callable[[LocalFile, Callable[[int], None]], str]:
-    """Writes files under drop/<prefix>/; files of the same name from different folders do not overwrite each other."""
+    """Writes files under ``prefix`` (a folder under drop/); files of the same name from different folders do not
+    overwrite each other."""
 
     def write(local: LocalFile, sent: Callable[[int], None]) -> str:
-        key = f"{DROP_PREFIX}{prefix}{local.sha256[:12]}/{local.path.name}"
+        key = f"{prefix}{local.sha256[:12]}/{local.path.name}"
         return drop_object(s3, bucket, key, local.path, local.content_type, sent)
 
     return write

@@ -17,6 +17,7 @@ from chalice import Chalice, Response
 
 from photopipe_core.api import ApiError, MediaApi, parse_media_query, parse_upload_request
 from photopipe_core.inflight import in_flight_slots
+from photopipe_core.owners import OwnerCache
 from photopipe_core.pipeline import pipeline_starter
 from photopipe_core.repository import media_repository
 from photopipe_core.settings import get_settings
@@ -41,6 +42,22 @@ def media_api() -> MediaApi:
     return MediaApi(
         media_repository(), object_store(), presigner(), pipeline_starter(), in_flight_slots(), get_settings()
     )
+
+
+@lru_cache(maxsize=1)
+def owner_cache() -> OwnerCache:
+    return OwnerCache(media_repository().owners)
+
+
+def caller() -> str:
+    """The owner of the request's API key. API Gateway admits only keys of the stage's usage plan and passes the
+    key's id; the id must also map to an owner (a key made outside ``photopipe keys`` or revoked maps to none)."""
+    identity = app.current_request.context.get("identity") or {}
+    key_id = identity.get("apiKeyId")
+    owner = owner_cache().owner_of(str(key_id)) if key_id else None
+    if owner is None:
+        raise ApiError(403, "forbidden", "this request needs a valid API key in the x-api-key header")
+    return owner
 
 
 def respond(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -90,9 +107,9 @@ def _resource_path() -> str:
 
 @route("/v1/uploads", methods=["POST"], content_types=["application/json", "text/plain"])
 def create_upload() -> Response:
-    request = app.current_request
+    owner, request = caller(), app.current_request
     upload = parse_upload_request(request.raw_body, get_settings())
-    created = media_api().create_upload(upload, request.headers.get("idempotency-key"))
+    created = media_api().create_upload(owner, upload, request.headers.get("idempotency-key"))
     metrics.add_metric(name=f"uploads_{created['upload']['method'].lower()}", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="upload_bytes_declared", unit=MetricUnit.Bytes, value=upload.size)
     return respond(created, 201)
@@ -100,24 +117,25 @@ def create_upload() -> Response:
 
 @route("/v1/uploads/{media_id}/complete", methods=["POST"], content_types=["*/*"])  # no body: any type
 def complete_upload(media_id: str) -> Response:
-    completed = media_api().complete_upload(media_id)
+    completed = media_api().complete_upload(caller(), media_id)
     metrics.add_metric(name="uploads_completed_multipart", unit=MetricUnit.Count, value=1)
     return respond(completed)
 
 
 @route("/v1/media/{media_id}", methods=["GET"])
 def get_media(media_id: str) -> Response:
-    return respond(media_api().get_media(media_id))
+    return respond(media_api().get_media(caller(), media_id))
 
 
 @route("/v1/media", methods=["GET"])
 def list_media() -> Response:
-    return respond(media_api().find(parse_media_query(app.current_request.query_params or {})))
+    owner = caller()
+    return respond(media_api().find(owner, parse_media_query(app.current_request.query_params or {})))
 
 
 @route("/v1/media/{media_id}/retry", methods=["POST"], content_types=["*/*"])  # no body: any type
 def retry_media(media_id: str) -> Response:
-    return respond(media_api().retry(media_id), 202)
+    return respond(media_api().retry(caller(), media_id), 202)
 
 
 def _check(probe: Callable[[], bool]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,12 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from chalice.local import LambdaEventConverter
+from chalice.test import Client
 from moto import mock_aws
 
 from photopipe_core import aws, inflight, pipeline, repository, settings, storage
+from photopipe_core.owners import Owners
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = ROOT / "functions"
@@ -50,6 +54,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         inflight.in_flight_slots,
     ):
         factory.cache_clear()
+    sys.modules.pop("photopipe_function_api_app", None)  # its owner cache belongs to one test's table
 
 
 @pytest.fixture
@@ -123,3 +128,75 @@ def load_function(name: str, module: str = "handler") -> ModuleType:
     sys.modules[unique] = loaded
     spec.loader.exec_module(loaded)
     return loaded
+
+
+class ApiKeys:
+    """API Gateway's part of API keys, in-process: the values it admits, each passed to the function as its key id
+    (``requestContext.identity.apiKeyId``) — as a stage with ``ApiKeyRequired`` and a usage plan does."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, str] = {}
+
+    def make(self, owner: str) -> str:
+        """A new key for ``owner`` (registered as ``photopipe keys create`` does); returns its value."""
+        value, key_id = secrets.token_urlsafe(30), f"k{len(self.ids)}{secrets.token_hex(4)}"
+        # Not through the cached factories: a test may still change the settings they would read now.
+        Owners(boto3.resource("dynamodb").Table("media-table")).register_key(owner, key_id)
+        self.ids[value] = key_id
+        return value
+
+    def forget(self, value: str) -> None:
+        """The key is deleted from API Gateway: its value is no longer admitted."""
+        del self.ids[value]
+
+
+@pytest.fixture
+def api_keys(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> ApiKeys:
+    keys = ApiKeys()
+    convert = LambdaEventConverter.create_lambda_event
+
+    def with_key_id(
+        converter: LambdaEventConverter, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+    ) -> dict[str, Any]:
+        event: dict[str, Any] = convert(converter, method, path, headers, body)
+        key_id = keys.ids.get(event["headers"].get("x-api-key", ""))
+        if key_id is not None:
+            event["requestContext"]["identity"]["apiKeyId"] = key_id
+        return event
+
+    monkeypatch.setattr(LambdaEventConverter, "create_lambda_event", with_key_id)
+    return keys
+
+
+class KeyedHttp:
+    """``chalice.test.Client.http`` sending one API key with every request unless the call names its own
+    ``x-api-key`` (``None``: no key at all)."""
+
+    def __init__(self, client: Client, key: str) -> None:
+        self._client = client
+        self._key = key
+
+    def request(self, method: str, path: str, headers: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        merged = {"x-api-key": self._key, **(headers or {})}
+        sent = {name: value for name, value in merged.items() if value is not None}
+        return self._client.http.request(method, path, headers=sent, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)
+
+
+class KeyedClient:
+    """A Chalice test client of the API app whose ``http`` sends ``key``."""
+
+    def __init__(self, client: Client, key: str) -> None:
+        self.key = key
+        self.http = KeyedHttp(client, key)

@@ -16,27 +16,29 @@ from openapi_spec_validator import validate
 from photopipe import samples
 from photopipe_core.api import ACCEPTED_SPELLINGS, plan_parts
 from photopipe_core.keys import MEDIA_ID_PATTERN
+from photopipe_core.owners import OPERATOR
 from photopipe_core.repository import media_repository
-from tests.functional.conftest import FUNCTIONS_DIR, FakeContext, load_function
+from tests.functional.conftest import FUNCTIONS_DIR, ApiKeys, FakeContext, KeyedClient, load_function
 from tests.functional.pipeline import put_original, run_pipeline
 
 VALID = {"filename": "beach.jpg", "content_type": "image/jpeg", "size": 1234}
 
 
 @pytest.fixture
-def client(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+def client(stack: dict[str, Any], api_keys: ApiKeys, monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyedClient]:
+    """The API in-process, called with a key of the operator (the owner of drop-folder objects)."""
     monkeypatch.setenv("PRESIGN_ENDPOINT_URL", "http://localhost:4566")
     app = load_function("api", "app")
     with Client(app.app) as test_client:
-        yield test_client
+        yield KeyedClient(test_client, api_keys.make(OPERATOR))
 
 
-def post(client: Client, body: Any, headers: dict[str, str] | None = None) -> Any:
+def post(client: KeyedClient, body: Any, headers: dict[str, str] | None = None) -> Any:
     raw = body if isinstance(body, str) else json.dumps(body)
     return client.http.post("/v1/uploads", body=raw, headers={"Content-Type": "application/json", **(headers or {})})
 
 
-def test_create_upload_returns_the_contract(client: Client) -> None:
+def test_create_upload_returns_the_contract(client: KeyedClient) -> None:
     response = post(client, {**VALID, "sha256": "ab" * 32})
     assert response.status_code == 201
     body = response.json_body
@@ -80,7 +82,7 @@ def test_create_upload_returns_the_contract(client: Client) -> None:
         ({**VALID, "sha256": "g" * 64}, "invalid_sha256"),
     ],
 )
-def test_bad_upload_requests_are_400_with_a_code(client: Client, body: Any, code: str) -> None:
+def test_bad_upload_requests_are_400_with_a_code(client: KeyedClient, body: Any, code: str) -> None:
     response = post(client, body)
     assert response.status_code == 400
     assert set(response.json_body) == {"error"}
@@ -88,7 +90,7 @@ def test_bad_upload_requests_are_400_with_a_code(client: Client, body: Any, code
     assert response.json_body["error"]["message"]
 
 
-def test_same_idempotency_key_and_body_give_the_same_media(client: Client) -> None:
+def test_same_idempotency_key_and_body_give_the_same_media(client: KeyedClient) -> None:
     first = post(client, VALID, {"Idempotency-Key": "k-1"}).json_body
     again = post(client, VALID, {"Idempotency-Key": "k-1"}).json_body
     other = post(client, VALID, {"Idempotency-Key": "k-2"}).json_body
@@ -98,7 +100,7 @@ def test_same_idempotency_key_and_body_give_the_same_media(client: Client) -> No
     assert conflict.json_body["error"]["code"] == "idempotency_conflict"
 
 
-def test_get_media_shows_variants_as_presigned_urls(client: Client, context: FakeContext) -> None:
+def test_get_media_shows_variants_as_presigned_urls(client: KeyedClient, context: FakeContext) -> None:
     media = put_original("drop/m1.jpg", samples.jpeg_bytes(samples.photo(1200, 900, seed=8)))
     run_pipeline(media, context)
     response = client.http.get("/v1/media/M1")
@@ -128,7 +130,7 @@ def test_get_media_shows_variants_as_presigned_urls(client: Client, context: Fak
     assert body["source"] == {"key": "drop/m2.jpg", "filename": "m2.jpg", "bytes": 5}
 
 
-def test_find_by_key_and_list_by_status(client: Client, context: FakeContext) -> None:
+def test_find_by_key_and_list_by_status(client: KeyedClient, context: FakeContext) -> None:
     for index in range(3):
         media = put_original(f"drop/l{index}.jpg", samples.jpeg_bytes(samples.photo(300, 200, seed=30 + index)))
         run_pipeline(media, context, execution=f"arn:exec:{index}")
@@ -145,7 +147,7 @@ def test_find_by_key_and_list_by_status(client: Client, context: FakeContext) ->
     assert client.http.get("/v1/media").json_body["error"]["code"] == "missing_query"
 
 
-def test_unknown_media_is_404_and_wrong_method_is_405_as_json(client: Client) -> None:
+def test_unknown_media_is_404_and_wrong_method_is_405_as_json(client: KeyedClient) -> None:
     missing = client.http.get("/v1/media/01JD3X4Y5Z6A7B8C9D0EFGHJKZ")
     assert missing.status_code == 404
     assert missing.json_body["error"]["code"] == "not_found"
@@ -162,7 +164,7 @@ def test_the_document_lists_exactly_the_content_types_the_api_takes() -> None:
     assert sorted(documented) == sorted(ACCEPTED_SPELLINGS)
 
 
-def test_retry_only_restarts_failed_media(client: Client) -> None:
+def test_retry_only_restarts_failed_media(client: KeyedClient) -> None:
     created = post(client, VALID).json_body
     response = client.http.post(f"/v1/media/{created['media_id']}/retry")
     assert response.status_code == 409
@@ -172,7 +174,7 @@ def test_retry_only_restarts_failed_media(client: Client) -> None:
 MIB = 1024 * 1024
 
 
-def test_large_uploads_get_a_multipart_upload_that_resumes_and_completes(client: Client) -> None:
+def test_large_uploads_get_a_multipart_upload_that_resumes_and_completes(client: KeyedClient) -> None:
     size = 20 * MIB
     body = {"filename": "big.png", "content_type": "image/png", "size": size}
     created = post(client, body, {"Idempotency-Key": "big-1"})
@@ -229,7 +231,7 @@ def test_large_uploads_get_a_multipart_upload_that_resumes_and_completes(client:
     assert again.json_body["error"]["media_id"] == media_id
 
 
-def test_a_replayed_single_put_upload_whose_bytes_arrived_is_already_uploaded(client: Client) -> None:
+def test_a_replayed_single_put_upload_whose_bytes_arrived_is_already_uploaded(client: KeyedClient) -> None:
     first = post(client, VALID, {"Idempotency-Key": "small-1"}).json_body
     assert post(client, VALID, {"Idempotency-Key": "small-1"}).status_code == 201  # not sent yet: a fresh URL
     boto3.client("s3").put_object(Bucket="media", Key=f"uploads/{first['media_id']}/original", Body=b"x" * 1234)
@@ -249,7 +251,7 @@ def test_parts_grow_to_stay_within_ten_thousand() -> None:
     assert parts[0][1] > 8 * MIB and [number for number, _ in parts] == list(range(1, len(parts) + 1))
 
 
-def test_an_expired_multipart_upload_is_replaced_on_the_next_request(client: Client) -> None:
+def test_an_expired_multipart_upload_is_replaced_on_the_next_request(client: KeyedClient) -> None:
     body = {"filename": "big.jpg", "content_type": "image/jpeg", "size": 17 * MIB}
     first = post(client, body, {"Idempotency-Key": "big-2"}).json_body
     boto3.client("s3").abort_multipart_upload(
@@ -264,7 +266,7 @@ def test_an_expired_multipart_upload_is_replaced_on_the_next_request(client: Cli
     assert item is not None and item.source.upload_id == second["upload"]["upload_id"]
 
 
-def test_single_put_uploads_have_nothing_to_complete(client: Client) -> None:
+def test_single_put_uploads_have_nothing_to_complete(client: KeyedClient) -> None:
     created = post(client, VALID).json_body
     response = client.http.post(f"/v1/uploads/{created['media_id']}/complete")
     assert response.status_code == 409 and response.json_body["error"]["code"] == "not_multipart"
@@ -286,7 +288,7 @@ def test_the_openapi_document_is_valid_and_lists_exactly_the_apps_routes(stack: 
     assert documented == routes
 
 
-def test_each_request_publishes_its_metrics(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_request_publishes_its_metrics(client: KeyedClient, capsys: pytest.CaptureFixture[str]) -> None:
     post(client, VALID)
     post(client, {**VALID, "size": 0})
     published = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
@@ -300,7 +302,7 @@ def test_each_request_publishes_its_metrics(client: Client, capsys: pytest.Captu
     "token_json",
     ["[]", '"text"', "{}", '{"pk": 1}', '{"pk": "MEDIA#X", "sk": "META", "gsi1pk": "STATUS#FAILED", "gsi1sk": "t"}'],
 )
-def test_a_next_token_the_api_did_not_give_out_is_400(client: Client, token_json: str) -> None:
+def test_a_next_token_the_api_did_not_give_out_is_400(client: KeyedClient, token_json: str) -> None:
     token = base64.urlsafe_b64encode(token_json.encode()).decode()
     answer = client.http.get(f"/v1/media?status=READY&next_token={token}")
     assert answer.status_code == 400
@@ -325,13 +327,13 @@ def test_a_next_token_the_api_did_not_give_out_is_400(client: Client, token_json
         ("key=", "invalid_key"),
     ],
 )
-def test_find_media_takes_exactly_the_documented_query_forms(client: Client, query: str, code: str) -> None:
+def test_find_media_takes_exactly_the_documented_query_forms(client: KeyedClient, query: str, code: str) -> None:
     answer = client.http.get(f"/v1/media?{query}")
     assert answer.status_code == 400, answer.json_body
     assert answer.json_body["error"]["code"] == code
 
 
-def test_a_key_longer_than_s3_allows_is_not_found_not_an_error(client: Client) -> None:
+def test_a_key_longer_than_s3_allows_is_not_found_not_an_error(client: KeyedClient) -> None:
     answer = client.http.get("/v1/media?key=" + "%E6%BC%A2" * 700)  # 700 CJK letters: 2,100 bytes
     assert answer.status_code == 404
     assert answer.json_body["error"]["code"] == "not_found"
@@ -352,7 +354,7 @@ def test_a_key_longer_than_s3_allows_is_not_found_not_an_error(client: Client) -
     ],
 )
 def test_an_upload_request_is_taken_exactly_as_documented(
-    client: Client, change: dict[str, Any], status: int, code: str | None
+    client: KeyedClient, change: dict[str, Any], status: int, code: str | None
 ) -> None:
     answer = post(client, {**VALID, **change})
     assert answer.status_code == status, answer.json_body
@@ -360,12 +362,12 @@ def test_an_upload_request_is_taken_exactly_as_documented(
         assert answer.json_body["error"]["code"] == code
 
 
-def test_a_null_sha256_is_refused_not_taken_as_absent(client: Client) -> None:
+def test_a_null_sha256_is_refused_not_taken_as_absent(client: KeyedClient) -> None:
     answer = post(client, {**VALID, "sha256": None})
     assert (answer.status_code, answer.json_body["error"]["code"]) == (400, "invalid_sha256")
 
 
-def test_routes_without_a_body_take_any_content_type(client: Client) -> None:
+def test_routes_without_a_body_take_any_content_type(client: KeyedClient) -> None:
     for path in ("/v1/media/01JD3X4Y5Z6A7B8C9D0EFGHJKZ/retry", "/v1/uploads/01JD3X4Y5Z6A7B8C9D0EFGHJKZ/complete"):
         answer = client.http.post(path, headers={"Content-Type": "multipart/form-data; boundary=x"}, body=b"")
         assert answer.status_code == 404, answer.json_body

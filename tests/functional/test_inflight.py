@@ -3,8 +3,10 @@ and an event that finds none in time goes back to the queue as a new, delayed me
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,12 +19,12 @@ from photopipe import samples
 from photopipe.failures import Failures
 from photopipe_core.inflight import InFlightSlots, Take, in_flight_slots, sweep
 from photopipe_core.keys import upload_key
-from photopipe_core.models import Status
+from photopipe_core.models import OPERATOR, Status
 from photopipe_core.pipeline import pipeline_starter
 from photopipe_core.repository import InvalidTransition, MediaRepository, media_repository
 from photopipe_core.storage import MessageQueue
 from tests.events import s3_object_created, sqs_batch
-from tests.functional.conftest import FakeContext, load_function
+from tests.functional.conftest import ApiKeys, FakeContext, KeyedClient, load_function
 from tests.functional.pipeline import EXECUTION, put_original
 
 MEDIA_ID = "01JD3X4Y5Z6A7B8C9D0EFGHJKM"
@@ -162,12 +164,24 @@ def failed_media(context: FakeContext, media_id: str = FAILED_ID, seed: int = 9)
     return media
 
 
-def api_client() -> Client:
-    return Client(load_function("api", "app").app)
+@pytest.fixture
+def api_client(api_keys: ApiKeys) -> Callable[[], contextlib.AbstractContextManager[KeyedClient]]:
+    """Opens the API in-process, called with a key of the operator (who owns the drop-folder media here)."""
+    key = api_keys.make(OPERATOR)
+
+    @contextlib.contextmanager
+    def opened() -> Iterator[KeyedClient]:
+        with Client(load_function("api", "app").app) as client:
+            yield KeyedClient(client, key)
+
+    return opened
 
 
 def test_a_retry_takes_a_slot_for_the_run_it_starts(
-    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+    stack: dict[str, Any],
+    context: FakeContext,
+    monkeypatch: pytest.MonkeyPatch,
+    api_client: Callable[[], contextlib.AbstractContextManager[KeyedClient]],
 ) -> None:
     monkeypatch.setenv("MAX_IN_FLIGHT", "1")
     failed_media(context)
@@ -179,7 +193,10 @@ def test_a_retry_takes_a_slot_for_the_run_it_starts(
 
 
 def test_a_retry_while_every_slot_is_taken_is_429_and_changes_nothing(
-    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+    stack: dict[str, Any],
+    context: FakeContext,
+    monkeypatch: pytest.MonkeyPatch,
+    api_client: Callable[[], contextlib.AbstractContextManager[KeyedClient]],
 ) -> None:
     # Given one slot, held by another run
     monkeypatch.setenv("MAX_IN_FLIGHT", "1")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from photopipe import samples
 from photopipe_core import errors, imaging, steps
-from photopipe_core.models import PipelineInput, SourceFacts, Status, StepInput
+from photopipe_core.models import OPERATOR, PipelineInput, SourceFacts, Status, StepInput
 from photopipe_core.repository import (
     SIMILAR_LIMIT,
     SIMILAR_MAX_DISTANCE,
@@ -116,7 +116,7 @@ def test_bytes_other_than_the_declared_sha256_are_rejected_as_corrupt(
     body = samples.jpeg_bytes(samples.photo(400, 300, seed=5))
     media = put_original("uploads/01JD3X4Y5Z6A7B8C9D0EFGHJKM/original", body)
     media_repository().create_pending(
-        media["media_id"], {**media, "declared_sha256": "0" * 64, "content_type": "image/jpeg"}, expires_at=1
+        media["media_id"], "alice", {**media, "declared_sha256": "0" * 64, "content_type": "image/jpeg"}, expires_at=1
     )
     with pytest.raises(errors.CorruptImage, match="do not match the sha256"):
         load_function("validate").lambda_handler({"media": media, "execution_arn": EXECUTION}, context)
@@ -125,7 +125,7 @@ def test_bytes_other_than_the_declared_sha256_are_rejected_as_corrupt(
 def test_a_processed_upload_no_longer_expires(stack: dict[str, Any], context: FakeContext) -> None:
     body = samples.jpeg_bytes(samples.photo(400, 300, seed=6))
     media = put_original("uploads/01JD3X4Y5Z6A7B8C9D0EFGHJKN/original", body)
-    media_repository().create_pending(media["media_id"], {**media, "filename": "a.jpg"}, expires_at=1)
+    media_repository().create_pending(media["media_id"], "alice", {**media, "filename": "a.jpg"}, expires_at=1)
     assert run_pipeline(media, context)["status"] == "READY"
     stored = (
         boto3.resource("dynamodb")
@@ -294,7 +294,7 @@ def test_the_same_bytes_as_a_failed_media_are_processed_and_take_over_the_claim(
     )
 
     assert result["status"] == "READY"
-    assert media_repository().claim_sha256(first["source"]["sha256"], "M3") == "M2"
+    assert media_repository().claim_sha256(OPERATOR, first["source"]["sha256"], "M3") == "M2"
 
 
 def test_resize_decodes_only_the_version_validate_checked(stack: dict[str, Any], context: FakeContext) -> None:
@@ -319,7 +319,7 @@ def test_near_duplicates_are_found_at_the_documented_threshold_and_not_beyond(
     """Every pair within SIMILAR_MAX_DISTANCE (6) bits is found, whichever bits differ; 7 and 8 are not reported."""
     repo = media_repository()
     base = 0x9F3A_5C71_E0B4_2D86
-    repo.index_phash("BASE", f"{base:016x}")
+    repo.index_phash(OPERATOR, "BASE", f"{base:016x}")
     rng = random.Random(distance)
     # Spread flips (one per band run where possible) are the hardest case for a banded index; random ones too.
     spread = [min(63, round(i * 64 / max(distance, 1)) + 4) for i in range(distance)]
@@ -328,7 +328,7 @@ def test_near_duplicates_are_found_at_the_documented_threshold_and_not_beyond(
         for bit in set(positions):
             other ^= 1 << bit
         flipped = bin(other ^ base).count("1")
-        found = repo.similar("PROBE", f"{other:016x}")
+        found = repo.similar(OPERATOR, "PROBE", f"{other:016x}")
         assert ("BASE" in found) == (flipped <= SIMILAR_MAX_DISTANCE), (positions, found)
 
 
@@ -337,8 +337,8 @@ def test_a_crowd_of_look_alikes_is_reported_as_its_closest_most_recent_few(stack
     repo = media_repository()
     base = 0x9F3A_5C71_E0B4_2D86
     for n in range(300):
-        repo.index_phash(f"M{n:04d}", f"{base ^ (1 << (n % 2)) if n % 3 else base:016x}")
+        repo.index_phash(OPERATOR, f"M{n:04d}", f"{base ^ (1 << (n % 2)) if n % 3 else base:016x}")
     # When a new one is looked up
-    found = repo.similar("PROBE", f"{base:016x}")
+    found = repo.similar(OPERATOR, "PROBE", f"{base:016x}")
     # Then SIMILAR_LIMIT are reported: the closest (here exact matches), most recent first
     assert found == [f"M{n:04d}" for n in range(297, 297 - 3 * SIMILAR_LIMIT, -3)]

@@ -17,8 +17,11 @@ from typing import Any
 import boto3
 import pytest
 
+from photopipe.apikeys import ENV_VAR, ApiKeys
 from photopipe.config import ClientSettings
 from photopipe.stack import Stack
+from photopipe.upload import ApiClient
+from photopipe_core.owners import OPERATOR
 from photopipe_infra.deploy import deploy
 from photopipe_infra.launcher import EmbeddedLocalStack
 from photopipe_infra.paths import state_dir
@@ -66,6 +69,34 @@ def aws_client(endpoint: str) -> Callable[[str], Any]:
 def stack(endpoint: str) -> Stack:
     deploy(endpoint, "photopipe")
     return Stack(ClientSettings(endpoint_url=endpoint, stack_name="photopipe"))
+
+
+@pytest.fixture(scope="session")
+def api_keys(stack: Stack) -> ApiKeys:
+    return ApiKeys(stack)
+
+
+@pytest.fixture(scope="session")
+def operator_key(api_keys: ApiKeys) -> str:
+    """The key of the operator, who owns the drop-folder objects the tests drop (as `photopipe up` makes one)."""
+    return api_keys.create(OPERATOR).value
+
+
+@pytest.fixture(autouse=True)
+def _cli_config(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The CLI run by a test keeps its key file in a folder of the test session's, never the user's; a test of the
+    stack gives it the operator's key (as PHOTOPIPE_API_KEY)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "config"))
+    if "stack" in request.fixturenames:
+        monkeypatch.setenv(ENV_VAR, request.getfixturevalue("operator_key"))
+
+
+@pytest.fixture
+def api(stack: Stack, operator_key: str) -> ApiClient:
+    """The API as the operator calls it."""
+    return ApiClient(stack.outputs.ApiUrl, operator_key)
 
 
 def zip_files(files: dict[str, str]) -> bytes:

@@ -22,12 +22,22 @@ from photopipe_core.steps import HEADER_BYTES
 from photopipe_core.storage import ObjectStore
 from tests import corpus
 
+API_KEY: dict[str, str] = {}  # the operator's key, for every call to the API (set once per module below)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _operator_key(operator_key: str) -> None:
+    API_KEY["x-api-key"] = operator_key
+
 
 def call(
     method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, data: bytes | None = None
 ) -> tuple[int, Any]:
+    """One HTTP request; to the API (any URL but a presigned S3 one) with the operator's key unless ``headers``
+    name their own ``x-api-key`` (empty: none at all)."""
     payload = data if data is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=payload, method=method, headers=headers or {})
+    sent = {**({} if "X-Amz-Signature=" in url else API_KEY), **(headers or {})}
+    request = urllib.request.Request(url, data=payload, method=method, headers={k: v for k, v in sent.items() if v})
     if body is not None and data is None:
         request.add_header("Content-Type", "application/json")
     try:

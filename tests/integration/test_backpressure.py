@@ -66,7 +66,7 @@ class Sampler(threading.Thread):
 
 
 def test_a_burst_waits_in_the_queue_and_never_exceeds_max_in_flight(
-    stack: Stack, aws_client: Callable[[str], Any]
+    stack: Stack, aws_client: Callable[[str], Any], operator_key: str
 ) -> None:
     # Given the deployed stack's limit and a sampler watching the pipeline and the queue
     limit = max_in_flight(stack, aws_client)
@@ -77,7 +77,9 @@ def test_a_burst_waits_in_the_queue_and_never_exceeds_max_in_flight(
     try:
         # When 300 photos are uploaded by 32 clients at once
         media_ids = send_burst(
-            ApiClient(stack.outputs.ApiUrl), [(f"b{n}.jpg", tiny_photo(n, run)) for n in range(BURST)], CLIENTS
+            ApiClient(stack.outputs.ApiUrl, operator_key),
+            [(f"b{n}.jpg", tiny_photo(n, run)) for n in range(BURST)],
+            CLIENTS,
         )
         statuses = follow(MediaReader(stack), media_ids, timeout=900)
     finally:
@@ -103,7 +105,9 @@ def test_a_burst_waits_in_the_queue_and_never_exceeds_max_in_flight(
     assert wait_until(lambda: slots(stack, limit).held() == 0, 30), "in-flight slots were not all given back"
 
 
-def test_a_run_stopped_mid_way_gives_its_slot_back(stack: Stack, aws_client: Callable[[str], Any]) -> None:
+def test_a_run_stopped_mid_way_gives_its_slot_back(
+    stack: Stack, aws_client: Callable[[str], Any], operator_key: str
+) -> None:
     # Given a photo whose run holds a slot and is stuck in Resize (its function throttled, so the step retries)
     limit = max_in_flight(stack, aws_client)
     semaphore = slots(stack, limit)
@@ -114,7 +118,7 @@ def test_a_run_stopped_mid_way_gives_its_slot_back(stack: Stack, aws_client: Cal
     lam.put_function_concurrency(FunctionName=resize, ReservedConcurrentExecutions=0)
     try:
         photo = tiny_photo(0, f"stop-{time.time_ns()}")
-        media_id = upload_bytes(ApiClient(stack.outputs.ApiUrl), "stopped.jpg", photo)
+        media_id = upload_bytes(ApiClient(stack.outputs.ApiUrl, operator_key), "stopped.jpg", photo)
         arn = stack.outputs.execution_arn(media_id)
         assert wait_until(lambda: media_id in {h.run for h in semaphore.holders()}, 60), "the run took no slot"
         assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"

@@ -62,11 +62,13 @@ def test_via_drop(stack: Stack, tmp_path: Path) -> None:
     assert sorted(str(line["status"]) for line in lines) == ["READY", "READY", "READY", "REJECTED"]
 
 
-def test_a_multipart_upload_interrupted_after_one_part_resumes_where_it_stopped(stack: Stack, tmp_path: Path) -> None:
+def test_a_multipart_upload_interrupted_after_one_part_resumes_where_it_stopped(
+    stack: Stack, tmp_path: Path, operator_key: str
+) -> None:
     path = tmp_path / "large.png"
     path.write_bytes(corpus.big_png(2800, 2600, seed=61))
     local = inspect_file(path)
-    api = ApiClient(stack.outputs.ApiUrl)
+    api = ApiClient(stack.outputs.ApiUrl, operator_key)
     body = {"filename": path.name, "content_type": local.content_type, "size": local.size, "sha256": local.sha256}
     # What an earlier run did before it was killed: created the upload (same Idempotency-Key) and sent part 1.
     grant = api.request("POST", "/v1/uploads", json=body, headers={"Idempotency-Key": local.idempotency_key}).json()
@@ -75,7 +77,7 @@ def test_a_multipart_upload_interrupted_after_one_part_resumes_where_it_stopped(
         assert requests.put(first["url"], data=handle.read(first["size"]), headers=first["headers"]).status_code == 200
 
     session = CountingSession()
-    results = Uploader(ApiClient(stack.outputs.ApiUrl, session), wait=True, wait_timeout=180).run([path])
+    results = Uploader(ApiClient(stack.outputs.ApiUrl, operator_key, session), wait=True, wait_timeout=180).run([path])
 
     assert [(r.media_id, r.status) for r in results] == [(grant["media_id"], "READY")]
     assert session.puts == len(grant["upload"]["parts"]) - 1  # only the parts S3 did not hold

@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from photopipe.stack import Stack
+from photopipe_core.models import OPERATOR
 from photopipe_core.repository import MediaRepository
 
 
@@ -226,7 +227,7 @@ def test_racing_claims_of_the_same_bytes_have_one_winner(stack: Stack) -> None:
 
     def claim(media_id: str) -> None:
         barrier.wait()
-        owners[media_id] = repo.claim_sha256(sha256, media_id)
+        owners[media_id] = repo.claim_sha256(OPERATOR, sha256, media_id)
 
     threads = [threading.Thread(target=claim, args=(f"RACE{i}",)) for i in range(8)]
     for thread in threads:

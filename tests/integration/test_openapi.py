@@ -32,18 +32,28 @@ NOT_PROVOKED = {
 
 
 class ContractClient:
-    def __init__(self, api_url: str, spec: dict[str, Any]) -> None:
+    def __init__(self, api_url: str, api_key: str, spec: dict[str, Any]) -> None:
         self.api_url = api_url
+        self.api_key = api_key
         self.spec = spec
         self.seen: set[tuple[str, str, str]] = set()
 
     def call(
-        self, method: str, template: str, *, json: Any = None, headers: dict[str, str] | None = None, **params: str
+        self,
+        method: str,
+        template: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        keyed: bool = True,
+        **params: str,
     ) -> requests.Response:
+        """A request with the API key (``keyed=False``: without one)."""
         path_params = {k: v for k, v in params.items() if f"{{{k}}}" in template}
         query = {k: v for k, v in params.items() if k not in path_params}
+        sent = {**({"x-api-key": self.api_key} if keyed else {}), **(headers or {})}
         response = requests.request(
-            method, self.api_url + template.format(**path_params), json=json, params=query, headers=headers, timeout=60
+            method, self.api_url + template.format(**path_params), json=json, params=query, headers=sent, timeout=60
         )
         self.check(method, template, response)
         return response
@@ -79,8 +89,10 @@ def spec() -> dict[str, Any]:
     return dict(yaml.safe_load(SPEC_PATH.read_text()))
 
 
-def test_the_live_api_behaves_as_its_openapi_document_says(stack: Stack, spec: dict[str, Any]) -> None:
-    api = ContractClient(stack.outputs.ApiUrl, spec)
+def test_the_live_api_behaves_as_its_openapi_document_says(
+    stack: Stack, operator_key: str, spec: dict[str, Any]
+) -> None:
+    api = ContractClient(stack.outputs.ApiUrl, operator_key, spec)
     photo = samples.jpeg_bytes(samples.photo(800, 600, seed=77))
     body = {"filename": "c.jpg", "content_type": "image/jpeg", "size": len(photo)}
     body["sha256"] = hashlib.sha256(photo).hexdigest()
@@ -91,7 +103,10 @@ def test_the_live_api_behaves_as_its_openapi_document_says(stack: Stack, spec: d
     media_id = grant["media_id"]
     api.call("POST", "/v1/uploads", json={**body, "size": 0})  # 400
     refused = requests.post(
-        f"{stack.outputs.ApiUrl}/v1/uploads", data=b"x", headers={"Content-Type": "image/png"}, timeout=60
+        f"{stack.outputs.ApiUrl}/v1/uploads",
+        data=b"x",
+        headers={"Content-Type": "image/png", "x-api-key": operator_key},
+        timeout=60,
     )
     api.check("POST", "/v1/uploads", refused)  # 415: the body is JSON
     api.call("POST", "/v1/uploads", json={**body, "filename": "other.jpg"}, headers=key)  # 409 conflict
@@ -127,6 +142,20 @@ def test_the_live_api_behaves_as_its_openapi_document_says(stack: Stack, spec: d
     api.call("POST", "/v1/media/{media_id}/retry", media_id=media_id)  # 409: not FAILED
     api.call("POST", "/v1/media/{media_id}/retry", media_id="01JD3X4Y5Z6A7B8C9D0EFGHJKZ")  # 404
     api.call("GET", "/v1/health")
+    api.call("GET", "/v1/health", keyed=False)  # the one route open without a key
+    # Without a key, or with one API Gateway does not know, every other route is 403
+    unknown = {"x-api-key": "not-a-key-of-this-stack"}
+    for method, template in (
+        ("POST", "/v1/uploads"),
+        ("POST", "/v1/uploads/{media_id}/complete"),
+        ("GET", "/v1/media/{media_id}"),
+        ("GET", "/v1/media"),
+        ("POST", "/v1/media/{media_id}/retry"),
+    ):
+        for headers in ({}, unknown):
+            refused = api.call(method, template, json=body, headers=headers, keyed=False, media_id=media_id)
+            assert refused.status_code == 403, (method, template, refused.text)
+            assert refused.json()["error"]["code"] == "forbidden"
     assert api.call("GET", "/v1/nothing-here").status_code == 404
     assert api.call("DELETE", "/v1/media/{media_id}", media_id=media_id).status_code == 405
 

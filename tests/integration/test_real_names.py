@@ -30,7 +30,7 @@ NAMES = [
 
 
 def test_real_file_names_in_the_drop_folder_end_ready_and_are_found_by_their_key(
-    stack: Stack, aws_client: Callable[[str], Any]
+    stack: Stack, aws_client: Callable[[str], Any], operator_key: str
 ) -> None:
     # Given photos dropped under the names people give them
     s3, bucket = aws_client("s3"), stack.outputs.MediaBucketName
@@ -38,7 +38,7 @@ def test_real_file_names_in_the_drop_folder_end_ready_and_are_found_by_their_key
     for n, name in enumerate(NAMES):
         s3.put_object(Bucket=bucket, Key=folder + name, Body=tiny_photo(n, folder), ContentType="image/jpeg")
     # When each is looked up by its real key (as `photopipe status` and the README do)
-    api = ApiClient(stack.outputs.ApiUrl)
+    api = ApiClient(stack.outputs.ApiUrl, operator_key)
     found: dict[str, str] = {}
     deadline = time.monotonic() + 120
     while len(found) < len(NAMES) and time.monotonic() < deadline:

@@ -52,7 +52,9 @@ def reconcile(stack: Stack) -> dict[str, list[str]]:
     return dict(json.loads(result.output.strip().splitlines()[-1]))
 
 
-def test_reconcile_finishes_lost_events_uploads_and_closed_runs(stack: Stack, aws_client: Callable[[str], Any]) -> None:
+def test_reconcile_finishes_lost_events_uploads_and_closed_runs(
+    stack: Stack, aws_client: Callable[[str], Any], operator_key: str
+) -> None:
     reader, s3, sfn, lam = MediaReader(stack), aws_client("s3"), aws_client("stepfunctions"), aws_client("lambda")
     bucket = stack.outputs.MediaBucketName
     run_id = f"rec-{time.time_ns()}"
@@ -60,14 +62,14 @@ def test_reconcile_finishes_lost_events_uploads_and_closed_runs(stack: Stack, aw
     with events_lost(stack, aws_client):
         key = f"drop/{run_id}/lost photo.jpg"
         etag = s3.put_object(Bucket=bucket, Key=key, Body=tiny_photo(1, run_id), ContentType="image/jpeg")["ETag"]
-        uploaded = upload_bytes(ApiClient(stack.outputs.ApiUrl), "lost-upload.jpg", tiny_photo(2, run_id))
+        uploaded = upload_bytes(ApiClient(stack.outputs.ApiUrl, operator_key), "lost-upload.jpg", tiny_photo(2, run_id))
     dropped = media_id_for_object(bucket, key, etag)
     assert reader.get(dropped) is None and reader.get(uploaded).status is Status.PENDING_UPLOAD  # type: ignore[union-attr]
     # and a photo whose run was stopped mid-way (its Resize throttled), left PROCESSING
     resize = physical(stack, aws_client, "ResizeFunction")
     lam.put_function_concurrency(FunctionName=resize, ReservedConcurrentExecutions=0)
     try:
-        stuck = upload_bytes(ApiClient(stack.outputs.ApiUrl), "stuck.jpg", tiny_photo(3, run_id))
+        stuck = upload_bytes(ApiClient(stack.outputs.ApiUrl, operator_key), "stuck.jpg", tiny_photo(3, run_id))
         arn = stack.outputs.execution_arn(stuck)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (

@@ -72,7 +72,7 @@ class StatusApi(upload.ApiClient):
     """Media ``m000``… finish one after another, ``per_second`` of them a second from ``first_at`` on."""
 
     def __init__(self, clock: FakeClock, count: int, first_at: float, per_second: float) -> None:
-        super().__init__("http://api.invalid")
+        super().__init__("http://api.invalid", "a-key")
         self.clock = clock
         self.done_at = {f"m{index:03d}": first_at + index / per_second for index in range(count)}
         self.questions = 0

@@ -36,7 +36,8 @@ MAX_PAGE = 100
 MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
 MAX_KEY_BYTES = 1024  # S3's limit on an object key (UTF-8)
 RETRY_AFTER_SECONDS = 5  # a retry refused because every in-flight slot is taken: about when one frees up
-MAX_TOKEN_FIELD = 64  # a media id or a timestamp: no field of a next_token this API gives out is longer
+# A media id, a status or an owner's name and a timestamp: no field of a next_token this API gives out is longer.
+MAX_TOKEN_FIELD = 96
 
 
 class ApiError(Exception):
@@ -214,15 +215,15 @@ class MediaApi:
         self._settings = settings
 
     # --- uploads ---------------------------------------------------------------------------------------------
-    def create_upload(self, request: UploadRequest, idempotency_key: str | None) -> dict[str, Any]:
-        """A PENDING_UPLOAD media and where to send its bytes: one presigned PUT bound to key, type, size (and
-        sha256 when given), or presigned part URLs of a multipart upload for files over the threshold."""
+    def create_upload(self, owner: str, request: UploadRequest, idempotency_key: str | None) -> dict[str, Any]:
+        """A PENDING_UPLOAD media of ``owner`` and where to send its bytes: one presigned PUT bound to key, type,
+        size (and sha256 when given), or presigned part URLs of a multipart upload for files over the threshold."""
         media_id = new_media_id()
         if idempotency_key:
             if len(idempotency_key) > 255:
                 raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key is longer than 255 characters")
             body_hash = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
-            bound_id, bound_hash = self._repo.claim_idempotency_key(idempotency_key, body_hash, media_id)
+            bound_id, bound_hash = self._repo.claim_idempotency_key(owner, idempotency_key, body_hash, media_id)
             if bound_hash != body_hash:
                 raise ApiError(
                     409, "idempotency_conflict", "this Idempotency-Key was already used with a different request body"
@@ -248,7 +249,7 @@ class MediaApi:
         if self._is_multipart(request.size):
             source["upload_id"] = self._store.start_multipart(key, request.content_type)
         try:
-            item = self._repo.create_pending(media_id, source, int(time.time()) + PENDING_TTL_SECONDS)
+            item = self._repo.create_pending(media_id, owner, source, int(time.time()) + PENDING_TTL_SECONDS)
         except AlreadyExists:
             # A request with the same Idempotency-Key created it a moment before this one: the same media for both.
             if "upload_id" in source:
@@ -309,12 +310,10 @@ class MediaApi:
             "complete_url": f"/v1/uploads/{item.media_id}/complete",
         }
 
-    def complete_upload(self, media_id: str) -> dict[str, Any]:
+    def complete_upload(self, owner: str, media_id: str) -> dict[str, Any]:
         """Assemble a multipart upload once every part is in S3 (safe to call again); the pipeline starts from
         the object S3 creates."""
-        item = self._repo.get(media_id) if MEDIA_ID_PATTERN.match(media_id) else None
-        if item is None:
-            raise ApiError(404, "not_found", f"no media {media_id}")
+        item = self._owned(owner, media_id)
         done = {"media_id": media_id, "status": item.status.value, "status_url": status_path(media_id)}
         if item.status != Status.PENDING_UPLOAD:
             return done
@@ -352,42 +351,46 @@ class MediaApi:
         )
 
     # --- reading ---------------------------------------------------------------------------------------------
-    def get_media(self, media_id: str) -> dict[str, Any]:
-        if not MEDIA_ID_PATTERN.match(media_id):
+    def _owned(self, owner: str, media_id: str) -> MediaItem:
+        """The owner's media ``media_id``; another owner's answers exactly as an unknown id does."""
+        item = self._repo.get(media_id) if MEDIA_ID_PATTERN.match(media_id) else None
+        if item is None or item.owner != owner:
             raise ApiError(404, "not_found", f"no media {media_id}")
-        item = self._repo.get(media_id)
-        if item is None:
-            raise ApiError(404, "not_found", f"no media {media_id}")
-        return self.view(item)
+        return item
 
-    def find_by_key(self, key: str) -> dict[str, Any]:
+    def get_media(self, owner: str, media_id: str) -> dict[str, Any]:
+        return self.view(self._owned(owner, media_id))
+
+    def find_by_key(self, owner: str, key: str) -> dict[str, Any]:
         # S3 keys are at most 1,024 bytes: a longer one names no object (and would be too long for the index).
-        item = self._repo.find_by_key(key) if len(key.encode()) <= MAX_KEY_BYTES else None
+        item = self._repo.find_by_key(key, owner) if len(key.encode()) <= MAX_KEY_BYTES else None
         if item is None:
             raise ApiError(404, "not_found", f"no media was created from the object {key!r}")
         return self.view(item)
 
-    def find(self, query: MediaQuery) -> dict[str, Any]:
-        """``GET /v1/media``: one media by key or sha256, or a page of media by status."""
+    def find(self, owner: str, query: MediaQuery) -> dict[str, Any]:
+        """``GET /v1/media``: one of the owner's media by key or sha256, or a page of them by status."""
         if query.key is not None:
-            return self.find_by_key(query.key)
+            return self.find_by_key(owner, query.key)
         if query.sha256 is not None:
-            return self.find_by_sha256(query.sha256)
+            return self.find_by_sha256(owner, query.sha256)
         assert query.status is not None
-        return self.list_by_status(query.status, query.next_token, query.limit)
+        return self.list_by_status(owner, query.status, query.next_token, query.limit)
 
-    def find_by_sha256(self, sha256: str) -> dict[str, Any]:
-        """The media that owns these exact bytes (the first one uploaded), so clients can skip re-uploads."""
-        owner = self._repo.owner_of_sha256(sha256.lower()) if _is_sha256(sha256) else None
-        item = self._repo.get(owner) if owner else None
-        if item is None:
+    def find_by_sha256(self, owner: str, sha256: str) -> dict[str, Any]:
+        """The owner's media with these exact bytes (the first one uploaded), so clients can skip re-uploads."""
+        media_id = self._repo.media_with_sha256(owner, sha256.lower()) if _is_sha256(sha256) else None
+        item = self._repo.get(media_id) if media_id else None
+        if item is None or item.owner != owner:
             raise ApiError(404, "not_found", f"no media has the sha256 {sha256}")
         return self.view(item)
 
-    def list_by_status(self, status: Status, next_token: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    def list_by_status(
+        self, owner: str, status: Status, next_token: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
         page_size = min(max(limit or 50, 1), MAX_PAGE)
-        start = _start_key(next_token, status) if next_token else None
-        items, last = self._repo.list_by_status(status, page_size, start)
+        start = _start_key(next_token, status, owner) if next_token else None
+        items, last = self._repo.list_by_status(status, page_size, start, owner)
         token = base64.urlsafe_b64encode(json.dumps(last).encode()).decode() if last else None
         return {"items": [self.view(item) for item in items], "next_token": token}
 
@@ -400,6 +403,7 @@ class MediaApi:
         expires = self._settings.download_url_expires_seconds
         body: dict[str, Any] = {
             "media_id": item.media_id,
+            "owner": item.owner,
             "status": item.status.value,
             "reason": item.reason,
             "reason_detail": item.reason_detail,
@@ -436,10 +440,8 @@ class MediaApi:
         return without_none(body)
 
     # --- actions ---------------------------------------------------------------------------------------------
-    def retry(self, media_id: str) -> dict[str, Any]:
-        item = self._repo.get(media_id) if MEDIA_ID_PATTERN.match(media_id) else None
-        if item is None:
-            raise ApiError(404, "not_found", f"no media {media_id}")
+    def retry(self, owner: str, media_id: str) -> dict[str, Any]:
+        item = self._owned(owner, media_id)
         if item.status != Status.FAILED:
             raise ApiError(409, "not_failed", f"media {media_id} is {item.status.value}; only FAILED media are retried")
         try:
@@ -460,8 +462,9 @@ class MediaApi:
 _START_KEY_FIELDS = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
 
 
-def _start_key(next_token: str, status: Status) -> dict[str, str]:
-    """The start key inside a ``next_token`` this API gave out for listing ``status``; anything else is a 400."""
+def _start_key(next_token: str, status: Status, owner: str) -> dict[str, str]:
+    """The start key inside a ``next_token`` this API gave out for listing ``owner``'s media with ``status``;
+    anything else (another owner's listing included) is a 400."""
     refused = ApiError(400, "invalid_next_token", "next_token is not one this API gave out")
     try:
         start = json.loads(base64.urlsafe_b64decode(next_token.encode()))
@@ -472,6 +475,7 @@ def _start_key(next_token: str, status: Status) -> dict[str, str]:
         or set(start) != _START_KEY_FIELDS
         or not all(isinstance(value, str) and value for value in start.values())
         or start["gsi1pk"] != f"STATUS#{status}"
+        or not start["gsi1sk"].startswith(f"{owner}#")
         or not start["pk"].startswith("MEDIA#")
         or start["sk"] != "META"
         or max(len(value) for value in start.values()) > MAX_TOKEN_FIELD

@@ -7,6 +7,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The owner of media that no API key owns: drop-folder objects outside an owner's folder (DESIGN §4.6).
+OPERATOR = "operator"
+
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -80,6 +83,7 @@ class SourceFacts(BaseModel):
     bytes: int
     sha256: str
     etag: str = ""  # the version of the original these facts are about; Resize decodes exactly that version
+    owner: str = OPERATOR  # whose media it is: deduplication and near-duplicates stay within the owner's media
 
 
 class VariantRef(BaseModel):
@@ -132,6 +136,7 @@ class MediaItem(BaseModel):
     media_id: str
     status: Status
     source: SourceObject
+    owner: str = OPERATOR
     execution_arn: str | None = None
     reason: str | None = None
     reason_detail: str | None = None

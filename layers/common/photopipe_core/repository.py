@@ -3,12 +3,14 @@
 Item types (one table, ``pk``/``sk``):
 - ``MEDIA#<media_id>`` / ``META``: the media item (status, source, variants …).
 - ``MEDIA#<media_id>`` / ``HISTORY#<timestamp>#<status>``: one entry per status change, appended, never rewritten.
-- ``SHA256#<hex>`` / ``CLAIM``: the first media with these exact bytes (later ones are its duplicates).
-- ``PHASH#<band>#<bits>`` / ``<media_id>``: perceptual-hash bands, to find near-duplicates.
-- ``IDEMPOTENCY#<key>`` / ``UPLOAD``: an API Idempotency-Key, the hash of its request body and its media.
+- ``SHA256#<owner>#<hex>`` / ``CLAIM``: the owner's first media with these exact bytes (later ones are its duplicates).
+- ``PHASH#<owner>#<band>#<bits>`` / ``<media_id>``: perceptual-hash bands, to find the owner's near-duplicates.
+- ``IDEMPOTENCY#<owner>#<key>`` / ``UPLOAD``: an owner's Idempotency-Key, the hash of its request body and its media.
+- ``OWNERS`` / ``<name>`` and ``APIKEY#<key id>`` / ``OWNER``: owners and their API keys (``owners.py``).
 
-Media items also carry ``gsi1pk = STATUS#<status>`` / ``gsi1sk = <created_at>`` (index ``by-status``) and
-``gsi2pk = KEY#<s3 key>`` (index ``by-key``), so media can be listed by status and found by their object.
+Media items also carry ``gsi1pk = STATUS#<status>`` / ``gsi1sk = <owner>#<created_at>`` (index ``by-status``: all
+media of a status, or one owner's newest first) and ``gsi2pk = KEY#<s3 key>`` (index ``by-key``), so media can be
+listed by status and found by their object.
 
 Every status change is a conditional write: a run may only finish a media it is processing.
 """
@@ -24,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from photopipe_core import aws
 from photopipe_core.models import MediaItem, PipelineInput, SourceFacts, SourceObject, Status, utc_now
+from photopipe_core.owners import Owners
 from photopipe_core.rules import hamming
 from photopipe_core.settings import get_settings
 
@@ -48,6 +51,11 @@ def media_pk(media_id: str) -> str:
     return f"MEDIA#{media_id}"
 
 
+def status_sort_key(owner: str, created_at: str) -> str:
+    """``gsi1sk``: a status's media grouped by owner, each owner's by creation time."""
+    return f"{owner}#{created_at}"
+
+
 class AlreadyExists(Exception):
     """A media with this id exists already (another request with the same Idempotency-Key created it first)."""
 
@@ -63,6 +71,7 @@ def _conditional_failed(error: ClientError) -> bool:
 class MediaRepository:
     def __init__(self, table: Any) -> None:
         self._table = table
+        self.owners = Owners(table)
 
     # --- reads ---------------------------------------------------------------------------------------------------
     def get(self, media_id: str) -> MediaItem | None:
@@ -82,33 +91,46 @@ class MediaRepository:
         return bool(self._table.table_status)
 
     # --- transitions ---------------------------------------------------------------------------------------------
-    def mark_processing(self, media: PipelineInput, execution_arn: str) -> SourceObject:
+    def mark_processing(self, media: PipelineInput, execution_arn: str) -> tuple[SourceObject, str]:
         """This execution processes the media (first run, repeat of the same run, or a redrive of a failed one);
-        returns the source object with what the uploader declared about it.
+        returns the source object with what the uploader declared about it, and the media's owner (an API
+        upload's is recorded; a drop-folder object's follows the drop-folder rule, ``Owners.owner_of_drop_key``).
 
         Safe to repeat: the history gets one PROCESSING entry per execution. A media being processed no longer
         expires (the TTL only clears abandoned PENDING_UPLOAD items).
         """
         now = utc_now()
-        values: dict[str, Any] = {"media_id": media.media_id, "source": self._source(media)}
+        current = self.get(media.media_id)
+        recorded = current.source.model_dump(exclude_none=True) if current else {}
+        source = {**recorded, "bucket": media.bucket, "key": media.key, "etag": media.etag, "size": media.size}
+        owner = current.owner if current else self.owners.owner_of_drop_key(media.key)
+        created_at = current.created_at if current else now
+        values: dict[str, Any] = {"media_id": media.media_id, "source": source}
         sets = ", ".join(f"#{k} = :{k}" for k in values)
         try:
             response = self._table.update_item(
                 Key={"pk": media_pk(media.media_id), "sk": META},
                 UpdateExpression=(
                     f"SET {sets}, #status = :status, execution_arn = :execution, "
-                    "created_at = if_not_exists(created_at, :now), updated_at = :now, "
-                    "gsi1pk = :gsi1pk, gsi1sk = if_not_exists(created_at, :now), gsi2pk = :gsi2pk "
+                    "created_at = if_not_exists(created_at, :now), updated_at = :now, #owner = if_not_exists(#owner, "
+                    ":owner), gsi1pk = :gsi1pk, gsi1sk = if_not_exists(gsi1sk, :gsi1sk), gsi2pk = :gsi2pk "
                     "REMOVE reason, reason_detail, #error, expires_at"
                 ),
                 ConditionExpression=("attribute_not_exists(pk) OR #status IN (:s0, :s1) OR execution_arn = :execution"),
-                ExpressionAttributeNames={"#status": "status", "#error": "error", **{f"#{k}": k for k in values}},
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#error": "error",
+                    "#owner": "owner",
+                    **{f"#{k}": k for k in values},
+                },
                 ExpressionAttributeValues={
                     ":status": Status.PROCESSING.value,
                     ":execution": execution_arn,
                     ":now": now,
                     ":gsi1pk": f"STATUS#{Status.PROCESSING}",
                     ":gsi2pk": f"KEY#{media.key}",
+                    ":owner": owner,
+                    ":gsi1sk": status_sort_key(owner, created_at),
                     **{f":s{i}": s.value for i, s in enumerate(REDRIVABLE_FROM)},
                     **{f":{k}": v for k, v in values.items()},
                 },
@@ -121,7 +143,7 @@ class MediaRepository:
         old = response.get("Attributes", {})
         if old.get("status") != Status.PROCESSING.value or old.get("execution_arn") != execution_arn:
             self._append_history(media.media_id, Status.PROCESSING, now, step="validate", execution_arn=execution_arn)
-        return SourceObject.model_validate(plain(values["source"]))
+        return SourceObject.model_validate(plain(source)), str(old.get("owner") or owner)
 
     def set_upload_id(self, media_id: str, upload_id: str) -> None:
         """A new multipart upload for a media still waiting for its bytes (the previous one expired)."""
@@ -204,20 +226,21 @@ class MediaRepository:
         self._append_history(media_id, status, now, **history)
         return to_media_item(response["Attributes"])
 
-    def create_pending(self, media_id: str, source: dict[str, Any], expires_at: int) -> MediaItem:
-        """A new media waiting for its upload (API); abandoned ones expire through the table's TTL."""
+    def create_pending(self, media_id: str, owner: str, source: dict[str, Any], expires_at: int) -> MediaItem:
+        """A new media of ``owner`` waiting for its upload (API); abandoned ones expire through the table's TTL."""
         now = utc_now()
         item = {
             "pk": media_pk(media_id),
             "sk": META,
             "media_id": media_id,
+            "owner": owner,
             "status": Status.PENDING_UPLOAD.value,
             "source": source,
             "created_at": now,
             "updated_at": now,
             "expires_at": expires_at,
             "gsi1pk": f"STATUS#{Status.PENDING_UPLOAD}",
-            "gsi1sk": now,
+            "gsi1sk": status_sort_key(owner, now),
             "gsi2pk": f"KEY#{source['key']}",
         }
         try:
@@ -229,9 +252,16 @@ class MediaRepository:
         self._append_history(media_id, Status.PENDING_UPLOAD, now, step="api")
         return to_media_item(item)
 
-    def claim_idempotency_key(self, key: str, body_hash: str, media_id: str) -> tuple[str, str]:
-        """Bind an Idempotency-Key to a request body and media; return the (media_id, body_hash) it is bound to."""
-        item = {"pk": f"IDEMPOTENCY#{key}", "sk": UPLOAD, "media_id": media_id, "body_hash": body_hash, "at": utc_now()}
+    def claim_idempotency_key(self, owner: str, key: str, body_hash: str, media_id: str) -> tuple[str, str]:
+        """Bind an owner's Idempotency-Key to a request body and media; return the (media_id, body_hash) it is
+        bound to. Owners' keys never meet: the same key from two owners makes two media."""
+        item = {
+            "pk": f"IDEMPOTENCY#{owner}#{key}",
+            "sk": UPLOAD,
+            "media_id": media_id,
+            "body_hash": body_hash,
+            "at": utc_now(),
+        }
         try:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
@@ -241,26 +271,33 @@ class MediaRepository:
             return str(stored["media_id"]), str(stored["body_hash"])
         return media_id, body_hash
 
-    def owner_of_sha256(self, sha256: str) -> str | None:
-        item = self._table.get_item(Key={"pk": f"SHA256#{sha256}", "sk": CLAIM}, ConsistentRead=True).get("Item")
+    def media_with_sha256(self, owner: str, sha256: str) -> str | None:
+        """The owner's media that claimed these exact bytes (its first upload of them), if any."""
+        item = self._table.get_item(Key=_claim_key(owner, sha256), ConsistentRead=True).get("Item")
         return str(item["media_id"]) if item else None
 
-    def find_by_key(self, key: str) -> MediaItem | None:
+    def find_by_key(self, key: str, owner: str | None = None) -> MediaItem | None:
+        """The newest media made from the object ``key`` (only if it is ``owner``'s, when given)."""
         response = self._table.query(
             IndexName=BY_KEY, KeyConditionExpression="gsi2pk = :k", ExpressionAttributeValues={":k": f"KEY#{key}"}
         )
         items = sorted(response["Items"], key=lambda i: str(i.get("created_at", "")), reverse=True)
-        return self.get(str(items[0]["media_id"])) if items else None
+        item = self.get(str(items[0]["media_id"])) if items else None
+        return item if item is not None and owner in (None, item.owner) else None
 
     def list_by_status(
-        self, status: Status, limit: int = 50, start: dict[str, Any] | None = None
+        self, status: Status, limit: int = 50, start: dict[str, Any] | None = None, owner: str | None = None
     ) -> tuple[list[MediaItem], dict[str, Any] | None]:
-        """One page of media with ``status``, newest first, and the key to continue from (or None)."""
+        """One page of media with ``status`` (only ``owner``'s, newest first, when given), and the key to continue
+        from (or None)."""
+        condition, values = "gsi1pk = :s", {":s": f"STATUS#{status}"}
+        if owner is not None:
+            condition, values = f"{condition} AND begins_with(gsi1sk, :owner)", {**values, ":owner": f"{owner}#"}
         kwargs: dict[str, Any] = {
             "IndexName": BY_STATUS,
-            "KeyConditionExpression": "gsi1pk = :s",
+            "KeyConditionExpression": condition,
             "ScanIndexForward": False,
-            "ExpressionAttributeValues": {":s": f"STATUS#{status}"},
+            "ExpressionAttributeValues": values,
             "Limit": limit,
         }
         if start:
@@ -324,9 +361,10 @@ class MediaRepository:
         return attempt
 
     # --- exact and near duplicates -------------------------------------------------------------------------------
-    def claim_sha256(self, sha256: str, media_id: str) -> str:
-        """Claim these bytes for ``media_id``; return the media that owns them (itself, or an earlier one)."""
-        key = {"pk": f"SHA256#{sha256}", "sk": CLAIM}
+    def claim_sha256(self, owner: str, sha256: str, media_id: str) -> str:
+        """Claim these bytes among ``owner``'s media for ``media_id``; return the media that has them (itself, or
+        an earlier one of the owner's)."""
+        key = _claim_key(owner, sha256)
         try:
             self._table.put_item(
                 Item={**key, "media_id": media_id, "at": utc_now()},
@@ -340,15 +378,16 @@ class MediaRepository:
             return str(owner)
         return media_id
 
-    def take_over_claim(self, sha256: str, media_id: str, previous_owner: str) -> bool:
-        """Move the claim on these bytes from ``previous_owner`` to ``media_id``; False if someone else moved it."""
+    def take_over_claim(self, owner: str, sha256: str, media_id: str, previous: str) -> bool:
+        """Move the claim on these bytes from the media ``previous`` to ``media_id``; False if someone else moved
+        it."""
         try:
             self._table.update_item(
-                Key={"pk": f"SHA256#{sha256}", "sk": CLAIM},
+                Key=_claim_key(owner, sha256),
                 UpdateExpression="SET media_id = :me, #at = :now",
                 ConditionExpression="media_id = :previous",
                 ExpressionAttributeNames={"#at": "at"},
-                ExpressionAttributeValues={":me": media_id, ":previous": previous_owner, ":now": utc_now()},
+                ExpressionAttributeValues={":me": media_id, ":previous": previous, ":now": utc_now()},
             )
         except ClientError as error:
             if _conditional_failed(error):
@@ -356,20 +395,20 @@ class MediaRepository:
             raise
         return True
 
-    def index_phash(self, media_id: str, phash: str) -> None:
+    def index_phash(self, owner: str, media_id: str, phash: str) -> None:
         with self._table.batch_writer() as batch:
             for band, bits in phash_bands(phash):
-                batch.put_item(Item={"pk": f"PHASH#{band}#{bits}", "sk": media_id, "phash": phash})
+                batch.put_item(Item={"pk": f"PHASH#{owner}#{band}#{bits}", "sk": media_id, "phash": phash})
 
-    def similar(self, media_id: str, phash: str, max_distance: int = SIMILAR_MAX_DISTANCE) -> list[str]:
-        """Other media whose perceptual hash is within ``max_distance`` bits: the ``SIMILAR_LIMIT`` closest among
-        the last ``SIMILAR_READ_PER_BAND`` entries of each band by media id, closest first, then by id descending
-        (an upload's id sorts by time; a drop-folder object's id is derived from the object)."""
+    def similar(self, owner: str, media_id: str, phash: str, max_distance: int = SIMILAR_MAX_DISTANCE) -> list[str]:
+        """The owner's other media whose perceptual hash is within ``max_distance`` bits: the ``SIMILAR_LIMIT``
+        closest among the last ``SIMILAR_READ_PER_BAND`` entries of each band by media id, closest first, then by id
+        descending (an upload's id sorts by time; a drop-folder object's id is derived from the object)."""
         found: dict[str, int] = {}
         for band, bits in phash_bands(phash):
             response = self._table.query(
                 KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": f"PHASH#{band}#{bits}"},
+                ExpressionAttributeValues={":pk": f"PHASH#{owner}#{band}#{bits}"},
                 ScanIndexForward=False,
                 Limit=SIMILAR_READ_PER_BAND,
             )
@@ -379,12 +418,6 @@ class MediaRepository:
                     found[other] = distance
         most_recent_first = sorted(found, reverse=True)
         return sorted(most_recent_first, key=lambda other: found[other])[:SIMILAR_LIMIT]
-
-    def _source(self, media: PipelineInput) -> dict[str, Any]:
-        """The source map for a run: the object as S3 reported it, plus what the API recorded (filename …)."""
-        current = self.get(media.media_id)
-        recorded = current.source.model_dump(exclude_none=True) if current else {}
-        return {**recorded, "bucket": media.bucket, "key": media.key, "etag": media.etag, "size": media.size}
 
     def _append_history(self, media_id: str, status: Status, at: str, **details: str) -> None:
         try:
@@ -401,6 +434,10 @@ class MediaRepository:
         except ClientError as error:
             if not _conditional_failed(error):
                 raise
+
+
+def _claim_key(owner: str, sha256: str) -> dict[str, str]:
+    return {"pk": f"SHA256#{owner}#{sha256}", "sk": CLAIM}
 
 
 def phash_bands(phash: str) -> Iterable[tuple[int, str]]:

@@ -41,7 +41,7 @@ def _encoder() -> ThreadPoolExecutor:
 def validate(step: StepInput, store: ObjectStore, repo: MediaRepository, settings: Settings) -> StepInput:
     """Check the original by content and limits (a RejectedInput ends the run as REJECTED); mark it PROCESSING."""
     media = step.media
-    recorded = repo.mark_processing(media, step.execution_arn)
+    recorded, owner = repo.mark_processing(media, step.execution_arn)
     head = store.head(media.key)
     if head.size > settings.limits.max_bytes:  # refused before a byte is downloaded
         raise TooLarge(f"{head.size} bytes is over the limit of {settings.limits.max_bytes} bytes")
@@ -61,6 +61,7 @@ def validate(step: StepInput, store: ObjectStore, repo: MediaRepository, setting
         bytes=info.bytes,
         sha256=info.sha256,
         etag=head.etag,
+        owner=owner,
     )
     repo.record_source(media.media_id, step.execution_arn, source)
     return step.model_copy(update={"source": source})
@@ -87,25 +88,26 @@ CLAIM_ATTEMPTS = 3
 
 
 def dedupe(step: StepInput, repo: MediaRepository) -> str | None:
-    """The media these exact bytes already belong to, or None when this media is their owner now.
+    """The media of the same owner these exact bytes already belong to, or None when this media is their
+    claimant now (each owner's library is deduplicated on its own).
 
     The same bytes get the same answer: bytes a step refused (REJECTED, by whichever step found it) are refused
     again with the same reason — raised here, so the state machine rejects this media too — never made a DUPLICATE
     of a refused media. Bytes whose owner FAILED (or vanished) are this media's to process: it takes the claim over.
     """
     assert step.source is not None, "dedupe runs after validate"
-    sha256, me = step.source.sha256, step.media.media_id
+    sha256, me, owner = step.source.sha256, step.media.media_id, step.source.owner
     for _ in range(CLAIM_ATTEMPTS):
-        owner_id = repo.claim_sha256(sha256, me)
-        if owner_id == me:
+        claimant_id = repo.claim_sha256(owner, sha256, me)
+        if claimant_id == me:
             return None
-        owner = repo.get(owner_id)
-        if owner is not None and owner.status is Status.REJECTED and owner.reason in REJECTION_BY_REASON:
-            detail = f"the same bytes as {owner_id}, which was refused: {owner.reason_detail or owner.reason}"
-            raise REJECTION_BY_REASON[owner.reason](detail)
-        if owner is not None and owner.status is not Status.FAILED:
-            return owner_id
-        if repo.take_over_claim(sha256, me, owner_id):
+        claimant = repo.get(claimant_id)
+        if claimant is not None and claimant.status is Status.REJECTED and claimant.reason in REJECTION_BY_REASON:
+            detail = f"the same bytes as {claimant_id}, which was refused: {claimant.reason_detail or claimant.reason}"
+            raise REJECTION_BY_REASON[claimant.reason](detail)
+        if claimant is not None and claimant.status is not Status.FAILED:
+            return claimant_id
+        if repo.take_over_claim(owner, sha256, me, claimant_id):
             return None
     raise TransientError(f"the claim on {sha256[:12]}… kept changing owner")
 
@@ -158,7 +160,7 @@ def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> Medi
     assert step.source is not None and step.phash is not None, "finalize runs after resize"
     media_id = step.media.media_id
     variants = {v.name: Variant(key=v.key, width=v.width, height=v.height, bytes=v.bytes or 0) for v in step.variants}
-    similar = repo.similar(media_id, step.phash)
+    similar = repo.similar(step.source.owner, media_id, step.phash)
     item = repo.finish(
         media_id,
         step.execution_arn,
@@ -172,7 +174,7 @@ def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> Medi
         width=step.facts.width if step.facts else step.source.width,
         height=step.facts.height if step.facts else step.source.height,
     )
-    repo.index_phash(media_id, step.phash)
+    repo.index_phash(step.source.owner, media_id, step.phash)
     return item
 
 
