@@ -75,8 +75,10 @@ class ApiKeys:
                 usagePlanId=self._stack.outputs.UsagePlanId, keyId=key["id"], keyType="API_KEY"
             )
             owners.register_key(name, key["id"])
-        except BaseException:
-            self._gateway.delete_api_key(apiKey=key["id"])  # no key without its owner, nor one API Gateway admits
+        except BaseException:  # no key without its owner, nor one API Gateway admits
+            with contextlib.suppress(self._gateway.exceptions.NotFoundException):
+                self._gateway.delete_usage_plan_key(usagePlanId=self._stack.outputs.UsagePlanId, keyId=key["id"])
+            self._gateway.delete_api_key(apiKey=key["id"])
             raise
         return CreatedKey(owner=name, key_id=key["id"], value=key["value"])
 
@@ -89,6 +91,9 @@ class ApiKeys:
         returns its id, or None if the owner had no key. The owner's media stay theirs."""
         key_id = self._owners.revoke_key(name)
         if key_id is not None:
+            # out of the plan, then gone (a key left in the plan after it is deleted breaks the plan's checks)
+            with contextlib.suppress(self._gateway.exceptions.NotFoundException):
+                self._gateway.delete_usage_plan_key(usagePlanId=self._stack.outputs.UsagePlanId, keyId=key_id)
             with contextlib.suppress(self._gateway.exceptions.NotFoundException):
                 self._gateway.delete_api_key(apiKey=key_id)
         return key_id

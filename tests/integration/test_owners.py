@@ -31,9 +31,12 @@ def owner_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def keyed(stack: Stack, key: str, method: str, path: str, **kwargs: Any) -> requests.Response:
-    headers = {"x-api-key": key} if key else {}
-    return requests.request(method, stack.outputs.ApiUrl + path, headers=headers, timeout=60, **kwargs)
+def keyed(
+    stack: Stack, key: str, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+) -> requests.Response:
+    """A request to the API with ``key`` (empty: none)."""
+    sent = {**({"x-api-key": key} if key else {}), **(headers or {})}
+    return requests.request(method, stack.outputs.ApiUrl + path, headers=sent, timeout=60, **kwargs)
 
 
 def upload_request(data: bytes, name: str = "p.jpg") -> dict[str, Any]:
