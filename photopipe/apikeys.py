@@ -22,6 +22,8 @@ from photopipe.stack import Stack
 from photopipe_core.owners import OPERATOR, Owner, OwnerExists, Owners, check_owner_name
 
 KEY_FILE_NAME = "keys.json"
+# The local operator runs the stack and pays for it: the per-owner limits are for the keys it hands out.
+OPERATOR_LIMITS = {"daily_uploads": 0, "daily_bytes": 0, "open_uploads": 0}
 ENV_VAR = "PHOTOPIPE_API_KEY"
 
 
@@ -43,6 +45,7 @@ class KeyInfo:
     created_at: str
     key_created_at: str | None
     enabled: bool | None  # as API Gateway has it (None: no key, or API Gateway no longer has it)
+    limits: dict[str, int]  # the owner's own limits (the stack's apply to the others)
 
 
 class ApiKeys:
@@ -57,8 +60,9 @@ class ApiKeys:
         table = self._stack.resource("dynamodb").Table(self._stack.outputs.MediaTableName)
         return Owners(table)
 
-    def create(self, name: str) -> CreatedKey:
-        """A new key for the owner ``name`` (a new owner, or one whose key was revoked)."""
+    def create(self, name: str, limits: dict[str, int] | None = None) -> CreatedKey:
+        """A new key for the owner ``name`` (a new owner, or one whose key was revoked), with the owner's own
+        ``limits`` where given (quotas: ``daily_uploads``, ``daily_bytes``, ``open_uploads``; 0 = none)."""
         check_owner_name(name)
         owners = self._owners
         existing = owners.get(name)
@@ -75,6 +79,7 @@ class ApiKeys:
                 usagePlanId=self._stack.outputs.UsagePlanId, keyId=key["id"], keyType="API_KEY"
             )
             owners.register_key(name, key["id"])
+            owners.set_limits(name, limits or {})
         except BaseException:  # no key without its owner, nor one API Gateway admits
             with contextlib.suppress(self._gateway.exceptions.NotFoundException):
                 self._gateway.delete_usage_plan_key(usagePlanId=self._stack.outputs.UsagePlanId, keyId=key["id"])
@@ -117,6 +122,7 @@ def _info(owner: Owner, enabled: dict[str, bool]) -> KeyInfo:
         created_at=owner.created_at,
         key_created_at=owner.key_created_at,
         enabled=enabled.get(owner.key_id) if owner.key_id else None,
+        limits=owner.limits,
     )
 
 
@@ -178,7 +184,7 @@ def ensure_local_key(stack: Stack, key_file: KeyFile) -> CreatedKey | None:
         return None
     keys = ApiKeys(stack)
     keys.revoke(OPERATOR)  # its value is nowhere this machine can read it: a new one replaces it
-    created = keys.create(OPERATOR)
+    created = keys.create(OPERATOR, OPERATOR_LIMITS)
     key_file.save(api_url, created.owner, created.value)
     return created
 

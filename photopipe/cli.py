@@ -534,14 +534,29 @@ def keys() -> None:
 @click.argument("name")
 @click.option("--save", is_flag=True, help="Keep the key in the CLI's key file, as the key it sends to this stack.")
 @click.option("--replace", is_flag=True, help="If NAME has a key already, revoke it and make a new one.")
+@click.option(
+    "--daily-uploads", type=click.IntRange(0), help="Uploads per UTC day [default: the stack's; 0: no limit]."
+)
+@click.option("--daily-bytes", type=click.IntRange(0), help="Bytes per UTC day [default: the stack's; 0: no limit].")
+@click.option("--open-uploads", type=click.IntRange(0), help="Uploads not yet finished at once [default: the stack's].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (owner, key_id, key).")
 @pass_context
-def keys_create(ctx: Context, name: str, save: bool, replace: bool, as_json: bool) -> None:
+def keys_create(
+    ctx: Context,
+    name: str,
+    save: bool,
+    replace: bool,
+    daily_uploads: int | None,
+    daily_bytes: int | None,
+    open_uploads: int | None,
+    as_json: bool,
+) -> None:
     """Make an API key for the owner NAME (a new owner, or one whose key was revoked); the key is shown only now."""
+    limits = {"daily_uploads": daily_uploads, "daily_bytes": daily_bytes, "open_uploads": open_uploads}
     try:
         if replace:
             _revoke(ctx, name)
-        created = apikeys.ApiKeys(ctx.stack).create(name)
+        created = apikeys.ApiKeys(ctx.stack).create(name, {k: v for k, v in limits.items() if v is not None})
     except (ValueError, OwnerExists, StackNotFound) as error:
         raise _fail(str(error)) from error
     if save:
@@ -567,10 +582,11 @@ def keys_list(ctx: Context, as_json: bool) -> None:
         for info in listed:
             click.echo(json.dumps(dataclasses.asdict(info)))
         return
-    table = Table("owner", "key id", "enabled", "key made", "owner since")
+    table = Table("owner", "key id", "enabled", "own limits", "key made", "owner since")
     for info in listed:
         enabled = "revoked" if info.key_id is None else {True: "yes", False: "no", None: "missing"}[info.enabled]
-        table.add_row(info.owner, info.key_id or "", enabled, info.key_created_at or "", info.created_at)
+        limits = " ".join(f"{name}={value or 'none'}" for name, value in info.limits.items())
+        table.add_row(info.owner, info.key_id or "", enabled, limits, info.key_created_at or "", info.created_at)
     out.print(table)
 
 

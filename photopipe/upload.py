@@ -8,6 +8,7 @@ already holds) → send the bytes with exactly the signed headers → optionally
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import os
 import random
@@ -33,6 +34,8 @@ FINISHED_PER_ROUND = 3
 STALE_ASKS = 5  # questions about one unfinished photo in a row before the next ones are asked about first
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 ATTEMPTS = 6
+MAX_RETRY_AFTER = 120.0  # a Retry-After longer than this (a daily quota used up) is reported, not waited for
+RETRY_AFTER_BUDGET = 900.0  # seconds one request may spend waiting as Retry-After answers ask
 SNIFF_BYTES = 64
 
 
@@ -139,19 +142,49 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, min(8.0, 0.2 * 2**attempt))  # noqa: S311 - jitter, not security
 
 
+def retry_after(response: requests.Response) -> float | None:
+    """The seconds a ``Retry-After`` header asks to wait (a number, or an HTTP date), or None."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
 def retried(call: Callable[[], requests.Response]) -> requests.Response:
-    """``call`` again after connection errors and 429/5xx, with backoff; the last answer (or error) stands."""
-    for attempt in range(ATTEMPTS):
+    """``call`` again after connection errors and 429/5xx, with backoff; the last answer (or error) stands.
+
+    A 429 or 503 that says when to come back (``Retry-After``) is waited for as asked, up to ``RETRY_AFTER_BUDGET``
+    seconds in all, without using up the attempts; one that asks for longer than ``MAX_RETRY_AFTER`` (a daily quota
+    used up) is the answer.
+    """
+    attempt, waited = 0, 0.0
+    while True:
         try:
             response = call()
         except (requests.ConnectionError, requests.Timeout):
             if attempt == ATTEMPTS - 1:
                 raise
         else:
-            if response.status_code not in RETRY_STATUSES or attempt == ATTEMPTS - 1:
+            if response.status_code not in RETRY_STATUSES:
+                return response
+            asked = retry_after(response) if response.status_code in {429, 503} else None
+            if asked is not None:
+                if asked > MAX_RETRY_AFTER or waited + asked > RETRY_AFTER_BUDGET:
+                    return response
+                pause = asked + random.uniform(0, 1)  # noqa: S311 - jitter, not security
+                time.sleep(pause)
+                waited += pause
+                continue
+            if attempt == ATTEMPTS - 1:
                 return response
         time.sleep(backoff(attempt))
-    raise AssertionError("unreachable")
+        attempt += 1
 
 
 class FileSlice:

@@ -19,6 +19,7 @@ from photopipe_core.api import ApiError, MediaApi, parse_media_query, parse_uplo
 from photopipe_core.inflight import in_flight_slots
 from photopipe_core.owners import OwnerCache
 from photopipe_core.pipeline import pipeline_starter
+from photopipe_core.quotas import quotas
 from photopipe_core.repository import media_repository
 from photopipe_core.settings import get_settings
 from photopipe_core.storage import object_store, presigner
@@ -40,7 +41,13 @@ CHALICE_ERRORS = {
 @lru_cache(maxsize=1)
 def media_api() -> MediaApi:
     return MediaApi(
-        media_repository(), object_store(), presigner(), pipeline_starter(), in_flight_slots(), get_settings()
+        media_repository(),
+        object_store(),
+        presigner(),
+        pipeline_starter(),
+        in_flight_slots(),
+        quotas(),
+        get_settings(),
     )
 
 

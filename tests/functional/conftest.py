@@ -18,7 +18,7 @@ from chalice.local import LambdaEventConverter
 from chalice.test import Client
 from moto import mock_aws
 
-from photopipe_core import aws, inflight, pipeline, repository, settings, storage
+from photopipe_core import aws, inflight, pipeline, quotas, repository, settings, storage
 from photopipe_core.owners import Owners
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +52,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         storage.failed_queue,
         storage.ingest_queue,
         inflight.in_flight_slots,
+        quotas.quotas,
     ):
         factory.cache_clear()
     sys.modules.pop("photopipe_function_api_app", None)  # its owner cache belongs to one test's table

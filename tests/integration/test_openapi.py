@@ -16,6 +16,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from photopipe import samples
+from photopipe.apikeys import ApiKeys
 from photopipe.media import MediaReader
 from photopipe.stack import Stack
 from photopipe_core.models import Status
@@ -90,7 +91,7 @@ def spec() -> dict[str, Any]:
 
 
 def test_the_live_api_behaves_as_its_openapi_document_says(
-    stack: Stack, operator_key: str, spec: dict[str, Any]
+    stack: Stack, operator_key: str, api_keys: ApiKeys, spec: dict[str, Any]
 ) -> None:
     api = ContractClient(stack.outputs.ApiUrl, operator_key, spec)
     photo = samples.jpeg_bytes(samples.photo(800, 600, seed=77))
@@ -143,7 +144,15 @@ def test_the_live_api_behaves_as_its_openapi_document_says(
     api.call("POST", "/v1/media/{media_id}/retry", media_id="01JD3X4Y5Z6A7B8C9D0EFGHJKZ")  # 404
     api.call("GET", "/v1/health")
     api.call("GET", "/v1/health", keyed=False)  # the one route open without a key
-    # Without a key, or with one API Gateway does not know, every other route is 403
+    refusals(api, api_keys, body, media_id)
+    assert api.call("GET", "/v1/nothing-here").status_code == 404
+    assert api.call("DELETE", "/v1/media/{media_id}", media_id=media_id).status_code == 405
+
+    assert api.documented() - api.seen == NOT_PROVOKED
+
+
+def refusals(api: ContractClient, api_keys: ApiKeys, body: dict[str, Any], media_id: str) -> None:
+    """403 for every route without a valid key; 429 once an owner's daily allowance is used up."""
     unknown = {"x-api-key": "not-a-key-of-this-stack"}
     for method, template in (
         ("POST", "/v1/uploads"),
@@ -156,7 +165,9 @@ def test_the_live_api_behaves_as_its_openapi_document_says(
             refused = api.call(method, template, json=body, headers=headers, keyed=False, media_id=media_id)
             assert refused.status_code == 403, (method, template, refused.text)
             assert refused.json()["error"]["code"] == "forbidden"
-    assert api.call("GET", "/v1/nothing-here").status_code == 404
-    assert api.call("DELETE", "/v1/media/{media_id}", media_id=media_id).status_code == 405
-
-    assert api.documented() - api.seen == NOT_PROVOKED
+    owner = api_keys.create(f"quota-{time.time_ns()}", {"daily_uploads": 1})
+    limited = ContractClient(api.api_url, owner.value, api.spec)
+    limited.call("POST", "/v1/uploads", json=body)
+    over = limited.call("POST", "/v1/uploads", json=body)  # the second of the day
+    assert over.status_code == 429 and int(over.headers["Retry-After"]) >= 1
+    api.seen |= limited.seen

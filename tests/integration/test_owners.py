@@ -9,6 +9,7 @@ import stat
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,25 @@ def test_photopipe_keys_create_list_revoke_and_the_key_file(stack: Stack, tmp_pa
     # names that cannot be an owner (a folder under drop/) are refused with the rule
     bad = runner.invoke(main, [*endpoint, "keys", "create", "Not/Valid"])
     assert bad.exit_code != 0 and "owner name" in bad.output
+
+
+def test_an_owners_daily_quota_is_429_with_retry_after_even_for_requests_at_once(
+    stack: Stack, api_keys: ApiKeys
+) -> None:
+    # Given an owner allowed three uploads a day
+    frank = api_keys.create(owner_name("frank"), {"daily_uploads": 3})
+    body = {"filename": "f.jpg", "content_type": "image/jpeg", "size": 1000}
+    # When eight uploads are asked for at once
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: keyed(stack, frank.value, "POST", "/v1/uploads", json=body), range(8)))
+    # Then exactly three are granted, and the others are told to come back tomorrow (UTC)
+    assert sorted(a.status_code for a in answers) == [201] * 3 + [429] * 5
+    for refused in (a for a in answers if a.status_code == 429):
+        assert refused.json()["error"]["code"] == "over_quota"
+        assert 0 < int(refused.headers["Retry-After"]) <= 86400 + 1
+    # And another owner is not affected
+    other = api_keys.create(owner_name("grace"))
+    assert keyed(stack, other.value, "POST", "/v1/uploads", json=body).status_code == 201
 
 
 @pytest.mark.parametrize("path", ["/", "/v1/nothing-here"])

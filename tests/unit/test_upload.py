@@ -16,6 +16,46 @@ def answer(status: int) -> requests.Response:
     return response
 
 
+def told_to_wait(status: int, retry_after: str) -> requests.Response:
+    response = answer(status)
+    response.headers["Retry-After"] = retry_after
+    return response
+
+
+def test_a_429_is_waited_for_as_long_as_it_asks_without_using_up_the_attempts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(upload.time, "sleep", slept.append)
+    # more 429s than there are attempts, each asking for 10 s: all waited for, then the answer
+    outcomes = [told_to_wait(429, "10") for _ in range(upload.ATTEMPTS + 2)] + [answer(201)]
+    assert upload.retried(lambda: outcomes.pop(0)).status_code == 201
+    assert len(slept) == upload.ATTEMPTS + 2 and all(10 <= pause <= 11 for pause in slept)
+
+
+def test_a_429_that_asks_for_longer_than_is_worth_waiting_is_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(upload.time, "sleep", slept.append)
+    over_quota = told_to_wait(429, "40000")  # a daily quota: until midnight
+    assert upload.retried(lambda: over_quota) is over_quota
+    assert slept == []
+
+
+def test_waiting_as_asked_stops_at_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(upload.time, "sleep", slept.append)
+    busy = told_to_wait(429, "100")
+    assert upload.retried(lambda: busy) is busy
+    assert upload.RETRY_AFTER_BUDGET - 101 * 1 <= sum(slept) <= upload.RETRY_AFTER_BUDGET
+
+
+def test_retry_after_as_an_http_date() -> None:
+    response = told_to_wait(503, "Wed, 21 Oct 2015 07:28:00 GMT")  # in the past: no wait
+    assert upload.retry_after(response) == 0.0
+    assert upload.retry_after(told_to_wait(429, "7")) == 7.0
+    assert upload.retry_after(answer(429)) is None
+
+
 def test_connection_errors_and_5xx_are_retried_and_other_statuses_returned(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(upload.time, "sleep", lambda _: None)
     outcomes: list[object] = [requests.ConnectionError("reset"), answer(503), answer(403), answer(200)]

@@ -22,6 +22,7 @@ from photopipe_core.inflight import InFlightSlots
 from photopipe_core.keys import MEDIA_ID_PATTERN, new_media_id, upload_key
 from photopipe_core.models import MediaItem, Status
 from photopipe_core.pipeline import AtCapacity, PipelineStarter
+from photopipe_core.quotas import OverQuota, Quotas
 from photopipe_core.repository import AlreadyExists, InvalidTransition, MediaRepository
 from photopipe_core.rules import CONTENT_TYPES, TYPE_ALIASES
 from photopipe_core.settings import Settings
@@ -205,9 +206,11 @@ class MediaApi:
         presigner: Presigner,
         starter: PipelineStarter,
         slots: InFlightSlots,
+        quotas: Quotas,
         settings: Settings,
     ) -> None:
         self._repo = repo
+        self._quotas = quotas
         self._store = store
         self._presigner = presigner
         self._starter = starter
@@ -235,6 +238,7 @@ class MediaApi:
                         raise self._already_uploaded(existing)  # the bytes arrived; the pipeline has them next
                     return self._grant(existing, request)
                 media_id = bound_id  # the first request claimed the key but did not get as far as the item
+        self._admit(owner, media_id, request.size)
         key = upload_key(media_id)
         source: dict[str, Any] = {
             "bucket": self._presigner.bucket,
@@ -259,6 +263,15 @@ class MediaApi:
                 raise
             return self._grant(existing, request)
         return self._grant(item, request)
+
+    def _admit(self, owner: str, media_id: str, size: int) -> None:
+        """Count the new upload against the owner's limits, or answer 429 with when to ask again."""
+        try:
+            self._quotas.admit(owner, media_id, size)
+        except OverQuota as error:
+            raise ApiError(
+                429, "over_quota", str(error), headers={"Retry-After": str(error.retry_after)}, limit=error.limit
+            ) from error
 
     def _is_multipart(self, size: int) -> bool:
         return size > self._settings.multipart_threshold_bytes

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -35,6 +35,7 @@ __all__ = [
 # An owner's name is also a folder name under drop/ and part of item keys: lowercase, no '#' or '/'.
 OWNER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 OWNERS_PK = "OWNERS"
+LIMIT_FIELDS = ("daily_uploads", "daily_bytes", "open_uploads")  # an owner's own limits (quotas.py)
 KEY_SK = "OWNER"
 
 
@@ -48,6 +49,7 @@ class Owner:
     key_id: str | None
     created_at: str
     key_created_at: str | None = None
+    limits: dict[str, int] = field(default_factory=dict)  # the owner's own, where set (else the stack's)
 
 
 def check_owner_name(name: str) -> str:
@@ -144,6 +146,18 @@ class Owners:
                 raise OwnerExists(f"owner {name!r} already has an API key; revoke it first") from error
             raise
 
+    def set_limits(self, name: str, limits: dict[str, int]) -> None:
+        """The owner's own limits (quotas.py: ``daily_uploads``, ``daily_bytes``, ``open_uploads``; 0 = none)."""
+        if not limits:
+            return
+        self._table.update_item(
+            Key={"pk": OWNERS_PK, "sk": name},
+            UpdateExpression="SET " + ", ".join(f"#{field} = :{field}" for field in limits),
+            ConditionExpression="attribute_exists(sk)",
+            ExpressionAttributeNames={f"#{field}": field for field in limits},
+            ExpressionAttributeValues={f":{field}": value for field, value in limits.items()},
+        )
+
     def revoke_key(self, name: str) -> str | None:
         """Take the owner's API key mapping away; returns the key id it had (None if it had none)."""
         owner = self.get(name)
@@ -173,6 +187,7 @@ def _owner(item: dict[str, Any]) -> Owner:
         key_id=str(key_id) if key_id else None,
         created_at=str(item.get("created_at", "")),
         key_created_at=str(item["key_created_at"]) if item.get("key_created_at") else None,
+        limits={name: int(item[name]) for name in LIMIT_FIELDS if name in item},
     )
 
 

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     webp_method: int = Field(default=4, ge=0, le=6)
     # The S3 endpoint clients reach, for presigned URLs ("" = AWS's own endpoint).
     presign_endpoint_url: str = ""
+    # Each owner's limits unless its record sets its own (quotas.py); 0: no limit.
+    owner_daily_uploads: int = Field(default=10_000, ge=0)
+    owner_daily_bytes: int = Field(default=50 * 1024 * MIB, ge=0)
+    owner_open_uploads: int = Field(default=1_000, ge=0)
     upload_url_expires_seconds: int = Field(default=300, gt=0, le=7 * 24 * 3600)
     download_url_expires_seconds: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
 
