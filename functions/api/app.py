@@ -91,9 +91,27 @@ def route(path: str, **options: Any) -> Callable[[Callable[..., Response]], Call
 def error_format(event: Any, get_response: Callable[[Any], Response]) -> Response:
     """Chalice's own errors (unknown method, unexpected exception …) in the API's error format; the request's
     metrics are published (CloudWatch EMF on stdout) once it is answered."""
-    response = _normalise_error(get_response(event))
+    response = _with_request_id(_normalise_error(get_response(event)), _request_id(event))
     metrics.add_metric(name=f"http_{response.status_code // 100}xx", unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()
+    return response
+
+
+def _request_id(event: Any) -> str:
+    """API Gateway's id of the request (in its logs and access logs), else this invocation's."""
+    request_id = (event.context or {}).get("requestId") if event is not None else None
+    lambda_context = app.lambda_context
+    return str(request_id or getattr(lambda_context, "aws_request_id", "") or "")
+
+
+def _with_request_id(response: Response, request_id: str) -> Response:
+    """An error names the request it answers (and is logged with it): the caller can quote the id, and the logs
+    hold what went wrong inside — the answer never does."""
+    if response.status_code >= 400 and isinstance(response.body, dict) and "error" in response.body:
+        response.body["error"]["request_id"] = request_id
+        response.headers["x-request-id"] = request_id
+        log = logger.error if response.status_code >= 500 else logger.info
+        log("request refused", extra={"request_id": request_id, "status": response.status_code, **response.body})
     return response
 
 

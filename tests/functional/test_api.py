@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -241,7 +242,32 @@ def test_a_replayed_single_put_upload_whose_bytes_arrived_is_already_uploaded(cl
         "code": "already_uploaded",
         "message": f"media {first['media_id']} was already uploaded and is PENDING_UPLOAD; see {first['status_url']}",
         "media_id": first["media_id"],
+        "request_id": replay.headers["x-request-id"],
     }
+
+
+def test_an_unexpected_fault_answers_500_with_the_request_id_and_nothing_of_its_internals(
+    client: KeyedClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a fault deep inside (say, an AWS error naming a resource)
+    app = sys.modules["photopipe_function_api_app"]
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("arn:aws:dynamodb:us-east-1:123456789012:table/media-table is on fire")
+
+    monkeypatch.setattr(app.media_api(), "get_media", broken)
+    # When a client asks
+    response = client.http.get("/v1/media/01JD3X4Y5Z6A7B8C9D0EFGHJKZ")
+    # Then it learns that it failed and which request it was, and nothing else
+    assert response.status_code == 500
+    error = response.json_body["error"]
+    assert (
+        error["code"] == "internal" and error["request_id"] and error["request_id"] == response.headers["x-request-id"]
+    )
+    assert "arn:" not in response.body.decode() and "Traceback" not in response.body.decode()
+    assert "fire" not in response.body.decode()
+    # And every refusal says which request it was
+    assert client.http.get("/v1/media?status=NOPE").json_body["error"]["request_id"]
 
 
 def test_parts_grow_to_stay_within_ten_thousand() -> None:

@@ -66,7 +66,12 @@ def test_owners_see_only_their_own_media(app_client: Client, api_keys: ApiKeys) 
     unknown = bob.http.get(f"/v1/media/{UNKNOWN_ID}").json_body
     theirs = bob.http.get(f"/v1/media/{media_id}")
     assert theirs.status_code == 404
-    assert theirs.json_body == {"error": {**unknown["error"], "message": f"no media {media_id}"}}
+    same = {
+        **unknown["error"],
+        "message": f"no media {media_id}",
+        "request_id": theirs.json_body["error"]["request_id"],
+    }
+    assert theirs.json_body == {"error": same}
     for response in (
         bob.http.get(f"/v1/media?key=uploads/{media_id}/original"),
         bob.http.post(f"/v1/uploads/{media_id}/complete"),

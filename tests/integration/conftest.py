@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from photopipe.apikeys import ENV_VAR, ApiKeys
+from photopipe.apikeys import ENV_VAR, OPERATOR_LIMITS, ApiKeys
 from photopipe.config import ClientSettings
 from photopipe.stack import Stack
 from photopipe.upload import ApiClient
@@ -78,8 +78,9 @@ def api_keys(stack: Stack) -> ApiKeys:
 
 @pytest.fixture(scope="session")
 def operator_key(api_keys: ApiKeys) -> str:
-    """The key of the operator, who owns the drop-folder objects the tests drop (as `photopipe up` makes one)."""
-    return api_keys.create(OPERATOR).value
+    """The key of the operator, who owns the drop-folder objects the tests drop, without limits (as `photopipe up`
+    makes one)."""
+    return api_keys.create(OPERATOR, OPERATOR_LIMITS).value
 
 
 @pytest.fixture(autouse=True)

@@ -7,16 +7,17 @@ from pathlib import Path
 
 from photopipe import bench
 from photopipe.stack import Stack
+from photopipe.upload import ApiClient
 from photopipe_infra.launcher import EmbeddedLocalStack
 
 
 def test_the_pipeline_run_reports_where_the_cpu_went(
-    stack: Stack, localstack: EmbeddedLocalStack, tmp_path: Path
+    stack: Stack, api: ApiClient, localstack: EmbeddedLocalStack, tmp_path: Path
 ) -> None:
     corpus = bench.write_corpus(bench.corpus_folder(), 2, seed=1)
     photos = bench.stamped_copies(corpus, tmp_path, "integration")
 
-    report = bench.run_pipeline(stack, photos, None, 120.0, localstack.processes)
+    report = bench.run_pipeline(stack, api, photos, None, 120.0, localstack.processes)
 
     assert report["ready"] == 2
     cpu = report["cpu_s_per_photo"]
