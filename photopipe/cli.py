@@ -85,7 +85,12 @@ pass_context = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", default=None, help="AWS or LocalStack endpoint.")
+@click.option(
+    "--endpoint-url",
+    envvar="AWS_ENDPOINT_URL",
+    default=None,
+    help="LocalStack's endpoint [default: http://localhost:4566], or `aws` for the stack on AWS.",
+)
 @click.option("--stack-name", default="photopipe", show_default=True, help="CloudFormation stack name.")
 @click.option(
     "--api-key",

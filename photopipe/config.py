@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ENDPOINT = "http://localhost:4566"
+AWS = "aws"  # --endpoint-url aws: the stack on AWS itself, with the usual credentials
 
 
 class ClientSettings(BaseSettings):
@@ -18,3 +19,8 @@ class ClientSettings(BaseSettings):
     @property
     def is_local(self) -> bool:
         return "localhost" in self.endpoint_url or "127.0.0.1" in self.endpoint_url
+
+    @property
+    def aws_endpoint(self) -> str | None:
+        """The endpoint for boto3: ``aws`` names AWS's own (None: boto3 picks each service's)."""
+        return None if self.endpoint_url == AWS else self.endpoint_url

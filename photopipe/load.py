@@ -6,9 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import boto3
-
-from photopipe.stack import LOCAL_CREDENTIALS, Stack
+from photopipe.stack import Stack
 from photopipe_core.inflight import InFlightSlots
 
 QUEUE_ATTRIBUTES = [
@@ -30,10 +28,7 @@ class PipelineLoad:
 
 def stack_slots(stack: Stack) -> InFlightSlots:
     """The deployed stack's in-flight slots, with the limit it was deployed with (its MaxInFlight parameter)."""
-    kwargs = {"region_name": stack.settings.region, "endpoint_url": stack.settings.endpoint_url}
-    if stack.settings.is_local:
-        kwargs |= LOCAL_CREDENTIALS
-    table = boto3.resource("dynamodb", **kwargs).Table(stack.outputs.MediaTableName)  # type: ignore[call-overload]
+    table = stack.resource("dynamodb").Table(stack.outputs.MediaTableName)
     described = stack.client("cloudformation").describe_stacks(StackName=stack.settings.stack_name)
     parameters = {p["ParameterKey"]: p["ParameterValue"] for p in described["Stacks"][0].get("Parameters", [])}
     return InFlightSlots(table, int(parameters.get("MaxInFlight", 1)))

@@ -7,9 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-
-from photopipe.stack import LOCAL_CREDENTIALS, Stack
+from photopipe.stack import Stack
 from photopipe_core.models import MediaItem
 from photopipe_core.repository import MediaRepository
 
@@ -36,10 +34,7 @@ class Execution:
 class MediaReader:
     def __init__(self, stack: Stack) -> None:
         self._stack = stack
-        kwargs: dict[str, Any] = {"region_name": stack.settings.region, "endpoint_url": stack.settings.endpoint_url}
-        if stack.settings.is_local:
-            kwargs |= LOCAL_CREDENTIALS
-        table = boto3.resource("dynamodb", **kwargs).Table(stack.outputs.MediaTableName)
+        table = stack.resource("dynamodb").Table(stack.outputs.MediaTableName)
         self.repository = MediaRepository(table)
         self._sfn = stack.client("stepfunctions")
 

@@ -45,7 +45,7 @@ class Stack:
         return boto3.resource(service, **self._connection())  # type: ignore[call-overload]
 
     def _connection(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"region_name": self.settings.region, "endpoint_url": self.settings.endpoint_url}
+        kwargs: dict[str, Any] = {"region_name": self.settings.region, "endpoint_url": self.settings.aws_endpoint}
         if self.settings.is_local:
             kwargs |= LOCAL_CREDENTIALS
         return kwargs

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "OwnerCache",
     "OwnerExists",
     "Owners",
+    "TtlCache",
     "check_owner_name",
     "drop_folder",
     "drop_folder_owner",
@@ -191,22 +193,35 @@ def _owner(item: dict[str, Any]) -> Owner:
     )
 
 
-class OwnerCache:
-    """API key id → owner for the life of a Lambda container, each answer kept ``ttl`` seconds: a key revoked is
-    refused by API Gateway at once, and by this mapping at the latest ``ttl`` seconds later."""
+class TtlCache[T]:
+    """``load(key)`` remembered for ``ttl`` seconds per key, for the life of a Lambda container (a bounded dict:
+    cleared when it holds ``MAX_KEYS``)."""
 
-    def __init__(self, owners: Owners, ttl: float = 60.0) -> None:
-        self._owners = owners
+    MAX_KEYS = 1000
+
+    def __init__(self, load: Callable[[str], T], ttl: float = 60.0) -> None:
+        self._load = load
         self._ttl = ttl
-        self._known: dict[str, tuple[float, str | None]] = {}
+        self._known: dict[str, tuple[float, T]] = {}
 
-    def owner_of(self, key_id: str) -> str | None:
+    def get(self, key: str) -> T:
         now = time.monotonic()
-        cached = self._known.get(key_id)
+        cached = self._known.get(key)
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
-        owner = self._owners.of_api_key(key_id)
-        if len(self._known) > 1000:
+        value = self._load(key)
+        if len(self._known) >= self.MAX_KEYS:
             self._known.clear()
-        self._known[key_id] = (now, owner)
-        return owner
+        self._known[key] = (now, value)
+        return value
+
+
+class OwnerCache:
+    """API key id → owner, each answer kept ``ttl`` seconds: a key revoked is refused by API Gateway at once, and
+    by this mapping at the latest ``ttl`` seconds later."""
+
+    def __init__(self, owners: Owners, ttl: float = 60.0) -> None:
+        self._cache: TtlCache[str | None] = TtlCache(owners.of_api_key, ttl)
+
+    def owner_of(self, key_id: str) -> str | None:
+        return self._cache.get(key_id)

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from photopipe_core import aws
 from photopipe_core.models import Status
-from photopipe_core.owners import LIMIT_FIELDS, OWNERS_PK
+from photopipe_core.owners import LIMIT_FIELDS, OWNERS_PK, TtlCache
 from photopipe_core.settings import get_settings
 
 OPEN_SK = "OPEN"
@@ -43,6 +43,9 @@ class OwnerLimits:
     daily_uploads: int = 0  # 0: no limit
     daily_bytes: int = 0
     open_uploads: int = 0
+
+
+NO_LIMITS = OwnerLimits()
 
 
 class OverQuota(Exception):
@@ -69,6 +72,7 @@ class Quotas:
         self._table = table
         self._defaults = defaults
         self._clock = clock
+        self._limits: TtlCache[OwnerLimits] = TtlCache(self.limits_of)  # an owner's limits change rarely
 
     def limits_of(self, owner: str) -> OwnerLimits:
         """The owner's own limits where its record sets them, else the stack's."""
@@ -80,8 +84,11 @@ class Quotas:
         )
 
     def admit(self, owner: str, media_id: str, size: int) -> None:
-        """Count a new upload of ``size`` bytes for ``owner``, or raise OverQuota and count nothing."""
-        limits = self.limits_of(owner)
+        """Count a new upload of ``size`` bytes for ``owner``, or raise OverQuota and count nothing (an owner
+        without limits, such as the local operator, costs no write)."""
+        limits = self._limits.get(owner)
+        if limits == NO_LIMITS:
+            return
         if limits.open_uploads:
             self._open(owner, media_id, limits.open_uploads)
         try:
@@ -111,6 +118,8 @@ class Quotas:
         return max(1, int((tomorrow - now).total_seconds()) + 1)
 
     def _daily(self, owner: str, size: int, limits: OwnerLimits) -> None:
+        if not (limits.daily_uploads or limits.daily_bytes):
+            return
         if limits.daily_bytes and size > limits.daily_bytes:
             raise OverQuota(
                 "daily_bytes",
