@@ -689,7 +689,7 @@ def demo(ctx: Context, timeout: float, out_dir: Path) -> None:
         f"Contact sheet: {sheet.resolve()}\n"
         f"Outputs are under s3://{bucket}/media/<media_id>/<variant>.webp\n"
         "Inspect:\n"
-        "  photopipe ls                     # every media with its status\n"
+        "  photopipe ls                     # every media of this key's owner, with its status\n"
         "  photopipe status <media_id>      # one photo: variants and history\n"
         f"  aws --endpoint-url {endpoint} s3 ls s3://{bucket}/media/ --recursive\n"
         f"  aws --endpoint-url {endpoint} stepfunctions list-executions "

@@ -399,3 +399,11 @@ def test_routes_without_a_body_take_any_content_type(client: KeyedClient) -> Non
         assert answer.status_code == 404, answer.json_body
     refused = client.http.post("/v1/uploads", headers={"Content-Type": "image/png"}, body=b"x")
     assert (refused.status_code, refused.json_body["error"]["code"]) == (415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("query", ["status=READY&next_token=", "status=READY&next_token=&limit=5"])
+def test_an_empty_next_token_is_400_not_the_first_page(client: KeyedClient, query: str) -> None:
+    """Found by schemathesis: an empty next_token (below the documented minLength) was taken as no token."""
+    response = client.http.get(f"/v1/media?{query}")
+    assert response.status_code == 400, response.body
+    assert response.json_body["error"]["code"] == "invalid_next_token"

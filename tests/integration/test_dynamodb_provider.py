@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -137,6 +138,32 @@ def test_query_reads_one_partition_in_key_order_with_paging_and_filters(ddb: Any
     assert [i["sk"]["S"] for i in ranged["Items"]] == ["H#0", "H#1", "H#2"]
     empty = ddb.query(TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "z"}})
     assert empty["Items"] == [] and empty["Count"] == 0
+
+
+def test_a_limited_query_of_a_large_partition_pages_through_it_in_key_order(ddb: Any, table: str) -> None:
+    """Only the first Limit + 1 items of a partition are handed to moto for a first page (OnePartition): the pages
+    still cover the partition exactly, in string order of the sort key, both ways, with LastEvaluatedKey between."""
+    keys = [f"M{n}" for n in range(250)]  # unpadded: string order is not numeric order
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: ddb.put_item(TableName=table, Item={"pk": {"S": "big"}, "sk": {"S": k}}), keys))
+    for forward in (True, False):
+        seen, start, pages = [], {}, 0
+        while True:
+            page = ddb.query(
+                TableName=table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": "big"}},
+                ScanIndexForward=forward,
+                Limit=100,
+                **start,
+            )
+            seen += [i["sk"]["S"] for i in page["Items"]]
+            pages += 1
+            if "LastEvaluatedKey" not in page:
+                break
+            assert len(page["Items"]) == 100
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+        assert seen == sorted(keys, reverse=not forward) and pages == 3
 
 
 def test_step_functions_dynamodb_put_item_task(aws_client: Callable[[str], Any], ddb: Any, table: str) -> None:

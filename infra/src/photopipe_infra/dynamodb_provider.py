@@ -7,7 +7,8 @@ Requests are answered one at a time: moto's backend is not safe under concurrent
 could both see the condition hold), and conditional writes are how photopipe claims a photo's bytes and moves its
 status. moto answers in about a millisecond, so one lock costs little.
 A query on the table's own key reads only its partition (moto lists and sorts every item of the table for each
-query, which made each one slower as the table grew: a third of LocalStack's CPU in a 40-photo run).
+query, which made each one slower as the table grew: a third of LocalStack's CPU in a 40-photo run), and a query
+with a limit only the partition's first items (``OnePartition``).
 Items are deep-copied without growing: moto deep-copies an item twice for every UpdateItem (and each result of a
 query), and ``copy``'s generic path asks the original's every ``DynamoType`` for its ``__dict__``; since Python 3.12
 an object keeps its attributes inline until asked, so each such read left a dict behind on the stored item — about
@@ -26,6 +27,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import heapq
 import inspect
 import threading
 from typing import Any
@@ -69,11 +71,18 @@ def one_at_a_time(provider: object) -> dict[str, Any]:
 
 class OnePartition:
     """A moto table seen through one partition: what its query on the table's own key reads, without the whole
-    table being listed and sorted first. Everything else is the table's (the query only reads attributes)."""
+    table being listed and sorted first. Everything else is the table's (the query only reads attributes).
 
-    def __init__(self, table: Table, hash_key: Any) -> None:
+    Given ``first`` = (n, forward), only the partition's first ``n`` items in that order are handed over: moto sorts
+    what it is given with Python-level comparisons before it applies ``Limit``, so a query with ``Limit=100`` of a
+    partition of 10,000 items sorted all 10,000 — the near-duplicate lookup does seven per photo, and its hash-band
+    partitions grow with a library of look-alikes. ``n`` is one more than the limit, so moto still sees that more
+    items follow (``LastEvaluatedKey``)."""
+
+    def __init__(self, table: Table, hash_key: Any, first: tuple[int, bool] | None = None) -> None:
         self._table = table
         self._hash_key = hash_key
+        self._first = first
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._table, name)
@@ -82,18 +91,42 @@ class OnePartition:
         stored = self._table.items.get(self._hash_key)  # .get: the items map is a defaultdict
         if stored is None:
             return []
-        return list(stored.values()) if self._table.range_key_attr else [stored]
+        if not self._table.range_key_attr:
+            return [stored]
+        if self._first is None:
+            return list(stored.values())
+        count, forward = self._first
+        pick = heapq.nsmallest if forward else heapq.nlargest
+        return pick(count, stored.values(), key=lambda item: item.range_key.cast_value)
 
 
 _moto_query = Table.query
-_INDEX_NAME_POSITION = 6  # query(hash_key, range_comparison, range_objs, limit, start_key, forward, projection, index…)
+# query(hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward, projection, index…)
+_RANGE_COMPARISON, _LIMIT, _START_KEY, _FORWARD, _INDEX_NAME = 0, 2, 3, 4, 6
+
+
+def _first_items(args: tuple[Any, ...], filter_kwargs: dict[str, Any]) -> tuple[int, bool] | None:
+    """(limit + 1, forward) when the query's result is the partition's first items in key order: a limit, and no
+    sort-key condition, start key or legacy QueryFilter (moto applies those while it counts to the limit; a
+    FilterExpression it applies after, as DynamoDB does)."""
+    if len(args) <= _FORWARD or filter_kwargs:
+        return None
+    limit = args[_LIMIT]
+    if not limit or args[_RANGE_COMPARISON] or args[_START_KEY]:
+        return None
+    return int(limit) + 1, args[_FORWARD] is not False
 
 
 def query_one_partition(table: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-    index_name = args[_INDEX_NAME_POSITION] if len(args) > _INDEX_NAME_POSITION else kwargs.get("index_name")
+    index_name = args[_INDEX_NAME] if len(args) > _INDEX_NAME else kwargs.get("index_name")
     if index_name:  # an index spans partitions: moto's own way
         return _moto_query(table, hash_key, *args, **kwargs)
-    return _moto_query(OnePartition(table, hash_key), hash_key, *args, **kwargs)
+    filter_kwargs = {k: v for k, v in kwargs.items() if k not in _QUERY_KEYWORDS}
+    partition = OnePartition(table, hash_key, _first_items(args, filter_kwargs))
+    return _moto_query(partition, hash_key, *args, **kwargs)
+
+
+_QUERY_KEYWORDS = frozenset({"index_name", "consistent_read", "filter_expression"})
 
 
 Table.query = query_one_partition  # type: ignore[method-assign]

@@ -174,8 +174,12 @@ def parse_media_query(params: Mapping[str, str]) -> MediaQuery:
     limit = params.get("limit")
     if limit is not None and not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_PAGE):
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
-    # A next_token that is not one this API gave out is refused where it is decoded (list_by_status).
-    return MediaQuery(status=status, limit=int(limit) if limit else None, next_token=params.get("next_token"))
+    # A next_token that is not one this API gave out is refused where it is decoded (list_by_status); an empty one
+    # here, before it could be taken for no token at all.
+    next_token = params.get("next_token")
+    if next_token is not None and not next_token:
+        raise ApiError(400, "invalid_next_token", "next_token is not one this API gave out")
+    return MediaQuery(status=status, limit=int(limit) if limit else None, next_token=next_token)
 
 
 def plan_parts(size: int, part_bytes: int) -> list[tuple[int, int]]:
