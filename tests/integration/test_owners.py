@@ -109,15 +109,15 @@ def test_another_owners_media_answer_as_unknown_ones_and_keys_are_per_owner(stac
     assert follow(MediaReader(stack), [bobs["media_id"]], timeout=120)[bobs["media_id"]] is Status.READY
     bob_media = keyed(stack, bob.value, "GET", f"/v1/media/{bobs['media_id']}").json()
     assert bob_media["owner"] == bob.owner and "duplicate_of" not in bob_media
-    # and alice's token for her listing is not bob's
-    token = keyed(stack, alice.value, "GET", "/v1/media", params={"status": "READY", "limit": "1"}).json()
-    assert (
-        token["next_token"] is None
-        or (
-            keyed(stack, bob.value, "GET", "/v1/media", params={"status": "READY", "next_token": token["next_token"]})
-        ).status_code
-        == 400
-    )
+    # and alice's token for her listing is not bob's (two more of alice's uploads, so her list has a second page)
+    for n in (3, 4):
+        assert keyed(stack, alice.value, "POST", "/v1/uploads", json=upload_request(tiny_photo(n, alice.owner))).ok
+    page = keyed(stack, alice.value, "GET", "/v1/media", params={"status": "PENDING_UPLOAD", "limit": "1"}).json()
+    assert page["next_token"]
+    listing = {"status": "PENDING_UPLOAD", "next_token": page["next_token"]}
+    assert keyed(stack, alice.value, "GET", "/v1/media", params=listing).status_code == 200
+    refused = keyed(stack, bob.value, "GET", "/v1/media", params=listing)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_next_token"
 
 
 def test_a_revoked_key_is_refused_and_its_owner_keeps_their_media(stack: Stack, api_keys: ApiKeys) -> None:
