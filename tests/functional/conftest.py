@@ -20,10 +20,13 @@ from moto import mock_aws
 
 from photopipe_core import aws, inflight, pipeline, quotas, repository, settings, storage
 from photopipe_core.owners import Owners
+from tests.functional import calls
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = ROOT / "functions"
 PASS_STATE_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+
+calls.install()
 
 
 @pytest.fixture(autouse=True)
@@ -201,3 +204,8 @@ class KeyedClient:
     def __init__(self, client: Client, key: str) -> None:
         self.key = key
         self.http = KeyedHttp(client, key)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``after_every_handler`` read what the other tests recorded (calls.py): they run last."""
+    items.sort(key=lambda item: item.get_closest_marker("after_every_handler") is not None)

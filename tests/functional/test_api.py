@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -18,7 +20,7 @@ from photopipe import samples
 from photopipe_core.api import ACCEPTED_SPELLINGS, plan_parts
 from photopipe_core.keys import MEDIA_ID_PATTERN
 from photopipe_core.owners import OPERATOR
-from photopipe_core.repository import media_repository
+from photopipe_core.repository import MediaRepository, media_repository
 from tests.functional.conftest import FUNCTIONS_DIR, ApiKeys, FakeContext, KeyedClient, load_function
 from tests.functional.pipeline import put_original, run_pipeline
 
@@ -407,3 +409,36 @@ def test_an_empty_next_token_is_400_not_the_first_page(client: KeyedClient, quer
     response = client.http.get(f"/v1/media?{query}")
     assert response.status_code == 400, response.body
     assert response.json_body["error"]["code"] == "invalid_next_token"
+
+
+def test_health_reaches_each_service_without_a_key(client: KeyedClient) -> None:
+    response = client.http.get("/v1/health", headers={"x-api-key": None})
+    assert response.status_code == 200
+    assert {name: check["ok"] for name, check in response.json_body["checks"].items()} == {
+        "s3": True,
+        "dynamodb": True,
+        "stepfunctions": True,
+    }
+
+
+def test_two_requests_racing_with_one_idempotency_key_get_one_multipart_upload(
+    client: KeyedClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two requests with one Idempotency-Key that both start a multipart upload before either records its media
+    both_started = threading.Barrier(2, timeout=10)
+    create_pending = MediaRepository.create_pending
+
+    def after_the_other(self: MediaRepository, *args: Any, **kwargs: Any) -> Any:
+        both_started.wait()
+        return create_pending(self, *args, **kwargs)
+
+    monkeypatch.setattr(MediaRepository, "create_pending", after_the_other)
+    body = {"filename": "big.png", "content_type": "image/png", "size": 20 * MIB}
+    with ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(lambda _: post(client, body, {"Idempotency-Key": "race-1"}), range(2)))
+    # Then both are given the same media and upload; the loser's multipart upload is aborted, not left to expire
+    assert [r.status_code for r in responses] == [201, 201]
+    [media_id] = {r.json_body["media_id"] for r in responses}
+    [upload_id] = {r.json_body["upload"]["upload_id"] for r in responses}
+    open_uploads = boto3.client("s3").list_multipart_uploads(Bucket="media").get("Uploads", [])
+    assert [(u["Key"], u["UploadId"]) for u in open_uploads] == [(f"uploads/{media_id}/original", upload_id)]

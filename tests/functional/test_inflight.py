@@ -321,3 +321,18 @@ def test_photopipe_redrive_waits_in_vain_once_not_for_every_media(
     waited_for = {line.split(":")[0] for line in told}
     assert len(waited_for) == 1
     assert visible_messages(stack["failed_queue_url"]) == 2
+
+
+def test_the_scheduled_sweep_gives_back_the_slot_of_a_run_that_is_not_running(
+    stack: dict[str, Any], context: FakeContext
+) -> None:
+    # Given a slot taken ten minutes ago by a run that closed without its event reaching us
+    sfn = boto3.client("stepfunctions")
+    execution = sfn.start_execution(stateMachineArn=stack["state_machine_arn"], name=MEDIA_ID, input="{}")
+    sfn.stop_execution(executionArn=execution["executionArn"])
+    slots(5).try_acquire(MEDIA_ID, time.time() - 600)
+    # When the schedule runs the sweep
+    result = load_function("slots").sweep_handler({}, context)
+    # Then the slot is free
+    assert result == {"freed": [MEDIA_ID]}
+    assert slots(5).held() == 0

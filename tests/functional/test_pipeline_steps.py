@@ -342,3 +342,17 @@ def test_a_crowd_of_look_alikes_is_reported_as_its_closest_most_recent_few(stack
     found = repo.similar(OPERATOR, "PROBE", f"{base:016x}")
     # Then SIMILAR_LIMIT are reported: the closest (here exact matches), most recent first
     assert found == [f"M{n:04d}" for n in range(297, 297 - 3 * SIMILAR_LIMIT, -3)]
+
+
+def test_a_rejection_after_resize_wrote_a_variant_removes_it(stack: dict[str, Any], context: FakeContext) -> None:
+    # Given a photo Resize refused after one variant of it had already reached media/
+    state: dict[str, Any] = {"media": put_original("drop/r1.jpg", _truncated_jpeg()), "execution_arn": EXECUTION}
+    state["source"] = load_function("validate").lambda_handler(state, context)["source"]
+    load_function("dedupe").lambda_handler(state, context)
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket="media", Key="media/R1/thumb.webp", Body=b"RIFF")
+    # When Reject records it
+    assert _resize_rejects(state, context)["status"] == "REJECTED"
+    # Then nothing of it is left under media/, and the original stays
+    assert s3.list_objects_v2(Bucket="media", Prefix="media/R1/")["KeyCount"] == 0
+    assert s3.head_object(Bucket="media", Key="drop/r1.jpg")["ContentLength"] > 0

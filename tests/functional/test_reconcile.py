@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import pytest
 
 from photopipe import samples
 from photopipe_core import reconcile
@@ -96,3 +97,30 @@ def test_the_scheduled_run_looks_back_a_day_only(stack: dict[str, Any]) -> None:
         look_back=reconcile.SCHEDULED_LOOK_BACK,
     )
     assert scheduled.resent == []
+
+
+class _AnHourLater(datetime):
+    @classmethod
+    def now(cls, tz: Any = None) -> _AnHourLater:  # type: ignore[override]
+        return cls.fromtimestamp(LATER.timestamp(), tz)
+
+
+def test_the_scheduled_function_sends_a_lost_event_again_and_fails_a_run_left_without_a_status(
+    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an original in the drop folder a day old whose event was lost, and a run stopped without a status
+    boto3.client("s3").put_object(Bucket="media", Key="drop/lost.jpg", Body=b"x")
+    sfn = boto3.client("stepfunctions")
+    execution = sfn.start_execution(stateMachineArn=stack["state_machine_arn"], name="P2", input="{}")["executionArn"]
+    sfn.stop_execution(executionArn=execution)
+    media_repository().mark_processing(
+        PipelineInput(media_id="P2", bucket="media", key="drop/p2.jpg", etag="e", size=3), execution
+    )
+    # When the schedule runs the function (an hour later)
+    handler = load_function("reconcile")
+    monkeypatch.setattr(handler, "datetime", _AnHourLater)
+    done = handler.lambda_handler({}, context)
+    # Then the lost event is queued again and the run's media is FAILED with a message for a redrive
+    assert done == {"resent": ["drop/lost.jpg"], "failed": ["P2"]}
+    assert [e["detail"]["object"]["key"] for e in queued(stack["ingest_queue_url"])] == ["drop/lost.jpg"]
+    assert [m["media_id"] for m in queued(stack["failed_queue_url"])] == ["P2"]

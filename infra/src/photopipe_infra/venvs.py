@@ -4,6 +4,7 @@
   moto-ext (which installs the module ``moto``), so it never shares a venv with the project.
 - ``lambda-python``: the clean interpreter that runs Lambda handlers: only what the AWS runtime has (boto3).
 - ``sam``: the AWS SAM CLI, apart because its pins are its own.
+- ``review``: checkov and cfn-lint, the template's reviewers (``make lint`` and a test), apart for the same reason.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ SAM = VenvSpec(
     name="sam-venv",
     requirements=("-r", str(INFRA_DIR / "requirements" / "sam.txt")),
     inputs=(INFRA_DIR / "requirements" / "sam.txt",),
+)
+REVIEW = VenvSpec(
+    name="review-venv",
+    requirements=("-r", str(INFRA_DIR / "requirements" / "review.txt")),
+    inputs=(INFRA_DIR / "requirements" / "review.txt",),
 )
 
 
