@@ -55,7 +55,8 @@ def transformed(path: Path = TEMPLATE) -> dict[str, Any]:
     from samtranslator.translator.transform import transform  # noqa: PLC0415 - a dev dependency
 
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # the translator names the partition from it
-    result: dict[str, Any] = transform(sam_template(path), {}, _PolicyNames())
+    # Metadata passes through: the checkov suppressions written on a SAM resource reach what it becomes.
+    result: dict[str, Any] = transform(sam_template(path), {}, _PolicyNames(), passthrough_metadata=True)
     return result
 
 
