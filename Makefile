@@ -52,7 +52,8 @@ test: $(STAMP) ## Every test: unit, functional, integration
 	$(BIN)/pytest tests --cov --cov-report=term:skip-covered
 
 .PHONY: lint
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy, and the template's review (cfn-lint with info checks, checkov)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m photopipe_infra.review

@@ -21,6 +21,8 @@ from photopipe_infra.paths import PROJECT_ROOT
 LOG = logging.getLogger(__name__)
 
 # What the deployed stack is built from; a change in any of these means build and deploy again.
+# samconfig.toml's environment for LocalStack; it has no [default], so a bare `sam deploy` goes nowhere.
+SAM_CONFIG_ENV = "local"
 SOURCES = ("template.yaml", "samconfig.toml", "statemachine", "functions", "layers")
 SOURCE_TAG = "photopipe:source"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -115,7 +117,7 @@ def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) ->
     # SAM's Python builder looks for `python3.13` on PATH; the SAM venv's own interpreter is one.
     env["PATH"] = f"{sam.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     build = subprocess.run(  # noqa: S603
-        [str(sam.bin("sam")), "build"],
+        [str(sam.bin("sam")), "build", "--config-env", SAM_CONFIG_ENV],
         check=False,
         cwd=PROJECT_ROOT,
         env=env,
@@ -128,6 +130,8 @@ def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) ->
     command = [
         str(sam.bin("sam")),
         "deploy",
+        "--config-env",
+        SAM_CONFIG_ENV,
         "--stack-name",
         stack_name,
         "--parameter-overrides",
