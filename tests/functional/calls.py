@@ -16,6 +16,8 @@ from typing import Any
 
 from botocore.handlers import BUILTIN_HANDLERS
 
+from photopipe_core.settings import Settings
+
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 
 # Operations whose IAM action is not "<service>:<operation>".
@@ -86,11 +88,17 @@ def permissions(service: str, operation: str, params: dict[str, Any]) -> set[Cal
 
 
 class CallRecorder:
-    """The permissions each function's code used, keyed by the function's directory and handler
-    (``("outcome", "reject_handler")``; the API app is ``("api", "app")``)."""
+    """The permissions each function's code used, and the settings it read, keyed by the function's directory and
+    handler (``("outcome", "reject_handler")``; the API app is ``("api", "app")``)."""
 
     def __init__(self) -> None:
         self.calls: dict[tuple[str, str], set[Call]] = defaultdict(set)
+        self.settings: dict[tuple[str, str], set[str]] = defaultdict(set)
+
+    def setting_read(self, name: str) -> None:
+        handler = self._handler_on_stack()
+        if handler is not None:
+            self.settings[handler].add(name)
 
     def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         handler = self._handler_on_stack()
@@ -101,7 +109,7 @@ class CallRecorder:
     @staticmethod
     def _handler_on_stack() -> tuple[str, str] | None:
         found = None
-        frame = sys._getframe(2)
+        frame = sys._getframe(1)
         while frame is not None:
             path = Path(frame.f_code.co_filename)
             if path.parent.parent == FUNCTIONS_DIR:
@@ -114,7 +122,15 @@ class CallRecorder:
 RECORDER = CallRecorder()
 
 
+def _settings_read(self: Settings, name: str) -> Any:
+    if name in Settings.model_fields:
+        RECORDER.setting_read(name)
+    return object.__getattribute__(self, name)
+
+
 def install() -> None:
-    """Every botocore session made from now on records through RECORDER (moto installs its own stub this way)."""
+    """Every botocore session made from now on records through RECORDER (moto installs its own stub this way), and
+    so does every read of a Settings field."""
     if ("before-parameter-build", RECORDER) not in BUILTIN_HANDLERS:
         BUILTIN_HANDLERS.append(("before-parameter-build", RECORDER))
+    Settings.__getattribute__ = _settings_read  # type: ignore[method-assign,assignment]

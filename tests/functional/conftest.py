@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import secrets
@@ -43,6 +44,12 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     yield
+    clear_factories()
+    sys.modules.pop("photopipe_function_api_app", None)  # its owner cache belongs to one test's table
+
+
+def clear_factories() -> None:
+    """Forget every client, adapter and settings object built so far (each is built once per container)."""
     for factory in (
         aws.client,
         aws.resource,
@@ -58,7 +65,6 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         quotas.quotas,
     ):
         factory.cache_clear()
-    sys.modules.pop("photopipe_function_api_app", None)  # its owner cache belongs to one test's table
 
 
 @pytest.fixture
@@ -131,7 +137,22 @@ def load_function(name: str, module: str = "handler") -> ModuleType:
     loaded = importlib.util.module_from_spec(spec)
     sys.modules[unique] = loaded
     spec.loader.exec_module(loaded)
+    for attribute, value in vars(loaded).copy().items():
+        if attribute.endswith("handler") and callable(value):
+            setattr(loaded, attribute, _in_its_own_container(value))
     return loaded
+
+
+def _in_its_own_container(handler: Any) -> Any:
+    """Each function runs in a container of its own: what another function built (clients, adapters, settings)
+    is not there, so the settings and calls each handler's code needs are its own (tests/functional/calls.py)."""
+
+    @functools.wraps(handler)
+    def invoke(*args: Any, **kwargs: Any) -> Any:
+        clear_factories()
+        return handler(*args, **kwargs)
+
+    return invoke
 
 
 class ApiKeys:

@@ -157,3 +157,30 @@ def test_the_state_machine_may_invoke_its_functions_and_write_only_what_its_last
     assert others == used
     substituted = template["Resources"]["Pipeline"]["Properties"]["DefinitionSubstitutions"]
     assert len(invoked) == sum(1 for key in substituted if key.endswith("FunctionArn"))
+
+
+# Read by libraries, not by the settings model: Powertools (every function) and glibc (Resize).
+LIBRARY_VARIABLES = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+    "GLIBC_TUNABLES",
+}
+# Settings without a useful default: a function that reads one must be given it.
+RESOURCE_NAMES = {"media_bucket", "media_table", "pipeline_arn", "ingest_queue_url", "failed_queue_url"}
+
+
+def test_each_function_is_given_only_the_variables_its_code_reads(
+    template: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
+    if not set(Path(__file__).parent.glob("test_*.py")) <= {Path(item.path) for item in request.session.items}:
+        pytest.skip("needs the whole functional suite to have run")
+    wrong = {}
+    for handler, name in functions(template).items():
+        given = set(template["Resources"][name]["Properties"].get("Environment", {}).get("Variables", {}))
+        read = RECORDER.settings.get(handler, set())
+        unread = given - {field.upper() for field in read} - LIBRARY_VARIABLES
+        missing = {field.upper() for field in read & RESOURCE_NAMES} - given
+        if unread or missing:
+            wrong[name] = {"given but never read": sorted(unread), "read but not given": sorted(missing)}
+    assert wrong == {}

@@ -127,4 +127,4 @@ def sweep(slots: InFlightSlots, is_running: Callable[[str], bool], now: float, g
 @lru_cache(maxsize=1)
 def in_flight_slots() -> InFlightSlots:
     settings = get_settings()
-    return InFlightSlots(aws.resource("dynamodb").Table(settings.media_table), settings.max_in_flight)
+    return InFlightSlots(aws.resource("dynamodb").Table(settings.require("media_table")), settings.max_in_flight)

@@ -101,4 +101,4 @@ class PipelineStarter:
 
 @lru_cache(maxsize=1)
 def pipeline_starter() -> PipelineStarter:
-    return PipelineStarter(aws.client("stepfunctions"), get_settings().pipeline_arn)
+    return PipelineStarter(aws.client("stepfunctions"), get_settings().require("pipeline_arn"))

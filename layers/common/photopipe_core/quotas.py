@@ -232,4 +232,4 @@ class Quotas:
 def quotas() -> Quotas:
     settings = get_settings()
     defaults = OwnerLimits(settings.owner_daily_uploads, settings.owner_daily_bytes, settings.owner_open_uploads)
-    return Quotas(aws.resource("dynamodb").Table(settings.media_table), defaults)
+    return Quotas(aws.resource("dynamodb").Table(settings.require("media_table")), defaults)

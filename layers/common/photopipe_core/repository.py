@@ -485,4 +485,4 @@ def to_media_item(item: dict[str, Any]) -> MediaItem:
 
 @lru_cache(maxsize=1)
 def media_repository() -> MediaRepository:
-    return MediaRepository(aws.resource("dynamodb").Table(get_settings().media_table))
+    return MediaRepository(aws.resource("dynamodb").Table(get_settings().require("media_table")))

@@ -29,8 +29,10 @@ def parse_variants(spec: str) -> list[VariantSpec]:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True)
 
-    media_bucket: str
-    media_table: str
+    # Each function's template entry sets only the variables its code reads; a factory that needs one of these
+    # names asks for it with require() and says which variable is missing.
+    media_bucket: str = ""
+    media_table: str = ""
     pipeline_arn: str = ""
     failed_queue_url: str = ""
     ingest_queue_url: str = ""
@@ -53,6 +55,14 @@ class Settings(BaseSettings):
     owner_open_uploads: int = Field(default=1_000, ge=0)
     upload_url_expires_seconds: int = Field(default=300, gt=0, le=7 * 24 * 3600)
     download_url_expires_seconds: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
+
+    def require(self, name: str) -> str:
+        """The value of a resource name this function needs (``"media_table"``), or a clear error naming the
+        environment variable its template entry lacks."""
+        value = str(getattr(self, name))
+        if not value:
+            raise RuntimeError(f"{name.upper()} is not set: this function's Environment in template.yaml needs it")
+        return value
 
     @field_validator("variants")
     @classmethod

@@ -226,21 +226,21 @@ class MessageQueue:
 
 @lru_cache(maxsize=1)
 def object_store() -> ObjectStore:
-    return ObjectStore(aws.client("s3"), get_settings().media_bucket)
+    return ObjectStore(aws.client("s3"), get_settings().require("media_bucket"))
 
 
 @lru_cache(maxsize=1)
 def presigner() -> Presigner:
     settings = get_settings()
     client = aws.presigning_client(settings.presign_endpoint_url or None)
-    return Presigner(client, settings.media_bucket)
+    return Presigner(client, settings.require("media_bucket"))
 
 
 @lru_cache(maxsize=1)
 def failed_queue() -> MessageQueue:
-    return MessageQueue(aws.client("sqs"), get_settings().failed_queue_url)
+    return MessageQueue(aws.client("sqs"), get_settings().require("failed_queue_url"))
 
 
 @lru_cache(maxsize=1)
 def ingest_queue() -> MessageQueue:
-    return MessageQueue(aws.client("sqs"), get_settings().ingest_queue_url)
+    return MessageQueue(aws.client("sqs"), get_settings().require("ingest_queue_url"))
