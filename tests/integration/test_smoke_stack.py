@@ -63,3 +63,28 @@ def test_health_endpoint_over_http(stack: Stack) -> None:
     assert status == 200
     assert body["status"] == "ok"
     assert body["checks"] == {"s3": {"ok": True}, "dynamodb": {"ok": True}, "stepfunctions": {"ok": True}}
+
+
+def test_the_deployed_stack_has_what_a_reviewer_asks_for(stack: Stack, aws_client: Callable[[str], Any]) -> None:
+    """What LocalStack keeps of the template's hardening: one stage, an encrypted versioned TLS-only bucket, encrypted
+    queues, the log groups. (Its CloudFormation resources drop the table's deletion protection and point-in-time
+    recovery and the log groups' retention; the review of the transformed template checks those.)"""
+    outputs = stack.outputs
+    api_id = outputs.ApiUrl.split("/execute-api/")[1].split("/")[0]
+    assert [s["stageName"] for s in aws_client("apigateway").get_stages(restApiId=api_id)["item"]] == ["prod"]
+    s3 = aws_client("s3")
+    bucket = outputs.MediaBucketName
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    [statement] = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    sqs = aws_client("sqs")
+    for url in (outputs.IngestQueueUrl, outputs.IngestDLQUrl, outputs.FailedQueueUrl):
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["SqsManagedSseEnabled"])["Attributes"]
+        assert attributes["SqsManagedSseEnabled"] == "true"
+    resources = aws_client("cloudformation").describe_stack_resources(StackName="photopipe")["StackResources"]
+    declared = {r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::Logs::LogGroup"}
+    assert len(declared) == 14  # 12 functions, the state machine, the API's access log
+    existing = {g["logGroupName"] for g in aws_client("logs").describe_log_groups()["logGroups"]}
+    assert declared <= existing
