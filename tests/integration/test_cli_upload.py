@@ -90,16 +90,21 @@ def test_a_run_killed_mid_upload_then_run_again_processes_every_photo_once(stack
         (folder / f"r{index:02d}.jpg").write_bytes(samples.jpeg_bytes(samples.photo(1600, 1200, seed=700 + index)))
     cli = str(Path(sys.executable).with_name("photopipe"))  # the installed console script
     command = [cli, "--endpoint-url", stack.settings.endpoint_url, "upload"]
-    first = subprocess.Popen(  # noqa: S603 - our own CLI
-        [*command, str(folder), "--concurrency", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
+    errors = tmp_path / "first-run.stderr"
+    with errors.open("wb") as stderr:
+        first = subprocess.Popen(  # noqa: S603 - our own CLI
+            [*command, str(folder), "--concurrency", "2", "--json"], stdout=subprocess.PIPE, stderr=stderr
+        )
     try:
         assert first.stdout is not None
-        early = [json.loads(first.stdout.readline()) for _ in range(4)]  # four files are through; others are not
+        lines = [first.stdout.readline() for _ in range(4)]  # four files are through; others are not
         first.send_signal(signal.SIGKILL)
     finally:
         first.kill()
         first.wait(timeout=30)
+    # A run that ended before four files were through says why on its stderr.
+    assert all(lines), errors.read_text()[-3000:]
+    early = [json.loads(line) for line in lines]
     assert all(line["status"] == "PROCESSING" for line in early)
 
     rerun = subprocess.run(  # noqa: S603
