@@ -100,6 +100,14 @@ def spelled(call: Call) -> Call:
     return call
 
 
+def skip_unless_every_handler_ran(request: pytest.FixtureRequest) -> None:
+    """What was *not* called is known only when every functional test ran (not for a single file or -k)."""
+    ran = {Path(item.path) for item in request.session.items}
+    suite = set(Path(__file__).parent.glob("test_*.py"))
+    if not suite <= ran:
+        pytest.skip(f"needs the whole functional suite to have run (missing {sorted(p.name for p in suite - ran)})")
+
+
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
     return transformed()
@@ -121,10 +129,7 @@ def test_every_call_a_function_makes_is_allowed_by_its_role(template: dict[str, 
 def test_every_permission_a_function_has_is_used_by_its_code(
     template: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
-    ran = {Path(item.path) for item in request.session.items}
-    suite = set(Path(__file__).parent.glob("test_*.py"))
-    if not suite <= ran:
-        pytest.skip(f"needs the whole functional suite to have run (missing {sorted(p.name for p in suite - ran)})")
+    skip_unless_every_handler_ran(request)
     unused = {}
     for handler, name in functions(template).items():
         made = {spelled(c) for c in RECORDER.calls.get(handler, set())}
@@ -173,8 +178,7 @@ RESOURCE_NAMES = {"media_bucket", "media_table", "pipeline_arn", "ingest_queue_u
 def test_each_function_is_given_only_the_variables_its_code_reads(
     template: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
-    if not set(Path(__file__).parent.glob("test_*.py")) <= {Path(item.path) for item in request.session.items}:
-        pytest.skip("needs the whole functional suite to have run")
+    skip_unless_every_handler_ran(request)
     wrong = {}
     for handler, name in functions(template).items():
         given = set(template["Resources"][name]["Properties"].get("Environment", {}).get("Variables", {}))

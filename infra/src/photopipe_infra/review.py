@@ -23,10 +23,6 @@ class Review:
     findings: list[str]
     suppressed: int  # checkov checks skipped by the template's own Metadata
 
-    @property
-    def clean(self) -> bool:
-        return not self.findings
-
 
 def unexplained_suppressions(template: Path = TEMPLATE) -> list[str]:
     """checkov skips in the template's Metadata that give no reason (a reviewer reads each one)."""
