@@ -424,18 +424,32 @@ def test_health_reaches_each_service_without_a_key(client: KeyedClient) -> None:
 def test_two_requests_racing_with_one_idempotency_key_get_one_multipart_upload(
     client: KeyedClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given two requests with one Idempotency-Key that both start a multipart upload before either records its media
-    both_started = threading.Barrier(2, timeout=10)
+    # Given two requests with one Idempotency-Key that both start a multipart upload before either records its
+    # media: the first waits before its write until the second has written (the steps run one at a time, as the
+    # in-memory table is not safe for calls at the same moment)
+    first_waiting, second_written = threading.Event(), threading.Event()
     create_pending = MediaRepository.create_pending
+    callers: list[str] = []
 
-    def after_the_other(self: MediaRepository, *args: Any, **kwargs: Any) -> Any:
-        both_started.wait()
-        return create_pending(self, *args, **kwargs)
+    def in_turn(self: MediaRepository, *args: Any, **kwargs: Any) -> Any:
+        callers.append(threading.current_thread().name)
+        if len(callers) == 1:
+            first_waiting.set()
+            assert second_written.wait(timeout=10)
+            return create_pending(self, *args, **kwargs)
+        try:
+            return create_pending(self, *args, **kwargs)
+        finally:
+            second_written.set()
 
-    monkeypatch.setattr(MediaRepository, "create_pending", after_the_other)
+    monkeypatch.setattr(MediaRepository, "create_pending", in_turn)
     body = {"filename": "big.png", "content_type": "image/png", "size": 20 * MIB}
-    with ThreadPoolExecutor(2) as pool:
-        responses = list(pool.map(lambda _: post(client, body, {"Idempotency-Key": "race-1"}), range(2)))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post, client, body, {"Idempotency-Key": "race-1"})
+        assert first_waiting.wait(timeout=10)
+        second = post(client, body, {"Idempotency-Key": "race-1"})
+        responses = [first.result(timeout=10), second]
+    assert len(callers) == 2  # both got as far as recording the media
     # Then both are given the same media and upload; the loser's multipart upload is aborted, not left to expire
     assert [r.status_code for r in responses] == [201, 201]
     [media_id] = {r.json_body["media_id"] for r in responses}
