@@ -425,9 +425,9 @@ def test_two_requests_racing_with_one_idempotency_key_get_one_multipart_upload(
     client: KeyedClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given two requests with one Idempotency-Key that both start a multipart upload before either records its
-    # media: the first waits before its write until the second has written (the steps run one at a time, as the
-    # in-memory table is not safe for calls at the same moment)
-    first_waiting, second_written = threading.Event(), threading.Event()
+    # media: the first waits before its write until the second has been answered. One request at a time runs on
+    # (the in-memory table is not safe for calls at the same moment, nor the test client's environment swap).
+    first_waiting, second_answered = threading.Event(), threading.Event()
     create_pending = MediaRepository.create_pending
     callers: list[str] = []
 
@@ -435,12 +435,8 @@ def test_two_requests_racing_with_one_idempotency_key_get_one_multipart_upload(
         callers.append(threading.current_thread().name)
         if len(callers) == 1:
             first_waiting.set()
-            assert second_written.wait(timeout=10)
-            return create_pending(self, *args, **kwargs)
-        try:
-            return create_pending(self, *args, **kwargs)
-        finally:
-            second_written.set()
+            assert second_answered.wait(timeout=10)
+        return create_pending(self, *args, **kwargs)
 
     monkeypatch.setattr(MediaRepository, "create_pending", in_turn)
     body = {"filename": "big.png", "content_type": "image/png", "size": 20 * MIB}
@@ -448,6 +444,7 @@ def test_two_requests_racing_with_one_idempotency_key_get_one_multipart_upload(
         first = pool.submit(post, client, body, {"Idempotency-Key": "race-1"})
         assert first_waiting.wait(timeout=10)
         second = post(client, body, {"Idempotency-Key": "race-1"})
+        second_answered.set()
         responses = [first.result(timeout=10), second]
     assert len(callers) == 2  # both got as far as recording the media
     # Then both are given the same media and upload; the loser's multipart upload is aborted, not left to expire
