@@ -126,19 +126,24 @@ def _fail(message: str) -> click.ClickException:
 
 @main.command()
 @click.option("--docker", is_flag=True, help="Use the LocalStack Docker image instead of the embedded runtime.")
+@click.option(
+    "--fresh", is_flag=True, help="Set the saved state aside (in a dated folder) and start with an empty stack."
+)
 @pass_context
-def up(ctx: Context, docker: bool) -> None:
-    """Start LocalStack and deploy the stack (idempotent); print the endpoints."""
-    _bring_up(ctx, docker)
+def up(ctx: Context, docker: bool, fresh: bool) -> None:
+    """Start LocalStack with the state it saved, and deploy the stack if needed (idempotent); print the endpoints."""
+    _bring_up(ctx, docker, fresh=fresh)
 
 
-def _bring_up(ctx: Context, docker: bool = False, outputs_to: Console = out) -> None:
+def _bring_up(ctx: Context, docker: bool = False, outputs_to: Console = out, fresh: bool = False) -> None:
     """Start LocalStack and deploy if needed; the stack outputs go to stdout unless another console is named."""
     try:
         with console.status("Starting LocalStack and deploying the stack ..."):
-            result = local.up(ctx.settings, docker=docker)
+            result = local.up(ctx.settings, docker=docker, fresh=fresh)
     except RuntimeError as error:
         raise _fail(str(error)) from error
+    if result.set_aside is not None:
+        console.print(f"The saved state was set aside in {result.set_aside}")
     started = result.started
     how = "reused" if started and started.reused else "started"
     pid = f" (PID {started.pid})" if started else ""

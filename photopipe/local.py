@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from photopipe.config import ClientSettings
@@ -28,6 +29,7 @@ class UpResult:
     deployed: Deployed
     outputs: StackOutputs
     seconds: float
+    set_aside: Path | None = None  # where `--fresh` moved the saved state
 
 
 def launcher(settings: ClientSettings) -> EmbeddedLocalStack:
@@ -48,10 +50,12 @@ def docker_engine_error() -> str | None:
     return None
 
 
-def up(settings: ClientSettings, docker: bool = False) -> UpResult:
-    """Start LocalStack (or reuse the one running) and deploy the stack; safe to run again."""
+def up(settings: ClientSettings, docker: bool = False, fresh: bool = False) -> UpResult:
+    """Start LocalStack (or reuse the one running) and deploy the stack; safe to run again. The embedded one
+    loads the state it saved when it stopped; ``fresh`` sets that aside first and starts empty."""
     began = time.monotonic()
     started: Started | None = None
+    set_aside: Path | None = None
     if docker:
         reason = docker_engine_error()
         if reason is not None:
@@ -59,11 +63,14 @@ def up(settings: ClientSettings, docker: bool = False) -> UpResult:
         subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), "up", "-d", "--wait"], check=True)  # noqa: S607
         runtime = "docker"
     else:
-        started = launcher(settings).start()
+        embedded = launcher(settings)
+        if fresh:
+            set_aside = embedded.set_saved_state_aside()
+        started = embedded.start()
         runtime = "embedded"
     deployed = deploy(settings.endpoint_url, settings.stack_name)
     outputs = Stack(settings).outputs
-    return UpResult(runtime, started, deployed, outputs, time.monotonic() - began)
+    return UpResult(runtime, started, deployed, outputs, time.monotonic() - began, set_aside)
 
 
 def down(settings: ClientSettings, docker: bool = False) -> list[int]:

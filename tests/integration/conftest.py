@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -39,6 +40,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def localstack() -> Iterator[EmbeddedLocalStack]:
     instance = EmbeddedLocalStack(port=TEST_PORT, folder=state_dir() / "test-localstack")
+    instance.stop()  # one a killed session left running
+    shutil.rmtree(instance.saved_dir, ignore_errors=True)  # every session starts from an empty stack
     instance.start()
     try:
         yield instance

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,6 +25,7 @@ OWN_PORT = TEST_PORT - 1
 @pytest.fixture
 def own_instance() -> Iterator[EmbeddedLocalStack]:
     instance = EmbeddedLocalStack(port=OWN_PORT, folder=state_dir() / "test-launcher")
+    shutil.rmtree(instance.saved_dir, ignore_errors=True)  # what an earlier run saved
     try:
         yield instance
     finally:

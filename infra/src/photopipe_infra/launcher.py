@@ -26,13 +26,16 @@ import psutil
 
 from photopipe_infra import venvs
 from photopipe_infra.paths import state_dir
+from photopipe_infra.snapshot import SNAPSHOT_ENV, SnapshotError, check_header, read_header
 
 LOG = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4566
 START_TIMEOUT_SECONDS = 120.0
-STOP_TIMEOUT_SECONDS = 20.0
+# Long enough for the state to be saved at shutdown (seconds for thousands of photos); then it is killed.
+STOP_TIMEOUT_SECONDS = 60.0
+PERSIST_ENV = "PHOTOPIPE_PERSIST"  # "0": the state lives in memory only, as in LocalStack's own default
 
 
 def default_lambda_processes() -> int:
@@ -88,6 +91,8 @@ class EmbeddedLocalStack:
     folder: Path = field(default_factory=lambda: state_dir() / "localstack")
     # Runtime processes per Lambda function version; more concurrent invocations wait for a warm one.
     lambda_processes: int = field(default_factory=default_lambda_processes)
+    # Keep the state across restarts (photopipe_infra.persistence) in ``saved_dir``.
+    persist: bool = field(default_factory=lambda: os.environ.get(PERSIST_ENV, "1") != "0")
 
     @property
     def pid_file(self) -> Path:
@@ -102,6 +107,11 @@ class EmbeddedLocalStack:
         """LocalStack's TMPDIR: every deploy unzips each function and layer here (≈ 36 MB for photopipe). Nothing
         in it outlives the process (its state is in memory), so it is emptied when an instance starts or stops."""
         return self.folder / "tmp"
+
+    @property
+    def saved_dir(self) -> Path:
+        """The saved state: the snapshot, S3 objects' bytes, closed executions' histories."""
+        return self.folder / "saved"
 
     @property
     def endpoint(self) -> str:
@@ -144,6 +154,7 @@ class EmbeddedLocalStack:
             # Lambda, Lambda metrics and logs) go straight into its request pipeline instead of over HTTP to itself:
             # a fifth of its CPU per photo.
             "IN_MEMORY_CLIENT": "1",
+            **({SNAPSHOT_ENV: str(self.saved_dir)} if self.persist else {}),
         }
 
     def owned_pid(self) -> int | None:
@@ -158,11 +169,40 @@ class EmbeddedLocalStack:
         return None
 
     def is_healthy(self) -> bool:
+        """LocalStack answers and has run its start-up hooks to the end (a saved state is loaded and its services
+        running again: init's READY stage completes after them)."""
+        health = self._get_json("/_localstack/health")
+        ready = self._get_json("/_localstack/init/ready")
+        return bool(health and "services" in health and ready and ready.get("completed") is True)
+
+    def _get_json(self, path: str) -> dict[str, object] | None:
         try:
-            with urllib.request.urlopen(f"http://{HOST}:{self.port}/_localstack/health", timeout=2) as response:
-                return response.status == 200 and "services" in json.loads(response.read())
+            with urllib.request.urlopen(f"http://{HOST}:{self.port}{path}", timeout=2) as response:
+                body = json.loads(response.read())
+                return body if response.status == 200 and isinstance(body, dict) else None
         except (OSError, ValueError, urllib.error.URLError):
-            return False
+            return None
+
+    def check_saved_state(self) -> None:
+        """Refuse a saved state this version cannot load, before anything starts (never half-load one)."""
+        if not self.persist:
+            return
+        try:
+            header = read_header(self.saved_dir)
+            if header is not None:
+                check_header(header, self.saved_dir, venvs.LOCALSTACK_VERSION)
+        except SnapshotError as error:
+            raise LauncherError(str(error)) from error
+
+    def set_saved_state_aside(self) -> Path | None:
+        """Move the saved state aside (``up --fresh``); returns where it went, or None when there was none."""
+        if self.owned_pid() is not None:
+            raise LauncherError("LocalStack is running: `photopipe down` first, then start it fresh")
+        if not self.saved_dir.exists():
+            return None
+        aside = self.folder / f"saved.{time.strftime('%Y%m%d-%H%M%S')}"
+        self.saved_dir.rename(aside)
+        return aside
 
     def port_holder(self) -> str | None:
         """Who listens on the port, as 'PID n (name)', or None when nothing does."""
@@ -201,6 +241,7 @@ class EmbeddedLocalStack:
                 f"Port {self.port} is already taken by {holder}, which photopipe did not start. "
                 f"Stop it (or point photopipe at it with --endpoint-url) and run again."
             )
+        self.check_saved_state()
         localstack = venvs.ensure(venvs.LOCALSTACK)
         venvs.ensure(venvs.LAMBDA_PYTHON)
         # The deadline is for LocalStack's start, not for a first set-up of its venvs (minutes of downloads).

@@ -8,10 +8,11 @@ of KB each) all stayed in LocalStack's memory, and each original over 512 KB kep
 ``/tmp/localstack-s3-storage``, shared by every LocalStack on the machine and never emptied.
 
 ``DiskS3ObjectStore`` keeps the upstream store's behaviour (its stored objects, locks, multipart parts) and changes
-where an object's bytes are: one file per object version under LocalStack's temporary folder (which the launcher
-empties when LocalStack starts or stops, like the rest of its in-memory state), named by the sha256 of bucket, key
-and version. The file is opened when a request opens the object and closed when the last one is done with it. The
-``on_infra_start`` hook makes the S3 provider create this store instead.
+where an object's bytes are: one file per object version, named by the sha256 of bucket, key and version, under the
+snapshot folder when the state is kept across restarts (``photopipe_infra.persistence``), else under LocalStack's
+temporary folder (which the launcher empties when LocalStack starts or stops). The file is opened when a request
+opens the object and closed when the last one is done with it. The ``on_infra_start`` hook makes the S3 provider
+create this store instead.
 
 Objects created with the same ACL share one: upstream builds a new ``AccessControlPolicy`` (owner, grants: ≈ 620
 bytes) for every object from ``get_access_control_policy_for_new_resource_request``, and an object's ACL is only
@@ -27,7 +28,6 @@ import hashlib
 import inspect
 import json
 import logging
-import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -37,6 +37,8 @@ from localstack.services.s3 import provider
 from localstack.services.s3.models import S3Object
 from localstack.services.s3.storage import ephemeral
 from readerwriterlock import rwlock
+
+from photopipe_infra.snapshot import kept_folder
 
 LOG = logging.getLogger(__name__)
 # sha256 of the upstream ephemeral store's module and the provider's new-object ACL function in localstack-core 4.14.0.
@@ -138,12 +140,17 @@ class DiskFile:
         return True
 
     def close(self) -> None:
-        """The object was deleted (or the store closed): its bytes go."""
+        """The object was deleted: its bytes go."""
+        self.release()
+        Path(self.path).unlink(missing_ok=True)
+
+    def release(self) -> None:
+        """LocalStack stops: the file is closed and stays (the launcher empties the folder unless the state is
+        kept, see ``photopipe_infra.persistence``)."""
         with _USERS_LOCK:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-        Path(self.path).unlink(missing_ok=True)
 
 
 class DiskS3StoredObject(ephemeral.EphemeralS3StoredObject):
@@ -165,9 +172,20 @@ class DiskS3StoredObject(ephemeral.EphemeralS3StoredObject):
 
 class DiskS3ObjectStore(ephemeral.EphemeralS3ObjectStore):
     def __init__(self, root_directory: str | None = None) -> None:
-        # LocalStack's own temporary folder, not the fixed one every instance on the machine shared.
-        super().__init__(str(Path(tempfile.gettempdir()) / "photopipe-s3"))
+        # The snapshot's folder (or LocalStack's own temporary one), not the fixed one every instance shared.
+        super().__init__(str(kept_folder("photopipe-s3")))
         Path(self.root_directory).mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        """LocalStack stops (upstream's ``close`` deletes every object's bytes): every file is closed and kept;
+        multipart uploads in progress are dropped as upstream drops them."""
+        for bucket in self._filesystem.values():
+            for file in bucket.get("keys", {}).values():
+                file.release()
+            bucket.get("keys", {}).clear()
+            for multipart in bucket.get("multiparts", {}).values():
+                multipart.close()
+            bucket.get("multiparts", {}).clear()
 
     def open(self, bucket: str, s3_object: S3Object, mode: Literal["r", "w"] = "r") -> DiskS3StoredObject:  # type: ignore[override]
         key = self._key_from_s3_object(s3_object)
@@ -192,4 +210,4 @@ def _use_disk_store() -> None:
 @hooks.on_infra_start()
 def store_s3_objects_on_disk() -> None:
     _use_disk_store()
-    LOG.debug("S3 object bytes are kept in files under %s", tempfile.gettempdir())
+    LOG.debug("S3 object bytes are kept in files under %s", kept_folder("photopipe-s3"))

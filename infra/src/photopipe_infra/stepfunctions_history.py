@@ -11,8 +11,8 @@ status-change event), the history is written to one file per execution and the e
 evaluation environment — is replaced by a ``ClosedWorker`` whose history reads the file back when
 ``GetExecutionHistory`` asks, and which answers "not here" to task-token and Map-run lookups (they only concern
 running executions). ``describe-execution`` and ``list-executions`` read the execution's own fields, which stay in
-memory. The files live in LocalStack's temporary folder, which the launcher empties when LocalStack starts or stops,
-like the rest of its in-memory state.
+memory. The files live beside the snapshot when the state is kept (``photopipe_infra.persistence``), else in
+LocalStack's temporary folder, which the launcher empties when LocalStack starts or stops.
 
 A closed execution also lets go of its private copies of what it shares with others: ``StartExecution`` deep-copies
 the state machine (definition, tags, configuration) into every execution, and each keeps its own
@@ -28,9 +28,7 @@ import functools
 import hashlib
 import inspect
 import logging
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,8 @@ from typing import Any
 from localstack.runtime import hooks
 from localstack.services.stepfunctions.asl.eval.event import event_manager
 from localstack.services.stepfunctions.backend import execution, state_machine
+
+from photopipe_infra.snapshot import kept_folder
 
 LOG = logging.getLogger(__name__)
 # sha256 of the sources of the three upstream modules (see upstream_sha256) in localstack-core 4.14.0.
@@ -52,9 +52,7 @@ def upstream_sha256() -> str:
 
 
 def spill_dir() -> Path:
-    folder = Path(os.environ.get("TMPDIR") or tempfile.gettempdir()) / "photopipe-sfn-history"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return kept_folder("photopipe-sfn-history")
 
 
 class SpilledHistory:
