@@ -30,12 +30,13 @@ import importlib
 import logging
 import os
 import pickle
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from localstack import version as localstack_version
 from localstack.aws import handlers
@@ -45,6 +46,7 @@ from localstack.services.events.event_bus import EventBusService
 from localstack.services.events.models import events_stores
 from localstack.services.events.rule import RuleService
 from localstack.services.plugins import SERVICE_PLUGINS
+from localstack.services.s3.models import s3_stores
 from localstack.services.stepfunctions.backend.execution import Execution
 from localstack.services.stepfunctions.backend.store import sfn_stores
 from localstack.state import pickle as state_pickle
@@ -233,6 +235,91 @@ def restore_event_rules(provider: Any) -> None:
 
 
 # --- when: a counter of changing requests, a saver thread, the hooks -------------------------------------------
+class S3Journal:
+    """Every change S3 acknowledges to an object, appended before its response leaves: the state of that key (the
+    object, or all its versions in a versioned bucket; None once it is gone). The bytes are already in their file,
+    so after a crash (LocalStack killed between two snapshots) replaying the journal over the last snapshot brings
+    back every object whose write was acknowledged. A record that a kill cut short is ignored.
+
+    Saving rotates it: the journal becomes ``.saving`` just before S3's state is pickled, and goes once the
+    snapshot holding that state is written (a failed save leaves it, and the next rotation appends to it)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "s3-journal"
+        self.saving_path = folder / "s3-journal.saving"
+        self._lock = threading.Lock()
+        self._file: BinaryIO | None = None
+
+    def record(self, context: Any) -> None:
+        request = context.service_request or {}
+        bucket_name = request.get("Bucket")
+        if request.get("Key"):
+            keys = [request["Key"]]
+        else:
+            keys = [entry["Key"] for entry in (request.get("Delete") or {}).get("Objects", [])]
+        if not bucket_name or not keys:
+            return
+        bucket = s3_stores[context.account_id][context.region].buckets.get(bucket_name)
+        if bucket is None:
+            return
+        state = [(context.account_id, context.region, bucket_name, key, bucket.objects._store.get(key)) for key in keys]  # noqa: SLF001
+        data = state_pickle.dumps(state)
+        with self._lock:
+            if self._file is None:
+                self._file = self.path.open("ab")
+            self._file.write(struct.pack(">Q", len(data)) + data)
+            self._file.flush()  # in the kernel's hands: a killed LocalStack loses none of it
+
+    def rotate(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            if not self.path.exists():
+                return
+            if self.saving_path.exists():
+                with self.saving_path.open("ab") as saving:
+                    saving.write(self.path.read_bytes())
+                self.path.unlink()
+            else:
+                self.path.replace(self.saving_path)
+
+    def saved(self) -> None:
+        self.saving_path.unlink(missing_ok=True)
+
+    def replay(self) -> int:
+        """Apply both journals, oldest first, over the loaded state; returns how many keys were set."""
+        applied = 0
+        for path in (self.saving_path, self.path):
+            for account_id, region, bucket_name, key, state in self._records(path):
+                bucket = s3_stores[account_id][region].buckets.get(bucket_name)
+                if bucket is None:
+                    continue
+                store = bucket.objects._store  # noqa: SLF001
+                if state is None:
+                    store.pop(key, None)
+                else:
+                    store[key] = state
+                applied += 1
+        return applied
+
+    @staticmethod
+    def _records(path: Path) -> Iterator[tuple[str, str, str, str, Any]]:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return
+        offset = 0
+        while offset + 8 <= len(data):
+            (size,) = struct.unpack_from(">Q", data, offset)
+            record = data[offset + 8 : offset + 8 + size]
+            if len(record) < size:
+                LOG.warning("The last record of %s was cut short (LocalStack was killed writing it)", path)
+                return
+            yield from state_pickle.loads(record)
+            offset += 8 + size
+
+
 class Saver:
     """Saves the state every few seconds after a request changed something, and once more at shutdown. Only the
     services a request changed are pickled again (IAM's managed policies and CloudFormation's templates, megabytes,
@@ -243,6 +330,7 @@ class Saver:
 
     def __init__(self, folder: Path, pickled: dict[str, bytes] | None = None) -> None:
         self.folder = folder
+        self.journal = S3Journal(folder)
         self._pickled = dict(pickled or {})
         self._dirty: set[str] = set(CONTAINERS) - set(self._pickled)
         self._dirty_lock = threading.Lock()
@@ -250,7 +338,7 @@ class Saver:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="photopipe-snapshot", daemon=True)
 
-    def count(self, _chain: Any, context: Any, _response: Any) -> None:
+    def count(self, _chain: Any, context: Any, response: Any) -> None:
         """A response handler: marks the service of a request that may have changed it."""
         operation = getattr(context, "operation", None)
         service = getattr(context, "service", None)
@@ -260,6 +348,8 @@ class Saver:
         if name in CONTAINERS:
             with self._dirty_lock:
                 self._dirty.add(name)
+        if name == "s3" and getattr(response, "status_code", 500) < 300:
+            self.journal.record(context)
 
     def start(self) -> None:
         handlers.run_custom_response_handlers.append(self.count)
@@ -274,8 +364,12 @@ class Saver:
             began = time.monotonic()
             try:
                 for service in sorted({*dirty, *self.ALWAYS}):
+                    if service == "s3":
+                        self.journal.rotate()
                     self._pickled[service] = pickle_service(service)
                 header = save(self.folder, self._pickled)
+                if "s3" in dirty:
+                    self.journal.saved()
             except Exception:
                 LOG.exception("Could not save the state; the last snapshot stays")
                 with self._dirty_lock:
@@ -311,11 +405,16 @@ def load_saved_state() -> None:
         return
     try:
         pickled = load(folder)
+        replayed = S3Journal(folder).replay()
     except Exception as error:
         LOG.exception("photopipe: the saved state in %s could not be loaded: %s", folder, error)
         # Starting empty would save an empty library over the snapshot at the first change.
         os._exit(LOAD_FAILED_EXIT_CODE)
     _loaded = pickled is not None
+    if replayed:
+        LOG.info("Replayed %d S3 change(s) made after the last snapshot", replayed)
+        if pickled is not None:
+            pickled.pop("s3", None)  # the state in memory is newer than the snapshot's: saved again
     _saver = Saver(folder, pickled)
 
 

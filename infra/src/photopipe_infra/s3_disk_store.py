@@ -170,6 +170,23 @@ class DiskS3StoredObject(ephemeral.EphemeralS3StoredObject):
             self.file.detach()  # type: ignore[attr-defined]
 
 
+class DiskS3StoredMultipart(ephemeral.EphemeralS3StoredMultipart):
+    """A multipart upload's parts in files too (one per part number, in the upload's folder), so an upload in
+    progress survives a restart when the state is kept: the parts S3 acknowledged are still there to complete."""
+
+    def open(self, s3_part: Any, mode: Literal["r", "w"] = "r") -> DiskS3StoredObject:  # type: ignore[override]
+        file = self.parts.get(s3_part.part_number)
+        if file is None:
+            path = Path(self.upload_dir) / str(s3_part.part_number)
+            file = self.parts.setdefault(s3_part.part_number, DiskFile(path))  # type: ignore[arg-type]
+        return DiskS3StoredObject(s3_object=s3_part, file=file, mode=mode)  # type: ignore[arg-type]
+
+    def release(self) -> None:
+        for file in self.parts.values():
+            file.release()  # type: ignore[attr-defined]
+        self.parts.clear()
+
+
 class DiskS3ObjectStore(ephemeral.EphemeralS3ObjectStore):
     def __init__(self, root_directory: str | None = None) -> None:
         # The snapshot's folder (or LocalStack's own temporary one), not the fixed one every instance shared.
@@ -177,14 +194,14 @@ class DiskS3ObjectStore(ephemeral.EphemeralS3ObjectStore):
         Path(self.root_directory).mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:
-        """LocalStack stops (upstream's ``close`` deletes every object's bytes): every file is closed and kept;
-        multipart uploads in progress are dropped as upstream drops them."""
+        """LocalStack stops (upstream's ``close`` deletes every object's and part's bytes): every file is closed
+        and kept."""
         for bucket in self._filesystem.values():
             for file in bucket.get("keys", {}).values():
                 file.release()
             bucket.get("keys", {}).clear()
             for multipart in bucket.get("multiparts", {}).values():
-                multipart.close()
+                multipart.release()
             bucket.get("multiparts", {}).clear()
 
     def open(self, bucket: str, s3_object: S3Object, mode: Literal["r", "w"] = "r") -> DiskS3StoredObject:  # type: ignore[override]
@@ -195,8 +212,20 @@ class DiskS3ObjectStore(ephemeral.EphemeralS3ObjectStore):
             name = hashlib.sha256(f"{bucket}/{s3_object.key}?{s3_object.version_id or 'null'}".encode()).hexdigest()
             folder = Path(self.root_directory, bucket)
             folder.mkdir(parents=True, exist_ok=True)
-            file = keys.setdefault(key, DiskFile(folder / name))
+            file = DiskFile(folder / name)
+            # the bytes a restarted LocalStack finds are those of the object it loaded (a new one's stamp is 0)
+            file.internal_last_modified = s3_object.internal_last_modified
+            file = keys.setdefault(key, file)
         return DiskS3StoredObject(s3_object=s3_object, file=file, mode=mode)
+
+    def get_multipart(self, bucket: str, s3_multipart: Any) -> DiskS3StoredMultipart:
+        with self._lock_multipart_create:
+            multipart = self._get_multipart(bucket, s3_multipart.id)
+            if multipart is None:
+                upload_dir = self._create_upload_directory(bucket, s3_multipart.id)
+                multipart = DiskS3StoredMultipart(self, bucket, s3_multipart, upload_dir)
+                self._filesystem[bucket]["multiparts"][s3_multipart.id] = multipart
+        return multipart  # type: ignore[return-value]
 
 
 @functools.cache

@@ -1,0 +1,124 @@
+"""The embedded stack keeps its library across a restart: what `photopipe down` then `photopipe up` do."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from photopipe import samples
+from photopipe.media import MediaReader
+from photopipe.stack import Stack
+from photopipe.upload import ApiClient, Uploader
+from photopipe_core.keys import media_id_for_object
+from photopipe_infra.deploy import deploy
+from photopipe_infra.launcher import EmbeddedLocalStack
+
+
+def drop(stack: Stack, aws_client: Callable[[str], Any], body: bytes, name: str) -> str:
+    bucket = stack.outputs.MediaBucketName
+    key = f"drop/restart/{time.time_ns()}/{name}"
+    put = aws_client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    return media_id_for_object(bucket, key, put["ETag"])
+
+
+def physical_id(stack: Stack, aws_client: Callable[[str], Any], logical: str) -> str:
+    resource = aws_client("cloudformation").describe_stack_resource(
+        StackName=stack.settings.stack_name, LogicalResourceId=logical
+    )
+    return str(resource["StackResourceDetail"]["PhysicalResourceId"])
+
+
+def library(
+    stack: Stack, aws_client: Callable[[str], Any], reader: MediaReader, media_ids: list[str]
+) -> dict[str, Any]:
+    """Everything a user has of these media: item, history, the bytes of every variant, their runs."""
+    s3, sfn = aws_client("s3"), aws_client("stepfunctions")
+    bucket = stack.outputs.MediaBucketName
+    runs = [
+        run
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=stack.outputs.PipelineStateMachineArn)
+        for run in page["executions"]
+    ]
+    seen: dict[str, Any] = {}
+    for media_id in media_ids:
+        item = reader.get(media_id)
+        assert item is not None, media_id
+        variants = {
+            name: hashlib.sha256(s3.get_object(Bucket=bucket, Key=variant.key)["Body"].read()).hexdigest()
+            for name, variant in item.variants.items()
+        }
+        seen[media_id] = {
+            "item": item.model_dump(mode="json"),
+            "history": reader.history(media_id),
+            "variants": variants,
+            "runs": sorted((r["name"], r["status"]) for r in runs if r["name"].startswith(media_id)),
+        }
+    return seen
+
+
+def failed_queue(stack: Stack, aws_client: Callable[[str], Any]) -> list[str]:
+    sqs = aws_client("sqs")
+    messages = sqs.receive_message(
+        QueueUrl=stack.outputs.FailedQueueUrl, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=1
+    ).get("Messages", [])
+    return sorted(json.loads(m["Body"])["media_id"] for m in messages)
+
+
+def test_a_restart_keeps_every_media_history_variant_failed_message_and_key_without_a_deploy(
+    stack: Stack,
+    localstack: EmbeddedLocalStack,
+    aws_client: Callable[[str], Any],
+    api: ApiClient,
+    tmp_path: Path,
+) -> None:
+    # Given a library: photos through the API and the drop folder, a duplicate, rejected files, one FAILED
+    reader = MediaReader(stack)
+    folder = tmp_path / "api"
+    folder.mkdir()
+    for index in range(4):
+        (folder / f"a{index}.jpg").write_bytes(samples.jpeg_bytes(samples.photo(800, 600, seed=3100 + index)))
+    uploaded = Uploader(api, wait=False).run(sorted(folder.iterdir()))
+    media_ids = [str(result.media_id) for result in uploaded]
+    photos = [samples.jpeg_bytes(samples.photo(640, 480, seed=3200 + index)) for index in range(11)]
+    media_ids += [drop(stack, aws_client, body, f"d{index}.jpg") for index, body in enumerate(photos)]
+    media_ids.append(drop(stack, aws_client, photos[0], "again.jpg"))  # a duplicate
+    media_ids += [drop(stack, aws_client, b"not a photo %d" % index, f"n{index}.jpg") for index in range(2)]
+    media_ids.append(drop(stack, aws_client, samples.jpeg_bytes(samples.photo(640, 480, seed=3300))[:900], "cut.jpg"))
+    done = reader.wait_for_terminal(media_ids, timeout=240)
+    lam = aws_client("lambda")
+    finalize = physical_id(stack, aws_client, "FinalizeFunction")
+    lam.put_function_concurrency(FunctionName=finalize, ReservedConcurrentExecutions=0)  # its last step fails
+    try:
+        failing = drop(stack, aws_client, samples.jpeg_bytes(samples.photo(700, 500, seed=3400)), "f.jpg")
+        done |= reader.wait_for_terminal([failing], timeout=180)
+    finally:
+        lam.delete_function_concurrency(FunctionName=finalize)
+    media_ids.append(failing)
+    statuses = [item.status.value if item else None for item in done.values()]
+    assert {"READY", "DUPLICATE", "REJECTED", "FAILED"} <= set(statuses), statuses
+    assert all(item is not None and item.status.is_terminal for item in done.values()), statuses
+    before = library(stack, aws_client, reader, media_ids)
+    failed_before = failed_queue(stack, aws_client)
+    assert media_ids[-1] in failed_before
+
+    # When LocalStack stops and starts again (as `photopipe down` and `photopipe up` do)
+    localstack.stop()
+    started = localstack.start()
+    deployed = deploy(localstack.endpoint, stack.settings.stack_name)
+
+    # Then the stack was not deployed again, and the library is as it was, bytes and all
+    assert not started.reused
+    assert not deployed.changed
+    assert library(stack, aws_client, reader, media_ids) == before
+    assert failed_queue(stack, aws_client) == failed_before
+    ready = next(m for m in media_ids if before[m]["item"]["status"] == "READY")
+    fetched = api.request("GET", f"/v1/media/{ready}")  # the operator's key still opens the API
+    assert fetched.status_code == 200 and fetched.json()["status"] == "READY"
+    # and the pipeline runs on: a new photo through the API ends READY
+    (folder / "after.jpg").write_bytes(samples.jpeg_bytes(samples.photo(800, 600, seed=3500)))
+    [after] = Uploader(api, wait=True, wait_timeout=120).run([folder / "after.jpg"])
+    assert after.status == "READY", after
