@@ -10,7 +10,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from photopipe.config import ClientSettings
 from photopipe.demo import API, DROP, contact_sheet, sample_set, unexpected, write_samples
 from photopipe.failures import Failures
 from photopipe.load import LoadReader, LoadWatch
-from photopipe.media import MediaReader
+from photopipe.media import MediaReader, reconcile_stack
 from photopipe.progress import transfer_bars
 from photopipe.samples import camera_roll
 from photopipe.stack import Stack, StackNotFound
@@ -42,8 +42,6 @@ from photopipe.upload import (
     drop_object,
 )
 from photopipe_core.owners import OwnerExists, drop_folder
-from photopipe_core.reconcile import run as reconcile_run
-from photopipe_core.storage import MessageQueue, ObjectStore
 
 # Wide enough for media ids and keys when the output is a file or a pipe (rich assumes 80 columns there).
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -144,6 +142,11 @@ def _bring_up(ctx: Context, docker: bool = False, outputs_to: Console = out, fre
         raise _fail(str(error)) from error
     if result.set_aside is not None:
         console.print(f"The saved state was set aside in {result.set_aside}")
+    if result.reconciled is not None:
+        console.print(
+            "LocalStack had stopped without saving (killed, or the machine stopped): its interrupted runs were "
+            f"started again, and the reconciler sent {len(result.reconciled.resent)} original(s) again"
+        )
     started = result.started
     how = "reused" if started and started.reused else "started"
     pid = f" (PID {started.pid})" if started else ""
@@ -302,19 +305,7 @@ def failed(ctx: Context, as_json: bool) -> None:
 def reconcile(ctx: Context, grace: float, stuck_after: float, as_json: bool) -> None:
     """Tie off loose ends: originals whose event never became a run are sent again, and media whose run ended without
     a final status are marked FAILED (then `photopipe redrive` runs them again). The stack runs it every 10 min."""
-    reader = _reader(ctx)
-    outputs = ctx.stack.outputs
-    sqs = ctx.stack.client("sqs")
-    done = reconcile_run(
-        ObjectStore(ctx.stack.client("s3"), outputs.MediaBucketName),
-        reader.repository,
-        MessageQueue(sqs, outputs.IngestQueueUrl),
-        MessageQueue(sqs, outputs.FailedQueueUrl),
-        ctx.stack.client("stepfunctions"),
-        datetime.now(UTC),
-        grace=timedelta(seconds=grace),
-        stuck_after=timedelta(seconds=stuck_after),
-    )
+    done = reconcile_stack(ctx.stack, timedelta(seconds=grace), timedelta(seconds=stuck_after))
     if as_json:
         click.echo(json.dumps({"resent": done.resent, "failed": done.failed}))
         return

@@ -6,11 +6,14 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from photopipe.config import ClientSettings
+from photopipe.media import reconcile_stack
 from photopipe.stack import Stack, StackOutputs
+from photopipe_core.reconcile import PROCESSING_MAX_AGE, Reconciled
 from photopipe_infra.deploy import Deployed, deploy
 from photopipe_infra.launcher import DEFAULT_PORT, EmbeddedLocalStack, LauncherError, Started
 from photopipe_infra.paths import INFRA_DIR
@@ -30,6 +33,7 @@ class UpResult:
     outputs: StackOutputs
     seconds: float
     set_aside: Path | None = None  # where `--fresh` moved the saved state
+    reconciled: Reconciled | None = None  # what the reconciler did after an unclean stop
 
 
 def launcher(settings: ClientSettings) -> EmbeddedLocalStack:
@@ -69,8 +73,13 @@ def up(settings: ClientSettings, docker: bool = False, fresh: bool = False) -> U
         started = embedded.start()
         runtime = "embedded"
     deployed = deploy(settings.endpoint_url, settings.stack_name)
-    outputs = Stack(settings).outputs
-    return UpResult(runtime, started, deployed, outputs, time.monotonic() - began, set_aside)
+    stack = Stack(settings)
+    reconciled = None
+    if started is not None and started.recovered:
+        # LocalStack was killed: what its last snapshot missed is found from the originals, which S3's journal kept
+        # (runs it had going were started again as it loaded).
+        reconciled = reconcile_stack(stack, grace=timedelta(0), stuck_after=PROCESSING_MAX_AGE)
+    return UpResult(runtime, started, deployed, stack.outputs, time.monotonic() - began, set_aside, reconciled)
 
 
 def down(settings: ClientSettings, docker: bool = False) -> list[int]:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from photopipe.stack import Stack
 from photopipe_core.models import MediaItem
+from photopipe_core.reconcile import Reconciled
+from photopipe_core.reconcile import run as reconcile_run
 from photopipe_core.repository import MediaRepository
+from photopipe_core.storage import MessageQueue, ObjectStore
 
 RUNNING = "RUNNING"
 
@@ -86,3 +90,20 @@ class MediaReader:
                 return execution
             time.sleep(interval)
         raise WaitTimeout(f"the execution for media {media_id} did not finish within {timeout:.0f} s")
+
+
+def reconcile_stack(stack: Stack, grace: timedelta, stuck_after: timedelta) -> Reconciled:
+    """The reconciler the stack runs every 10 minutes, run from here (``photopipe reconcile``, and ``photopipe up``
+    after LocalStack stopped without saving its state)."""
+    outputs = stack.outputs
+    sqs = stack.client("sqs")
+    return reconcile_run(
+        ObjectStore(stack.client("s3"), outputs.MediaBucketName),
+        MediaReader(stack).repository,
+        MessageQueue(sqs, outputs.IngestQueueUrl),
+        MessageQueue(sqs, outputs.FailedQueueUrl),
+        stack.client("stepfunctions"),
+        datetime.now(UTC),
+        grace=grace,
+        stuck_after=stuck_after,
+    )

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from photopipe import samples
-from photopipe.media import MediaReader
+from photopipe.media import MediaReader, reconcile_stack
 from photopipe.stack import Stack
 from photopipe.upload import ApiClient, Uploader
 from photopipe_core.keys import media_id_for_object
+from photopipe_core.reconcile import PROCESSING_MAX_AGE
 from photopipe_infra.deploy import deploy
 from photopipe_infra.launcher import EmbeddedLocalStack
 
@@ -122,3 +130,57 @@ def test_a_restart_keeps_every_media_history_variant_failed_message_and_key_with
     (folder / "after.jpg").write_bytes(samples.jpeg_bytes(samples.photo(800, 600, seed=3500)))
     [after] = Uploader(api, wait=True, wait_timeout=120).run([folder / "after.jpg"])
     assert after.status == "READY", after
+
+
+def test_localstack_killed_mid_batch_then_up_every_acknowledged_photo_ends_once(
+    stack: Stack, localstack: EmbeddedLocalStack, aws_client: Callable[[str], Any]
+) -> None:
+    # Given 40 photos dropped four at a time, and LocalStack killed (SIGKILL) once a third of them are in
+    reader = MediaReader(stack)
+    bodies = [samples.jpeg_bytes(samples.photo(800, 600, seed=3600 + index)) for index in range(40)]
+    acknowledged: list[str] = []
+    killed = threading.Event()
+
+    def put(index: int) -> None:
+        try:
+            acknowledged.append(drop(stack, aws_client, bodies[index], f"k{index}.jpg"))
+        except (BotoCoreError, ClientError):
+            assert killed.is_set()  # only what was sent after the kill may fail
+        if len(acknowledged) >= 14 and not killed.is_set():
+            killed.set()
+            pid = localstack.owned_pid()
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(put, range(len(bodies))))
+    assert killed.is_set() and len(acknowledged) >= 14
+
+    # When it is started again and the stack brought up, as `photopipe up` does after an unclean stop
+    started = localstack.start()
+    assert started.recovered
+    assert not deploy(localstack.endpoint, stack.settings.stack_name).changed
+    reconcile_stack(stack, grace=timedelta(0), stuck_after=PROCESSING_MAX_AGE)
+
+    # Then every photo S3 acknowledged ends in a final status, READY once, by one run of its own name
+    done = reader.wait_for_terminal(acknowledged, timeout=300)
+    assert all(item is not None and item.status.is_terminal for item in done.values()), {
+        media_id: item.status if item else None for media_id, item in done.items()
+    }
+    assert {item.status.value for item in done.values() if item} == {"READY"}
+    sfn = aws_client("stepfunctions")
+    runs = [
+        run
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=stack.outputs.PipelineStateMachineArn)
+        for run in page["executions"]
+    ]
+    for media_id in acknowledged:
+        assert [(r["name"], r["status"]) for r in runs if r["name"].startswith(media_id)] == [(media_id, "SUCCEEDED")]
+    # and no variant was written for a media the table does not have
+    variants = (
+        aws_client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=stack.outputs.MediaBucketName, Prefix="media/")
+    )
+    owners = {obj["Key"].split("/")[1] for page in variants for obj in page.get("Contents", [])}
+    assert [media_id for media_id in owners if reader.get(media_id) is None] == []

@@ -26,7 +26,7 @@ import psutil
 
 from photopipe_infra import venvs
 from photopipe_infra.paths import state_dir
-from photopipe_infra.snapshot import SNAPSHOT_ENV, SnapshotError, check_header, read_header
+from photopipe_infra.snapshot import SNAPSHOT_ENV, SnapshotError, check_header, read_header, stopped_without_saving
 
 LOG = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class Started:
     pid: int
     reused: bool
     seconds: float
+    # It loaded a state whose LocalStack did not stop cleanly: what the last snapshot missed needs the reconciler.
+    recovered: bool = False
 
 
 def _running(process: psutil.Process) -> bool:
@@ -235,13 +237,14 @@ class EmbeddedLocalStack:
             LOG.info("LocalStack (PID %s) is not healthy; restarting it", pid)
             self.stop()
         self.pid_file.unlink(missing_ok=True)
+        self.check_saved_state()
+        recovered = self.persist and stopped_without_saving(self.saved_dir)
         holder = self.port_holder()
         if holder is not None:
             raise PortInUse(
                 f"Port {self.port} is already taken by {holder}, which photopipe did not start. "
                 f"Stop it (or point photopipe at it with --endpoint-url) and run again."
             )
-        self.check_saved_state()
         localstack = venvs.ensure(venvs.LOCALSTACK)
         venvs.ensure(venvs.LAMBDA_PYTHON)
         # The deadline is for LocalStack's start, not for a first set-up of its venvs (minutes of downloads).
@@ -265,7 +268,7 @@ class EmbeddedLocalStack:
                 self.pid_file.unlink(missing_ok=True)
                 raise LauncherError(f"LocalStack exited during start (code {process.returncode}):\n{self.log_tail()}")
             if self.is_healthy():
-                return Started(pid=process.pid, reused=False, seconds=time.monotonic() - began)
+                return Started(process.pid, reused=False, seconds=time.monotonic() - began, recovered=recovered)
             time.sleep(0.2)
         self.stop()
         raise LauncherError(f"LocalStack was not healthy within {timeout:.0f} s:\n{self.log_tail()}")

@@ -8,15 +8,17 @@ load them again:
 - **Bytes** of S3 objects are already files (``photopipe_infra.s3_disk_store``), named by bucket, key and version; with
   persistence they live under the snapshot folder, so every acknowledged PUT is on disk. So do closed Step Functions
   histories (``photopipe_infra.stepfunctions_history``).
-- **State** of the services in ``CONTAINERS`` is pickled into one file, written atomically (write, fsync, rename), on
-  shutdown and every few seconds after a request changed something. Its header (``snapshot.json``) names the format
-  and the LocalStack version; the launcher refuses a snapshot of another version before starting anything.
+- **State** of the services in ``CONTAINERS`` is pickled, service by service, into one file written atomically
+  (``photopipe_infra.snapshot``): on shutdown, and every few seconds after a request changed something (only the
+  services that changed are pickled again). Its header names the format and the LocalStack version; the launcher
+  refuses a snapshot of another version before starting anything.
 - **Loading** happens in ``on_infra_start``, before the gateway serves a request: the containers' contents are
-  replaced in place (other modules hold references to them). Step Functions executions that were running are
-  recorded as aborted ("interrupted by a restart"): their media are the reconciler's. In ``on_infra_ready`` the
-  services whose providers hold more than their stores are started and told the state was loaded (Lambda starts
-  its functions and event source mappings again; EventBridge schedules its rules again). The launcher waits for
-  that (LocalStack's init "READY" stage completes after it).
+  replaced in place (other modules hold references to them), then the S3 journal is replayed over them (objects
+  acknowledged after the last snapshot, see ``S3Journal``). In ``on_infra_ready`` every service is started and taken
+  through LocalStack's load hooks (Lambda starts its functions and event source mappings again, CloudWatch its
+  alarms; EventBridge's rules and schedules are rebuilt here), and the Step Functions executions that were running
+  are run again from their start under their own names (the pipeline's steps are safe to repeat). The launcher
+  waits for that: LocalStack's init "READY" stage completes after it.
 - A snapshot that cannot be loaded stops LocalStack (exit code 3) with the reason in its log: an empty stack saved
   over it would lose the library.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import logging
 import os
 import pickle
@@ -34,13 +37,14 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from localstack import version as localstack_version
 from localstack.aws import handlers
 from localstack.aws.api.stepfunctions import ExecutionStatus
+from localstack.aws.connect import connect_to
 from localstack.runtime import hooks
 from localstack.services.events.event_bus import EventBusService
 from localstack.services.events.models import events_stores
@@ -51,7 +55,15 @@ from localstack.services.stepfunctions.backend.execution import Execution
 from localstack.services.stepfunctions.backend.store import sfn_stores
 from localstack.state import pickle as state_pickle
 
-from photopipe_infra.snapshot import STATE_FILE, SnapshotError, read_payload, snapshot_dir, write_snapshot
+from photopipe_infra.snapshot import (
+    JOURNAL_FILE,
+    STATE_FILE,
+    STOPPED_CLEANLY_FILE,
+    SnapshotError,
+    read_payload,
+    snapshot_dir,
+    write_snapshot,
+)
 from photopipe_infra.stepfunctions_history import ClosedWorker
 
 LOG = logging.getLogger(__name__)
@@ -78,7 +90,6 @@ CONTAINERS: dict[str, list[tuple[str, str]]] = {
 }
 # Operations that change nothing a snapshot holds (reads; receiving a message only hides it for a while).
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Receive", "Query", "Scan", "BatchGet", "Lookup", "Filter")
-INTERRUPTED_CAUSE = "The emulator stopped while the execution was running; it was not resumed."
 
 
 # --- pickling ------------------------------------------------------------------------------------------------
@@ -183,26 +194,51 @@ def load(folder: Path) -> dict[str, bytes] | None:
             raise SnapshotError(f"{folder / STATE_FILE} holds other {service} state than this version saves")
         for target, source in zip(targets, loaded, strict=True):
             _replace(target, source)
-    interrupted = list(mark_interrupted_executions())
-    LOG.info(
-        "Loaded the state in %.2f s; %d running execution(s) recorded as aborted",
-        time.monotonic() - began,
-        len(interrupted),
-    )
+    LOG.info("Loaded the state in %.2f s", time.monotonic() - began)
     return pickled
 
 
-def mark_interrupted_executions() -> Iterator[str]:
-    """Executions saved while running have no worker: they are aborted, with the restart as their cause."""
-    now = datetime.now(UTC)
-    for _account, _region, store in sfn_stores.iter_stores():
-        for execution in list(store.executions.values()):
+@dataclass(frozen=True)
+class Interrupted:
+    """An execution that was running when the state was saved (its worker, the program it ran, is not saved)."""
+
+    account_id: str
+    region: str
+    state_machine_arn: str
+    name: str
+    input: str
+
+
+def take_interrupted_executions() -> list[Interrupted]:
+    """Take the executions that were running out of the loaded state: each is run again from its start, under its
+    own name, once the services run (every step of the pipeline is safe to repeat). A media's run thus ends as if
+    the restart had not happened, with one execution of its name."""
+    interrupted = []
+    for account_id, region, store in sfn_stores.iter_stores():
+        for arn, execution in list(store.executions.items()):
             if execution.exec_status == ExecutionStatus.RUNNING and execution.exec_worker is None:
-                execution.exec_status = ExecutionStatus.ABORTED
-                execution.stop_date = now
-                execution.error = "States.Runtime"
-                execution.cause = INTERRUPTED_CAUSE
-                yield execution.exec_arn
+                interrupted.append(
+                    Interrupted(
+                        account_id=account_id,
+                        region=region,
+                        state_machine_arn=execution.state_machine_arn,
+                        name=execution.name,
+                        input=json.dumps(execution.input_data or {}),
+                    )
+                )
+                del store.executions[arn]
+    return interrupted
+
+
+def run_again(interrupted: list[Interrupted]) -> None:
+    for run in interrupted:
+        client = connect_to(aws_access_key_id=run.account_id, region_name=run.region).stepfunctions
+        try:
+            client.start_execution(stateMachineArn=run.state_machine_arn, name=run.name, input=run.input)
+        except Exception:
+            LOG.exception("Could not run the interrupted execution %s again", run.name)
+        else:
+            LOG.info("Running the interrupted execution %s again", run.name)
 
 
 def restart_services() -> None:
@@ -245,8 +281,8 @@ class S3Journal:
     snapshot holding that state is written (a failed save leaves it, and the next rotation appends to it)."""
 
     def __init__(self, folder: Path) -> None:
-        self.path = folder / "s3-journal"
-        self.saving_path = folder / "s3-journal.saving"
+        self.path = folder / JOURNAL_FILE
+        self.saving_path = folder / f"{JOURNAL_FILE}.saving"
         self._lock = threading.Lock()
         self._file: BinaryIO | None = None
 
@@ -355,15 +391,18 @@ class Saver:
         handlers.run_custom_response_handlers.append(self.count)
         self._thread.start()
 
-    def save_if_changed(self, everything: bool = False) -> None:
+    def save_if_changed(self, everything: bool = False) -> bool:
+        """Save what changed; False when saving failed (the last snapshot stays)."""
         with self._save_lock:
             with self._dirty_lock:
                 dirty, self._dirty = (set(CONTAINERS) if everything else self._dirty), set()
             if not dirty:
-                return
+                return True
             began = time.monotonic()
             try:
-                for service in sorted({*dirty, *self.ALWAYS}):
+                # Step Functions first: a run that ends while the others are pickled is run again after a crash
+                # (its steps are safe to repeat), rather than found finished by a table that missed its end.
+                for service in sorted({*dirty, *self.ALWAYS}, key=lambda name: (name not in self.ALWAYS, name)):
                     if service == "s3":
                         self.journal.rotate()
                     self._pickled[service] = pickle_service(service)
@@ -374,13 +413,14 @@ class Saver:
                 LOG.exception("Could not save the state; the last snapshot stays")
                 with self._dirty_lock:
                     self._dirty |= dirty
-                return
+                return False
             LOG.info(
                 "Saved the state (%d bytes; %s) in %.2f s",
                 header["bytes"],
                 ", ".join(sorted({*dirty, *self.ALWAYS})),
                 time.monotonic() - began,
             )
+            return True
 
     def _run(self) -> None:
         while not self._stop.wait(SAVE_EVERY_SECONDS):
@@ -389,28 +429,32 @@ class Saver:
     def stop(self) -> None:
         """The last save, of everything (a change no request announced is not lost)."""
         self._stop.set()
-        self.save_if_changed(everything=True)
+        if self.save_if_changed(everything=True):
+            (self.folder / STOPPED_CLEANLY_FILE).touch()
 
 
 _saver: Saver | None = None
 _loaded = False
+_interrupted: list[Interrupted] = []
 
 
 @hooks.on_infra_start(priority=100)
 def load_saved_state() -> None:
     """Before anything is served: the snapshot's state in the services' containers (or LocalStack stops)."""
-    global _saver, _loaded  # noqa: PLW0603 - one per LocalStack process
+    global _saver, _loaded, _interrupted  # noqa: PLW0603 - one per LocalStack process
     folder = snapshot_dir()
     if folder is None:
         return
     try:
         pickled = load(folder)
         replayed = S3Journal(folder).replay()
+        (folder / STOPPED_CLEANLY_FILE).unlink(missing_ok=True)  # until this one stops as asked
     except Exception as error:
         LOG.exception("photopipe: the saved state in %s could not be loaded: %s", folder, error)
         # Starting empty would save an empty library over the snapshot at the first change.
         os._exit(LOAD_FAILED_EXIT_CODE)
     _loaded = pickled is not None
+    _interrupted = take_interrupted_executions()
     if replayed:
         LOG.info("Replayed %d S3 change(s) made after the last snapshot", replayed)
         if pickled is not None:
@@ -426,6 +470,7 @@ def resume_after_load() -> None:
     if _loaded:
         restart_services()
     _saver.start()
+    run_again(_interrupted)
 
 
 @hooks.on_infra_shutdown(priority=100)

@@ -20,6 +20,9 @@ from typing import Any
 SNAPSHOT_ENV = "PHOTOPIPE_SNAPSHOT_DIR"  # set by the launcher: where the state is kept (unset: it is not)
 FORMAT = 1
 STATE_FILE = "state.pickle"
+JOURNAL_FILE = "s3-journal"
+# Written after the last save of a LocalStack that stopped as asked; gone while one runs.
+STOPPED_CLEANLY_FILE = "stopped-cleanly"
 
 
 class SnapshotError(RuntimeError):
@@ -39,6 +42,13 @@ def kept_folder(name: str) -> Path:
     folder = (root if root is not None else Path(tempfile.gettempdir())) / name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def stopped_without_saving(folder: Path) -> bool:
+    """A state was kept in ``folder`` and the LocalStack that kept it did not stop cleanly (it was killed, or the
+    machine stopped): changes after its last snapshot other than S3's may be missing."""
+    kept = (folder / STATE_FILE).exists() or (folder / JOURNAL_FILE).exists()
+    return kept and not (folder / STOPPED_CLEANLY_FILE).exists()
 
 
 def expected_header(localstack_version: str) -> dict[str, Any]:
