@@ -20,6 +20,7 @@ from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 
 from photopipe import apikeys, local
+from photopipe import backup as backups
 from photopipe import bench as benchmark
 from photopipe import soak as soak_run
 from photopipe.config import ClientSettings
@@ -27,7 +28,7 @@ from photopipe.demo import API, DROP, contact_sheet, sample_set, unexpected, wri
 from photopipe.failures import Failures
 from photopipe.load import LoadReader, LoadWatch
 from photopipe.media import MediaReader, reconcile_stack
-from photopipe.progress import transfer_bars
+from photopipe.progress import phase_bars, transfer_bars
 from photopipe.samples import camera_roll
 from photopipe.stack import Stack, StackNotFound
 from photopipe.upload import (
@@ -314,6 +315,48 @@ def reconcile(ctx: Context, grace: float, stuck_after: float, as_json: bool) -> 
     for media_id in done.failed:
         out.print(f"failed      {media_id}", soft_wrap=True, highlight=False)
     console.print("Nothing to reconcile" if not done.total else f"{done.total} loose ends tied off")
+
+
+@main.command()
+@click.argument("dest")
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as one JSON object.")
+@pass_context
+def backup(ctx: Context, dest: str, as_json: bool) -> None:
+    """Copy every object of the bucket and every item of the table to DEST (a folder or s3://bucket/prefix), with
+    a manifest of their sha256; run again, an interrupted backup goes on where it stopped."""
+    try:
+        place = backups.place_for(dest, lambda: ctx.stack.client("s3"))
+        with phase_bars(console) as bars:
+            summary = backups.backup(ctx.stack, place, bars)
+    except (backups.BackupError, StackNotFound) as error:
+        raise _fail(str(error)) from error
+    _print_summary("kept", summary, as_json)
+
+
+@main.command()
+@click.argument("src")
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as one JSON object.")
+@pass_context
+def restore(ctx: Context, src: str, as_json: bool) -> None:
+    """Put a backup back into the stack (an empty one, or the one it came from), after checking every sha256: a
+    damaged backup is refused, naming what is wrong."""
+    try:
+        place = backups.place_for(src, lambda: ctx.stack.client("s3"))
+        with phase_bars(console) as bars:
+            summary = backups.restore(ctx.stack, place, bars)
+    except (backups.BackupError, StackNotFound) as error:
+        raise _fail(str(error)) from error
+    _print_summary("restored", summary, as_json)
+
+
+def _print_summary(verb: str, summary: backups.Summary, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary.as_json()))
+        return
+    console.print(
+        f"{verb} {summary.objects} objects ({summary.bytes / 1e6:.1f} MB; {summary.skipped} already there) and "
+        f"{summary.items} table items: {summary.location}"
+    )
 
 
 @main.command()

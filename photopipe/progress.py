@@ -22,6 +22,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from photopipe.backup import Tracker
+
 BYTES = "bytes"
 
 
@@ -93,9 +95,8 @@ class TransferBars:
         self._progress.advance(self.bytes, unsent)
 
 
-@contextmanager
-def transfer_bars(console: Console, files: int, total_bytes: int) -> Iterator[TransferBars]:
-    columns = (
+def _columns() -> tuple[ProgressColumn, ...]:
+    return (
         SpinnerColumn(),
         TextColumn("{task.description}", style="progress.description"),
         BarColumn(),
@@ -104,5 +105,28 @@ def transfer_bars(console: Console, files: int, total_bytes: int) -> Iterator[Tr
         SpeedColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console) as progress:
+
+
+@contextmanager
+def transfer_bars(console: Console, files: int, total_bytes: int) -> Iterator[TransferBars]:
+    with Progress(*_columns(), console=console) as progress:
         yield TransferBars(progress, files, total_bytes)
+
+
+@contextmanager
+def phase_bars(console: Console) -> Iterator[Callable[[str, int, int], Tracker]]:
+    """A bar for each phase of a long copy (backup, check, restore): bytes, with the objects done in its name."""
+    with Progress(*_columns(), console=console) as progress:
+
+        def start(label: str, objects: int, total_bytes: int) -> Tracker:
+            task = progress.add_task(f"{label} 0/{objects}", total=total_bytes, unit=BYTES)
+            done = 0
+
+            def advance(more_objects: int, more_bytes: int) -> None:
+                nonlocal done
+                done += more_objects
+                progress.update(task, advance=more_bytes, description=f"{label} {done}/{objects}")
+
+            return Tracker(objects, total_bytes, advance)
+
+        yield start

@@ -7,6 +7,8 @@ import boto3
 import pytest
 
 from photopipe_core.keys import derived_media_id, upload_key
+from photopipe_core.models import PipelineInput, Status
+from photopipe_core.repository import MediaRepository
 from tests.events import s3_object_created, sqs_batch
 from tests.functional.conftest import FakeContext, load_function
 
@@ -45,6 +47,57 @@ def test_duplicate_message_does_not_start_a_second_execution(stack: dict[str, An
     assert ingest.lambda_handler(sqs_batch(body, body), context) == {"batchItemFailures": []}
     assert ingest.lambda_handler(sqs_batch(body), context) == {"batchItemFailures": []}
     assert [e["name"] for e in executions(stack["state_machine_arn"])] == ["01JD3X4Y5Z6A7B8C9D0EFGHJKM"]
+
+
+def test_an_original_whose_media_is_finished_starts_nothing_even_without_its_run(
+    stack: dict[str, Any], context: FakeContext
+) -> None:
+    # Given a READY media whose execution is not in this stack (a library restored from a backup) and its
+    # original put back, which S3 announces
+    media_id = "01JD3X4Y5Z6A7B8C9D0EFGHJKM"
+    repo = MediaRepository(boto3.resource("dynamodb").Table(stack["table"]))
+    source = {"bucket": "media", "key": upload_key(media_id), "etag": "", "size": 9}
+    repo.create_pending(media_id, "operator", source, 0)
+    arn = f"{stack['state_machine_arn'].replace(':stateMachine:', ':execution:')}:{media_id}"
+    repo.mark_processing(
+        PipelineInput(media_id=media_id, bucket="media", key=upload_key(media_id), etag="e1", size=9), arn
+    )
+    repo.finish(media_id, arn, Status.READY, "finalize")
+    ingest = load_function("ingest")
+    # When
+    result = ingest.lambda_handler(sqs_batch(s3_object_created("media", upload_key(media_id), etag="e1")), context)
+    # Then no run starts and it stays READY
+    assert result == {"batchItemFailures": []}
+    assert executions(stack["state_machine_arn"]) == []
+    item = repo.get(media_id)
+    assert item is not None and item.status is Status.READY
+
+
+def finished_drop_media(bucket: str, key: str, etag: str) -> str:
+    """A READY media made from a drop-folder object of ``bucket`` (as a restore brings it into another bucket)."""
+    media_id = derived_media_id(bucket, key, etag)
+    repo = MediaRepository(boto3.resource("dynamodb").Table("media-table"))
+    arn = f"arn:aws:states:us-east-1:123456789012:execution:pipeline:{media_id}"
+    repo.mark_processing(PipelineInput(media_id=media_id, bucket=bucket, key=key, etag=etag, size=9), arn)
+    repo.finish(media_id, arn, Status.READY, "finalize")
+    return media_id
+
+
+def test_a_drop_original_restored_into_another_bucket_starts_nothing_but_new_bytes_do(
+    stack: dict[str, Any], context: FakeContext
+) -> None:
+    # Given a READY media made from drop/trip/a.jpg in the bucket a backup came from
+    finished_drop_media("old-bucket", "drop/trip/a.jpg", "e1")
+    ingest = load_function("ingest")
+    # When the same bytes under the same key arrive in this stack's bucket (its derived media id differs)
+    same = ingest.lambda_handler(sqs_batch(s3_object_created("media", "drop/trip/a.jpg", etag="e1")), context)
+    # Then nothing starts; and other bytes under that name are a new photo
+    assert same == {"batchItemFailures": []}
+    assert executions(stack["state_machine_arn"]) == []
+    ingest.lambda_handler(sqs_batch(s3_object_created("media", "drop/trip/a.jpg", etag="e2")), context)
+    assert [e["name"] for e in executions(stack["state_machine_arn"])] == [
+        derived_media_id("media", "drop/trip/a.jpg", "e2")
+    ]
 
 
 def test_key_outside_the_ingest_prefixes_starts_nothing(stack: dict[str, Any], context: FakeContext) -> None:

@@ -17,9 +17,10 @@ from enum import StrEnum
 from aws_lambda_powertools import Logger
 
 from photopipe_core.inflight import InFlightSlots, Take, in_flight_slots
-from photopipe_core.keys import NotAnIngestKey, media_id_for_object
-from photopipe_core.models import PipelineInput
+from photopipe_core.keys import DROP_PREFIX, NotAnIngestKey, media_id_for_object
+from photopipe_core.models import MediaItem, PipelineInput
 from photopipe_core.pipeline import StartOutcome, pipeline_starter
+from photopipe_core.repository import media_repository
 
 logger = Logger(child=True)
 
@@ -61,13 +62,19 @@ def wait_for_slot(
 
 def ingest_object_created(bucket: str, key: str, etag: str, size: int, deadline: float) -> IngestOutcome:
     """Start the pipeline for a new object once a slot is free; repeats of the same event collapse onto the same
-    execution (and give back a slot they took for it). Raises ``NoCapacity`` when no slot freed up in time."""
+    execution (and give back a slot they took for it), and an object whose media has a final status starts
+    nothing. Raises ``NoCapacity`` when no slot freed up in time."""
     try:
         media_id = media_id_for_object(bucket, key, etag)
     except NotAnIngestKey as reason:
         logger.warning("object ignored", extra={"bucket": bucket, "key": key, "reason": str(reason)})
         return IngestOutcome.IGNORED
     logger.append_keys(media_id=media_id, step="ingest")
+    existing = finished_media(media_id, key, etag)
+    if existing is not None:
+        # Its run ended: a repeat of the event, or the original put back by a restore (whose stack never ran it).
+        logger.info("media already finished", extra={"key": key, "status": existing.status.value})
+        return IngestOutcome.ALREADY_STARTED
     slots = in_flight_slots()
     taken = wait_for_slot(slots, media_id, deadline)
     try:
@@ -82,6 +89,18 @@ def ingest_object_created(bucket: str, key: str, etag: str, size: int, deadline:
         slots.release(media_id)  # the existing run took its own slot when it started
     logger.info("pipeline start", extra={"key": key, "outcome": outcome.value, "slot": taken.value})
     return IngestOutcome.STARTED if outcome is StartOutcome.STARTED else IngestOutcome.ALREADY_STARTED
+
+
+def finished_media(media_id: str, key: str, etag: str) -> MediaItem | None:
+    """The media this object already ended as, if any: its own, or — for a drop-folder object, whose media id is
+    derived from the bucket's name — the one made from the same key and bytes in the bucket a restore copied."""
+    repo = media_repository()
+    existing = repo.get(media_id)
+    if existing is None and key.startswith(DROP_PREFIX):
+        existing = repo.find_by_key(key)
+        if existing is not None and existing.source.etag.strip('"') != etag.strip('"'):
+            existing = None  # other bytes under the same name: a new photo
+    return existing if existing is not None and existing.status.is_terminal else None
 
 
 def wait_delay_seconds(waits: int) -> int:
