@@ -145,8 +145,9 @@ def _bring_up(ctx: Context, docker: bool = False, outputs_to: Console = out, fre
         console.print(f"The saved state was set aside in {result.set_aside}")
     if result.reconciled is not None:
         console.print(
-            "LocalStack had stopped without saving (killed, or the machine stopped): its interrupted runs were "
-            f"started again, and the reconciler sent {len(result.reconciled.resent)} original(s) again"
+            "LocalStack had stopped without saving all of its state (killed, or the machine stopped): any runs it "
+            f"had going were started again, and the reconciler sent {len(result.reconciled.resent)} original(s) "
+            "again"
         )
     started = result.started
     how = "reused" if started and started.reused else "started"
@@ -324,13 +325,7 @@ def reconcile(ctx: Context, grace: float, stuck_after: float, as_json: bool) -> 
 def backup(ctx: Context, dest: str, as_json: bool) -> None:
     """Copy every object of the bucket and every item of the table to DEST (a folder or s3://bucket/prefix), with
     a manifest of their sha256; run again, an interrupted backup goes on where it stopped."""
-    try:
-        place = backups.place_for(dest, lambda: ctx.stack.client("s3"))
-        with phase_bars(console) as bars:
-            summary = backups.backup(ctx.stack, place, bars)
-    except (backups.BackupError, StackNotFound) as error:
-        raise _fail(str(error)) from error
-    _print_summary("kept", summary, as_json)
+    _copy(ctx, backups.backup, dest, "kept", as_json)
 
 
 @main.command()
@@ -340,16 +335,17 @@ def backup(ctx: Context, dest: str, as_json: bool) -> None:
 def restore(ctx: Context, src: str, as_json: bool) -> None:
     """Put a backup back into the stack (an empty one, or the one it came from), after checking every sha256: a
     damaged backup is refused, naming what is wrong."""
+    _copy(ctx, backups.restore, src, "restored", as_json)
+
+
+def _copy(ctx: Context, run: Callable[..., backups.Summary], location: str, verb: str, as_json: bool) -> None:
+    """Run a backup or a restore against ``location`` with progress bars; print what it did."""
     try:
-        place = backups.place_for(src, lambda: ctx.stack.client("s3"))
+        place = backups.place_for(location, lambda: ctx.stack.client("s3"))
         with phase_bars(console) as bars:
-            summary = backups.restore(ctx.stack, place, bars)
+            summary = run(ctx.stack, place, bars)
     except (backups.BackupError, StackNotFound) as error:
         raise _fail(str(error)) from error
-    _print_summary("restored", summary, as_json)
-
-
-def _print_summary(verb: str, summary: backups.Summary, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary.as_json()))
         return

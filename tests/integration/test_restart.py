@@ -140,17 +140,19 @@ def test_localstack_killed_mid_batch_then_up_every_acknowledged_photo_ends_once(
     bodies = [samples.jpeg_bytes(samples.photo(800, 600, seed=3600 + index)) for index in range(40)]
     acknowledged: list[str] = []
     killed = threading.Event()
+    pid = localstack.owned_pid()
+    assert pid is not None
+    kill_once = threading.Lock()
 
     def put(index: int) -> None:
         try:
             acknowledged.append(drop(stack, aws_client, bodies[index], f"k{index}.jpg"))
         except (BotoCoreError, ClientError):
             assert killed.is_set()  # only what was sent after the kill may fail
-        if len(acknowledged) >= 14 and not killed.is_set():
-            killed.set()
-            pid = localstack.owned_pid()
-            assert pid is not None
-            os.kill(pid, signal.SIGKILL)
+        with kill_once:
+            if len(acknowledged) >= 14 and not killed.is_set():
+                killed.set()
+                os.kill(pid, signal.SIGKILL)
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(put, range(len(bodies))))

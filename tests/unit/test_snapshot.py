@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from photopipe_infra import venvs
 from photopipe_infra.launcher import EmbeddedLocalStack, LauncherError
 from photopipe_infra.snapshot import (
     STATE_FILE,
@@ -67,7 +68,13 @@ def test_a_state_left_by_a_killed_localstack_is_told_apart_from_a_clean_stop(tmp
     assert not stopped_without_saving(tmp_path)
 
 
-def test_the_launcher_refuses_a_state_of_another_version_before_starting_anything(tmp_path: Path) -> None:
+def test_the_launcher_refuses_a_state_of_another_version_before_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_start(*_args: object) -> None:
+        raise AssertionError("the launcher went on to start LocalStack")
+
+    monkeypatch.setattr(venvs, "ensure", no_start)
     instance = EmbeddedLocalStack(port=4597, folder=tmp_path, persist=True)
     write_snapshot(instance.saved_dir, b"state", "3.0.0")
 

@@ -52,8 +52,8 @@ def upstream_sha256() -> str:
     return digest.hexdigest()
 
 
-# One lock for both services: DynamoDB Streams reads the same moto backend.
-_BACKEND_LOCK = threading.RLock()
+# One lock for both services (DynamoDB Streams reads the same moto backend), and for saving it (persistence).
+BACKEND_LOCK = threading.RLock()
 
 
 def one_at_a_time(provider: object) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def one_at_a_time(provider: object) -> dict[str, Any]:
 
     def locked(handler: Any) -> Any:
         def call(context: Any, request: Any) -> Any:
-            with _BACKEND_LOCK:
+            with BACKEND_LOCK:
                 return handler(context, request)
 
         return call

@@ -27,6 +27,7 @@ load them again:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -55,6 +56,7 @@ from localstack.services.stepfunctions.backend.execution import Execution
 from localstack.services.stepfunctions.backend.store import sfn_stores
 from localstack.state import pickle as state_pickle
 
+from photopipe_infra.dynamodb_provider import BACKEND_LOCK
 from photopipe_infra.snapshot import (
     JOURNAL_FILE,
     STATE_FILE,
@@ -64,14 +66,15 @@ from photopipe_infra.snapshot import (
     snapshot_dir,
     write_snapshot,
 )
-from photopipe_infra.stepfunctions_history import ClosedWorker
+from photopipe_infra.stepfunctions_history import ClosedWorker, spill
 
 LOG = logging.getLogger(__name__)
 
 SAVE_EVERY_SECONDS = 5.0
 LOAD_FAILED_EXIT_CODE = 3
 
-# Service → the state containers (module, attribute) that hold all of its state.
+# Service → the state containers (module, attribute) that hold all of its state. A change here, or in what the
+# pickles refer to (the reducers, ClosedWorker), makes older snapshots unreadable: raise snapshot.FORMAT with it.
 CONTAINERS: dict[str, list[tuple[str, str]]] = {
     "s3": [("localstack.services.s3.models", "s3_stores")],
     "dynamodb": [("moto.dynamodb.models", "dynamodb_backends")],
@@ -111,6 +114,8 @@ def _execution(pickler: Any, obj: Any) -> None:
     """A Step Functions execution without its worker (threads, the program being evaluated) and its CloudWatch
     Logs session (a client, a thread pool): one still running is saved as interrupted; a closed one keeps its
     spilled history."""
+    if obj.exec_status != ExecutionStatus.RUNNING:
+        spill(obj)  # closed a moment ago, before its worker was let go: its history goes to its file now
     state = dict(obj.__dict__)
     worker = state.get("exec_worker")
     if worker is not None and not isinstance(worker, ClosedWorker):
@@ -134,6 +139,7 @@ def register_reducers() -> None:
 
 
 def containers() -> dict[str, list[Any]]:
+    """Each service's live state containers."""
     return {
         service: [getattr(importlib.import_module(module), name) for module, name in pairs]
         for service, pairs in CONTAINERS.items()
@@ -155,10 +161,13 @@ def _dumps_whole(state: Any, attempts: int = 20) -> bytes:
 
 # --- save and load -------------------------------------------------------------------------------------------
 def pickle_service(service: str) -> bytes:
-    """One service's containers, pickled (services share no objects, so each can be saved on its own)."""
+    """One service's containers, pickled (services share no objects, so each can be saved on its own). DynamoDB's
+    are pickled under the lock every moto call holds (``dynamodb_provider``): never half of a transaction."""
     register_reducers()
+    lock = BACKEND_LOCK if service == "dynamodb" else contextlib.nullcontext()
     try:
-        return _dumps_whole([getattr(importlib.import_module(m), a) for m, a in CONTAINERS[service]])
+        with lock:
+            return _dumps_whole(containers()[service])
     except Exception as error:
         raise SnapshotError(f"cannot save {service}'s state: {error}") from error
 
@@ -204,39 +213,44 @@ class Interrupted:
 
     account_id: str
     region: str
+    arn: str
     state_machine_arn: str
     name: str
     input: str
 
 
-def take_interrupted_executions() -> list[Interrupted]:
-    """Take the executions that were running out of the loaded state: each is run again from its start, under its
-    own name, once the services run (every step of the pipeline is safe to repeat). A media's run thus ends as if
-    the restart had not happened, with one execution of its name."""
-    interrupted = []
-    for account_id, region, store in sfn_stores.iter_stores():
-        for arn, execution in list(store.executions.items()):
-            if execution.exec_status == ExecutionStatus.RUNNING and execution.exec_worker is None:
-                interrupted.append(
-                    Interrupted(
-                        account_id=account_id,
-                        region=region,
-                        state_machine_arn=execution.state_machine_arn,
-                        name=execution.name,
-                        input=json.dumps(execution.input_data or {}),
-                    )
-                )
-                del store.executions[arn]
-    return interrupted
+def interrupted_executions() -> list[Interrupted]:
+    """The executions that were running when the state was saved (they have no worker). Each is run again from
+    its start, under its own name, once the services run (every step of the pipeline is safe to repeat): a media's
+    run ends as if the restart had not happened, with one execution of its name. Until then they stay as they
+    were (a LocalStack stopped before that keeps them for its next start)."""
+    return [
+        Interrupted(
+            account_id=account_id,
+            region=region,
+            arn=arn,
+            state_machine_arn=execution.state_machine_arn,
+            name=execution.name,
+            input=json.dumps(execution.input_data or {}),
+        )
+        for account_id, region, store in sfn_stores.iter_stores()
+        for arn, execution in list(store.executions.items())
+        if execution.exec_status == ExecutionStatus.RUNNING and execution.exec_worker is None
+    ]
 
 
 def run_again(interrupted: list[Interrupted]) -> None:
     for run in interrupted:
+        executions = sfn_stores[run.account_id][run.region].executions
+        saved = executions.pop(run.arn, None)
+        if saved is None:
+            continue
         client = connect_to(aws_access_key_id=run.account_id, region_name=run.region).stepfunctions
         try:
             client.start_execution(stateMachineArn=run.state_machine_arn, name=run.name, input=run.input)
         except Exception:
-            LOG.exception("Could not run the interrupted execution %s again", run.name)
+            LOG.exception("Could not run the interrupted execution %s again; it stays as it was", run.name)
+            executions.setdefault(run.arn, saved)
         else:
             LOG.info("Running the interrupted execution %s again", run.name)
 
@@ -246,7 +260,8 @@ def restart_services() -> None:
     were made after the load, so they saw the state at their start; the hooks rebuild what providers keep beside
     their stores: Lambda's running functions and event source mappings, CloudWatch's alarm schedules, API Gateway's
     routes are registered at the start). EventBridge, which has no such hook, is rebuilt here."""
-    for name in CONTAINERS:
+    # EventBridge first: S3's notifications of objects written meanwhile go through its rules.
+    for name in sorted(CONTAINERS, key=lambda name: name != "events"):
         hook = SERVICE_PLUGINS.require(name).lifecycle_hook
         hook.on_before_state_load()
         hook.on_after_state_load()
@@ -270,7 +285,26 @@ def restore_event_rules(provider: Any) -> None:
                     rule_service.create_schedule_job(job)
 
 
-# --- when: a counter of changing requests, a saver thread, the hooks -------------------------------------------
+# --- when: a response handler that marks what changed and journals S3, a saver thread, the hooks --------------
+# The S3 operations that change an object (the others change buckets, which the next snapshot holds, or multipart
+# uploads in progress, whose parts are files and whose list the next snapshot holds).
+OBJECT_CHANGES = frozenset(
+    {
+        "PutObject",
+        "CopyObject",
+        "CompleteMultipartUpload",
+        "DeleteObject",
+        "DeleteObjects",
+        "PutObjectTagging",
+        "DeleteObjectTagging",
+        "PutObjectAcl",
+        "PutObjectRetention",
+        "PutObjectLegalHold",
+        "RestoreObject",
+    }
+)
+
+
 class S3Journal:
     """Every change S3 acknowledges to an object, appended before its response leaves: the state of that key (the
     object, or all its versions in a versioned bucket; None once it is gone). The bytes are already in their file,
@@ -287,6 +321,8 @@ class S3Journal:
         self._file: BinaryIO | None = None
 
     def record(self, context: Any) -> None:
+        """Append the state of the keys an acknowledged object change touched (raises if it cannot: the caller
+        turns the response into an error rather than acknowledge what a crash would lose)."""
         request = context.service_request or {}
         bucket_name = request.get("Bucket")
         if request.get("Key"):
@@ -298,9 +334,9 @@ class S3Journal:
         bucket = s3_stores[context.account_id][context.region].buckets.get(bucket_name)
         if bucket is None:
             return
-        state = [(context.account_id, context.region, bucket_name, key, bucket.objects._store.get(key)) for key in keys]  # noqa: SLF001
-        data = state_pickle.dumps(state)
-        with self._lock:
+        with self._lock:  # read and written in one go: records of one key are in the order of its changes
+            objects = bucket.objects._store  # noqa: SLF001
+            data = _dumps_whole([(context.account_id, context.region, bucket_name, k, objects.get(k)) for k in keys])
             if self._file is None:
                 self._file = self.path.open("ab")
             self._file.write(struct.pack(">Q", len(data)) + data)
@@ -321,6 +357,13 @@ class S3Journal:
                 self.path.replace(self.saving_path)
 
     def saved(self) -> None:
+        self.saving_path.unlink(missing_ok=True)
+
+    def exists(self) -> bool:
+        return self.path.exists() or self.saving_path.exists()
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
         self.saving_path.unlink(missing_ok=True)
 
     def replay(self) -> int:
@@ -374,8 +417,9 @@ class Saver:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="photopipe-snapshot", daemon=True)
 
-    def count(self, _chain: Any, context: Any, response: Any) -> None:
-        """A response handler: marks the service of a request that may have changed it."""
+    def on_response(self, _chain: Any, context: Any, response: Any) -> None:
+        """A response handler, run before the response leaves: marks the service of a request that may have
+        changed it, and journals an acknowledged change of an S3 object."""
         operation = getattr(context, "operation", None)
         service = getattr(context, "service", None)
         if operation is None or service is None or operation.name.startswith(READ_PREFIXES):
@@ -384,36 +428,50 @@ class Saver:
         if name in CONTAINERS:
             with self._dirty_lock:
                 self._dirty.add(name)
-        if name == "s3" and getattr(response, "status_code", 500) < 300:
-            self.journal.record(context)
+        if name == "s3" and operation.name in OBJECT_CHANGES and getattr(response, "status_code", 500) < 300:
+            try:
+                self.journal.record(context)
+            except Exception:
+                LOG.exception("Could not journal %s; the client is told it failed", operation.name)
+                response.status_code = 500  # S3 clients retry a 500; an acknowledged change would be at risk
+
+    def listen(self) -> None:
+        """From before the gateway serves: no change goes unmarked or unjournaled."""
+        handlers.run_custom_response_handlers.append(self.on_response)
 
     def start(self) -> None:
-        handlers.run_custom_response_handlers.append(self.count)
         self._thread.start()
 
     def save_if_changed(self, everything: bool = False) -> bool:
         """Save what changed; False when saving failed (the last snapshot stays)."""
         with self._save_lock:
             with self._dirty_lock:
-                dirty, self._dirty = (set(CONTAINERS) if everything else self._dirty), set()
-            if not dirty:
-                return True
+                if not (everything or self._dirty):
+                    return True
             began = time.monotonic()
+            pickled = dict(self._pickled)
+            dirty: set[str] = set()
             try:
-                # Step Functions first: a run that ends while the others are pickled is run again after a crash
-                # (its steps are safe to repeat), rather than found finished by a table that missed its end.
-                for service in sorted({*dirty, *self.ALWAYS}, key=lambda name: (name not in self.ALWAYS, name)):
+                # Step Functions before the services its runs write to, and before taking what changed: a run that
+                # ends meanwhile is saved running (and run again after a crash: its steps are safe to repeat) with
+                # its writes marked for the next save, never saved finished beside a table that missed its end.
+                for service in self.ALWAYS:
+                    pickled[service] = pickle_service(service)
+                with self._dirty_lock:
+                    dirty, self._dirty = (set(CONTAINERS) if everything else self._dirty), set()
+                for service in sorted(dirty - set(self.ALWAYS)):
                     if service == "s3":
                         self.journal.rotate()
-                    self._pickled[service] = pickle_service(service)
-                header = save(self.folder, self._pickled)
-                if "s3" in dirty:
-                    self.journal.saved()
+                    pickled[service] = pickle_service(service)
+                header = save(self.folder, pickled)
             except Exception:
                 LOG.exception("Could not save the state; the last snapshot stays")
                 with self._dirty_lock:
-                    self._dirty |= dirty
+                    self._dirty |= dirty | set(self.ALWAYS)
                 return False
+            self._pickled = pickled
+            if "s3" in dirty:
+                self.journal.saved()
             LOG.info(
                 "Saved the state (%d bytes; %s) in %.2f s",
                 header["bytes"],
@@ -422,58 +480,78 @@ class Saver:
             )
             return True
 
+    def nothing_changed(self) -> bool:
+        with self._dirty_lock:
+            return not self._dirty
+
     def _run(self) -> None:
         while not self._stop.wait(SAVE_EVERY_SECONDS):
             self.save_if_changed()
 
-    def stop(self) -> None:
-        """The last save, of everything (a change no request announced is not lost)."""
+    def stop(self, complete: bool) -> None:
+        """The last save, of everything (a change no request announced is not lost). The state is marked as saved
+        whole only when nothing changed after it and the start had completed; otherwise the next start treats it
+        as after a crash (the reconciler looks for what is missing)."""
         self._stop.set()
-        if self.save_if_changed(everything=True):
+        if self.save_if_changed(everything=True) and complete and self.nothing_changed():
             (self.folder / STOPPED_CLEANLY_FILE).touch()
 
 
 _saver: Saver | None = None
 _loaded = False
+_resumed = False
 _interrupted: list[Interrupted] = []
 
 
 @hooks.on_infra_start(priority=100)
 def load_saved_state() -> None:
-    """Before anything is served: the snapshot's state in the services' containers (or LocalStack stops)."""
+    """Before anything is served: the snapshot's state in the services' containers, the S3 journal replayed over
+    it and saved at once (so no journal is ever appended to after a crash), or LocalStack stops."""
     global _saver, _loaded, _interrupted  # noqa: PLW0603 - one per LocalStack process
     folder = snapshot_dir()
     if folder is None:
         return
+    for leftover in folder.glob(f".{STATE_FILE}.*.tmp"):  # a save a kill cut short
+        leftover.unlink(missing_ok=True)
     try:
         pickled = load(folder)
-        replayed = S3Journal(folder).replay()
+        journal = S3Journal(folder)
+        if pickled is None:
+            journal.discard()  # of a LocalStack killed before its first snapshot: no bucket it names exists
+        elif journal.exists():
+            LOG.info("Replayed %d S3 change(s) made after the last snapshot", journal.replay())
+            pickled.pop("s3")  # newer in memory than in the snapshot
+        saver = Saver(folder, pickled)
+        # S3 saved now, the journals with it: records are never appended after one a kill cut short
+        if pickled is not None and "s3" not in pickled and not saver.save_if_changed():
+            raise SnapshotError("the state with the journal replayed could not be saved")
         (folder / STOPPED_CLEANLY_FILE).unlink(missing_ok=True)  # until this one stops as asked
     except Exception as error:
         LOG.exception("photopipe: the saved state in %s could not be loaded: %s", folder, error)
         # Starting empty would save an empty library over the snapshot at the first change.
         os._exit(LOAD_FAILED_EXIT_CODE)
     _loaded = pickled is not None
-    _interrupted = take_interrupted_executions()
-    if replayed:
-        LOG.info("Replayed %d S3 change(s) made after the last snapshot", replayed)
-        if pickled is not None:
-            pickled.pop("s3", None)  # the state in memory is newer than the snapshot's: saved again
-    _saver = Saver(folder, pickled)
+    _interrupted = interrupted_executions()
+    saver.listen()
+    _saver = saver
 
 
 @hooks.on_infra_ready(priority=100)
 def resume_after_load() -> None:
     """After the gateway serves (Lambda fetches its code through it), before init's READY stage completes."""
+    global _resumed  # noqa: PLW0603
     if _saver is None:
         return
-    if _loaded:
-        restart_services()
-    _saver.start()
-    run_again(_interrupted)
+    try:
+        if _loaded:
+            restart_services()
+        run_again(_interrupted)
+        _resumed = True
+    finally:
+        _saver.start()
 
 
 @hooks.on_infra_shutdown(priority=100)
 def save_on_shutdown() -> None:
     if _saver is not None:
-        _saver.stop()
+        _saver.stop(complete=_resumed)

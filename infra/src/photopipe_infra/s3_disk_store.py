@@ -136,6 +136,10 @@ class DiskFile:
     def tell(self) -> int:
         return self._open.tell()
 
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
     def seekable(self) -> bool:
         return True
 
@@ -166,6 +170,8 @@ class DiskS3StoredObject(ephemeral.EphemeralS3StoredObject):
 
     def close(self) -> None:
         if not self.closed:
+            if self._mode == "w":
+                self.file.flush()  # before S3 answers: the bytes it acknowledges are the kernel's, not Python's
             super().close()
             self.file.detach()  # type: ignore[attr-defined]
 
@@ -209,14 +215,24 @@ class DiskS3ObjectStore(ephemeral.EphemeralS3ObjectStore):
         keys: dict[str, Any] = self._filesystem[bucket]["keys"]
         file = keys.get(key)
         if file is None:
-            name = hashlib.sha256(f"{bucket}/{s3_object.key}?{s3_object.version_id or 'null'}".encode()).hexdigest()
-            folder = Path(self.root_directory, bucket)
-            folder.mkdir(parents=True, exist_ok=True)
-            file = DiskFile(folder / name)
+            path = self._path(bucket, s3_object)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            file = DiskFile(path)
             # the bytes a restarted LocalStack finds are those of the object it loaded (a new one's stamp is 0)
             file.internal_last_modified = s3_object.internal_last_modified
             file = keys.setdefault(key, file)
         return DiskS3StoredObject(s3_object=s3_object, file=file, mode=mode)
+
+    def remove(self, bucket: str, s3_object: S3Object | list[S3Object]) -> None:
+        """Upstream removes the files of the objects it has opened; one no request opened since a restart has
+        its file too."""
+        super().remove(bucket, s3_object)
+        for obj in s3_object if isinstance(s3_object, list) else [s3_object]:
+            self._path(bucket, obj).unlink(missing_ok=True)
+
+    def _path(self, bucket: str, s3_object: S3Object) -> Path:
+        name = hashlib.sha256(f"{bucket}/{s3_object.key}?{s3_object.version_id or 'null'}".encode()).hexdigest()
+        return Path(self.root_directory, bucket, name)
 
     def get_multipart(self, bucket: str, s3_multipart: Any) -> DiskS3StoredMultipart:
         with self._lock_multipart_create:

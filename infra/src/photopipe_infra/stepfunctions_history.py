@@ -56,13 +56,14 @@ def spill_dir() -> Path:
 
 
 class SpilledHistory:
-    """Stands in for a closed execution's ``EventManager``: its events are read back from their file when asked."""
+    """Stands in for a closed execution's ``EventManager``: its events are read back from their file when asked
+    (found by name in the folder of histories, which may have moved with the saved state)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.name = path.name
 
     def get_event_history(self) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = pickle.loads(self.path.read_bytes())  # noqa: S301 - written by this process
+        events: list[dict[str, Any]] = pickle.loads((spill_dir() / self.name).read_bytes())  # noqa: S301 - ours
         return events
 
 
