@@ -71,6 +71,9 @@ from photopipe_infra.stepfunctions_history import ClosedWorker, spill
 LOG = logging.getLogger(__name__)
 
 SAVE_EVERY_SECONDS = 5.0
+# Saving a large library takes longer: the pause after a save is at least this many times what it took, so saving
+# uses a tenth of a core at most (the S3 journal and the reconciler cover what a longer pause leaves unsaved).
+SAVE_PAUSE_FACTOR = 10.0
 LOAD_FAILED_EXIT_CODE = 3
 
 # Service → the state containers (module, attribute) that hold all of its state. A change here, or in what the
@@ -416,6 +419,7 @@ class Saver:
         self._save_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="photopipe-snapshot", daemon=True)
+        self._pause = SAVE_EVERY_SECONDS
 
     def on_response(self, _chain: Any, context: Any, response: Any) -> None:
         """A response handler, run before the response leaves: marks the service of a request that may have
@@ -472,6 +476,7 @@ class Saver:
             self._pickled = pickled
             if "s3" in dirty:
                 self.journal.saved()
+            self._pause = max(SAVE_EVERY_SECONDS, SAVE_PAUSE_FACTOR * (time.monotonic() - began))
             LOG.info(
                 "Saved the state (%d bytes; %s) in %.2f s",
                 header["bytes"],
@@ -485,7 +490,7 @@ class Saver:
             return not self._dirty
 
     def _run(self) -> None:
-        while not self._stop.wait(SAVE_EVERY_SECONDS):
+        while not self._stop.wait(self._pause):
             self.save_if_changed()
 
     def stop(self, complete: bool) -> None:
