@@ -1,5 +1,5 @@
-"""S3 object bytes live in files under LocalStack's temporary folder (photopipe_infra.s3_disk_store), not in its
-memory, and no file stays open between requests."""
+"""S3 object bytes live in files (photopipe_infra.s3_disk_store) beside LocalStack's saved state, not in its memory,
+and no file stays open between requests."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def bucket(aws_client: Callable[[str], Any]) -> Iterator[str]:
 
 def stored(localstack: EmbeddedLocalStack, bucket: str, key: str) -> Path:
     name = hashlib.sha256(f"{bucket}/{key}?null".encode()).hexdigest()
-    return localstack.tmp_dir / "photopipe-s3" / bucket / name
+    return localstack.files_dir / "photopipe-s3" / bucket / name
 
 
 def open_files(localstack: EmbeddedLocalStack) -> int:

@@ -137,7 +137,7 @@ def test_a_closed_execution_keeps_its_whole_history_on_disk(
     described, events = run(sfn, machine, {"photo": "x" * 1000})
     # Then its history was moved out of LocalStack's memory into one file, and reads back whole, in order
     spilled = (
-        localstack.tmp_dir
+        localstack.files_dir
         / "photopipe-sfn-history"
         / f"{hashlib.sha256(described['executionArn'].encode()).hexdigest()}.pickle"
     )

@@ -116,6 +116,11 @@ class EmbeddedLocalStack:
         return self.folder / "saved"
 
     @property
+    def files_dir(self) -> Path:
+        """Where LocalStack keeps the files of its state (S3 objects' bytes, closed runs' histories)."""
+        return self.saved_dir if self.persist else self.tmp_dir
+
+    @property
     def endpoint(self) -> str:
         return f"http://localhost:{self.port}"
 
