@@ -44,13 +44,9 @@ def library(
     stack: Stack, aws_client: Callable[[str], Any], reader: MediaReader, media_ids: list[str]
 ) -> dict[str, Any]:
     """Everything a user has of these media: item, history, the bytes of every variant, their runs."""
-    s3, sfn = aws_client("s3"), aws_client("stepfunctions")
+    s3 = aws_client("s3")
     bucket = stack.outputs.MediaBucketName
-    runs = [
-        run
-        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=stack.outputs.PipelineStateMachineArn)
-        for run in page["executions"]
-    ]
+    runs = all_runs(stack, aws_client)
     seen: dict[str, Any] = {}
     for media_id in media_ids:
         item = reader.get(media_id)
@@ -66,6 +62,27 @@ def library(
             "runs": sorted((r["name"], r["status"]) for r in runs if r["name"].startswith(media_id)),
         }
     return seen
+
+
+def all_runs(stack: Stack, aws_client: Callable[[str], Any]) -> list[dict[str, Any]]:
+    pages = aws_client("stepfunctions").get_paginator("list_executions")
+    return [
+        run
+        for page in pages.paginate(stateMachineArn=stack.outputs.PipelineStateMachineArn)
+        for run in page["executions"]
+    ]
+
+
+def closed_runs(stack: Stack, aws_client: Callable[[str], Any], media_ids: list[str]) -> list[dict[str, Any]]:
+    """Every run, once those of these media have closed (a run closes a moment after its last step wrote the
+    media's final status)."""
+    deadline = time.monotonic() + 120
+    runs = all_runs(stack, aws_client)
+    while any(r["status"] == "RUNNING" and r["name"].startswith(tuple(media_ids)) for r in runs):
+        assert time.monotonic() < deadline, [r for r in runs if r["status"] == "RUNNING"]
+        time.sleep(0.5)
+        runs = all_runs(stack, aws_client)
+    return runs
 
 
 def failed_queue(stack: Stack, aws_client: Callable[[str], Any]) -> list[str]:
@@ -109,6 +126,7 @@ def test_a_restart_keeps_every_media_history_variant_failed_message_and_key_with
     statuses = [item.status.value if item else None for item in done.values()]
     assert {"READY", "DUPLICATE", "REJECTED", "FAILED"} <= set(statuses), statuses
     assert all(item is not None and item.status.is_terminal for item in done.values()), statuses
+    closed_runs(stack, aws_client, media_ids)
     before = library(stack, aws_client, reader, media_ids)
     failed_before = failed_queue(stack, aws_client)
     assert media_ids[-1] in failed_before
@@ -170,12 +188,8 @@ def test_localstack_killed_mid_batch_then_up_every_acknowledged_photo_ends_once(
         media_id: item.status if item else None for media_id, item in done.items()
     }
     assert {item.status.value for item in done.values() if item} == {"READY"}
-    sfn = aws_client("stepfunctions")
-    runs = [
-        run
-        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=stack.outputs.PipelineStateMachineArn)
-        for run in page["executions"]
-    ]
+    # (one run again after the kill may find its media already READY, and runs to its end all the same)
+    runs = closed_runs(stack, aws_client, acknowledged)
     for media_id in acknowledged:
         assert [(r["name"], r["status"]) for r in runs if r["name"].startswith(media_id)] == [(media_id, "SUCCEEDED")]
     # and no variant was written for a media the table does not have
