@@ -28,8 +28,10 @@ load them again:
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import functools
 import importlib
+import io
 import json
 import logging
 import os
@@ -101,19 +103,19 @@ READ_PREFIXES = ("Get", "List", "Describe", "Head", "Receive", "Query", "Scan", 
 # --- pickling ------------------------------------------------------------------------------------------------
 # Locks come back new and unlocked (dill would restore an RLock's owner and count: it could never be taken again);
 # a Condition comes back around its own lock, shared as before.
-def _new_lock(pickler: Any, obj: Any) -> None:
-    pickler.save_reduce(threading.Lock, (), obj=obj)
+def _reduce_lock(_obj: Any) -> tuple[Any, ...]:
+    return threading.Lock, ()
 
 
-def _new_rlock(pickler: Any, obj: Any) -> None:
-    pickler.save_reduce(threading.RLock, (), obj=obj)
+def _reduce_rlock(_obj: Any) -> tuple[Any, ...]:
+    return threading.RLock, ()
 
 
-def _new_condition(pickler: Any, obj: Any) -> None:
-    pickler.save_reduce(threading.Condition, (obj._lock,), obj=obj)  # noqa: SLF001
+def _reduce_condition(obj: Any) -> tuple[Any, ...]:
+    return threading.Condition, (obj._lock,)  # noqa: SLF001
 
 
-def _execution(pickler: Any, obj: Any) -> None:
+def _reduce_execution(obj: Any) -> tuple[Any, ...]:
     """A Step Functions execution without its worker (threads, the program being evaluated) and its CloudWatch
     Logs session (a client, a thread pool): one still running is saved as interrupted; a closed one keeps its
     spilled history."""
@@ -124,7 +126,7 @@ def _execution(pickler: Any, obj: Any) -> None:
     if worker is not None and not isinstance(worker, ClosedWorker):
         state["exec_worker"] = None
     state["_cloud_watch_logging_session"] = None
-    pickler.save_reduce(_restore_object, (type(obj), state), obj=obj)
+    return _restore_object, (type(obj), state)
 
 
 def _restore_object(cls: type, state: dict[str, Any]) -> Any:
@@ -133,12 +135,51 @@ def _restore_object(cls: type, state: dict[str, Any]) -> Any:
     return obj
 
 
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for direct in cls.__subclasses__() for sub in _subclasses(direct))]
+
+
+@functools.cache
+def reducers() -> dict[type, Any]:
+    table: dict[type, Any] = {
+        type(threading.Lock()): _reduce_lock,
+        type(threading.RLock()): _reduce_rlock,
+        threading.Condition: _reduce_condition,
+    }
+    table.update(dict.fromkeys(_subclasses(Execution), _reduce_execution))
+    return table
+
+
 @functools.cache
 def register_reducers() -> None:
-    state_pickle.register(type(threading.Lock()))(_new_lock)
-    state_pickle.register(type(threading.RLock()))(_new_rlock)
-    state_pickle.register(threading.Condition)(_new_condition)
-    state_pickle.register(Execution, subclasses=True)(_execution)
+    """The same reducers for LocalStack's dill pickler (the fallback, and what loads every snapshot)."""
+    for cls, reduce in reducers().items():
+        state_pickle.register(cls)(lambda pickler, obj, reduce=reduce: pickler.save_reduce(*reduce(obj), obj=obj))
+
+
+def _dumps(state: Any) -> bytes:
+    """The standard library's C pickler, with the reducers: for moto's DynamoDB items it is some twenty times as
+    fast as dill, which matters as the table is pickled under the lock every DynamoDB call takes. What it cannot
+    pickle goes to LocalStack's dill pickler."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = {**copyreg.dispatch_table, **reducers()}
+    try:
+        pickler.dump(state)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        register_reducers()
+        return bytes(state_pickle.dumps(state))
+    return buffer.getvalue()
+
+
+def _loads(data: bytes) -> Any:
+    """What ``_dumps`` wrote: the standard library's unpickler (dill's is written in Python), or dill's for what
+    only dill could pickle."""
+    try:
+        return pickle.loads(data)  # noqa: S301 - our own files, checked against their header
+    except Exception:  # noqa: BLE001 - whatever stops the fast path, dill's unpickler is the one to try
+        register_reducers()
+        return state_pickle.loads(data)
 
 
 def containers() -> dict[str, list[Any]]:
@@ -154,7 +195,7 @@ def _dumps_whole(state: Any, attempts: int = 20) -> bytes:
     again (the next attempt sees it after the change)."""
     for attempt in range(attempts):
         try:
-            return state_pickle.dumps(state)
+            return _dumps(state)
         except RuntimeError as error:  # "dictionary changed size during iteration"
             if "changed size" not in str(error) or attempt == attempts - 1:
                 raise
@@ -201,7 +242,7 @@ def load(folder: Path) -> dict[str, bytes] | None:
     if set(pickled) != set(live):
         raise SnapshotError(f"{folder / STATE_FILE} holds other services than this version saves")
     for service, targets in live.items():
-        loaded = state_pickle.loads(pickled[service])
+        loaded = _loads(pickled[service])
         if len(loaded) != len(targets):
             raise SnapshotError(f"{folder / STATE_FILE} holds other {service} state than this version saves")
         for target, source in zip(targets, loaded, strict=True):
@@ -398,7 +439,7 @@ class S3Journal:
             if len(record) < size:
                 LOG.warning("The last record of %s was cut short (LocalStack was killed writing it)", path)
                 return
-            yield from state_pickle.loads(record)
+            yield from _loads(record)
             offset += 8 + size
 
 
