@@ -50,3 +50,17 @@ def test_a_wrong_status_or_reason_is_named(expected: dict[str, dict[str, Any] | 
         "small.jpg: FAILED, expected READY",
         "truncated.jpg: REJECTED (too_large), expected REJECTED corrupt",
     ]
+
+
+def test_a_photo_an_earlier_demo_already_brought_may_end_a_duplicate_of_it(
+    expected: dict[str, dict[str, Any] | None],
+) -> None:
+    # The library is kept across restarts: run again, the demo's drop-folder photos are duplicates of last time's.
+    outcomes = {
+        **{name: {**media, "media_id": f"NEW{index}"} for index, (name, media) in enumerate(expected.items()) if media},
+        "panorama.jpg": {"status": "DUPLICATE", "media_id": "NEW9", "duplicate_of": "FROM-AN-EARLIER-RUN"},
+    }
+    assert demo.unexpected(outcomes) == []
+    # but a duplicate of a photo of this run is still wrong
+    outcomes["panorama.jpg"] = {"status": "DUPLICATE", "media_id": "NEW9", "duplicate_of": "NEW0"}
+    assert demo.unexpected(outcomes) == ["panorama.jpg: DUPLICATE, expected READY"]
