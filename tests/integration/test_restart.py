@@ -138,6 +138,7 @@ def test_a_restart_keeps_every_media_history_variant_failed_message_and_key_with
 
     # Then the stack was not deployed again, and the library is as it was, bytes and all
     assert not started.reused
+    assert not started.recovered  # it stopped as asked: nothing for the reconciler to look for
     assert not deployed.changed
     assert library(stack, aws_client, reader, media_ids) == before
     assert failed_queue(stack, aws_client) == failed_before

@@ -96,6 +96,8 @@ CONTAINERS: dict[str, list[tuple[str, str]]] = {
     "logs": [("localstack.services.logs.models", "logs_stores"), ("moto.logs.models", "logs_backends")],
     "cloudwatch": [("localstack.services.cloudwatch.models", "cloudwatch_stores")],
 }
+# What other shutdown hooks write after the last save (batched metrics and log lines): a stop is clean without it.
+NOT_NEEDED_AFTER_A_STOP = frozenset({"cloudwatch", "logs"})
 # Operations that change nothing a snapshot holds (reads; receiving a message only hides it for a while).
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Receive", "Query", "Scan", "BatchGet", "Lookup", "Filter")
 
@@ -527,8 +529,10 @@ class Saver:
             return True
 
     def nothing_changed(self) -> bool:
+        """Nothing the library needs changed since the last save (metrics and log lines that other shutdown hooks
+        flush after it do not count)."""
         with self._dirty_lock:
-            return not self._dirty
+            return not self._dirty - NOT_NEEDED_AFTER_A_STOP
 
     def _run(self) -> None:
         while not self._stop.wait(self._pause):
