@@ -68,7 +68,7 @@ from photopipe_infra.snapshot import (
     snapshot_dir,
     write_snapshot,
 )
-from photopipe_infra.stepfunctions_history import ClosedWorker, spill
+from photopipe_infra.stepfunctions_history import ClosedWorker, KeptHistory, closed_stand_in
 
 LOG = logging.getLogger(__name__)
 
@@ -121,12 +121,14 @@ def _reduce_execution(obj: Any) -> tuple[Any, ...]:
     """A Step Functions execution without its worker (threads, the program being evaluated) and its CloudWatch
     Logs session (a client, a thread pool): one still running is saved as interrupted; a closed one keeps its
     spilled history."""
-    if obj.exec_status != ExecutionStatus.RUNNING:
-        spill(obj)  # closed a moment ago, before its worker was let go: its history goes to its file now
-    state = dict(obj.__dict__)
+    state = dict(obj.__dict__)  # the live execution is left as it is: its own thread may still be closing it
     worker = state.get("exec_worker")
     if worker is not None and not isinstance(worker, ClosedWorker):
-        state["exec_worker"] = None
+        closed = obj.exec_status not in (None, ExecutionStatus.RUNNING) and getattr(worker, "env", None) is not None
+        # closed a moment ago, before it spilled: saved with a copy of its history; a running one without
+        state["exec_worker"] = (
+            closed_stand_in(KeptHistory(list(worker.env.event_manager.get_event_history()))) if closed else None
+        )
     state["_cloud_watch_logging_session"] = None
     return _restore_object, (type(obj), state)
 
@@ -281,7 +283,7 @@ def interrupted_executions() -> list[Interrupted]:
         )
         for account_id, region, store in sfn_stores.iter_stores()
         for arn, execution in list(store.executions.items())
-        if execution.exec_status == ExecutionStatus.RUNNING and execution.exec_worker is None
+        if execution.exec_status in (None, ExecutionStatus.RUNNING) and execution.exec_worker is None
     ]
 
 

@@ -67,6 +67,21 @@ class SpilledHistory:
         return events
 
 
+@dataclass
+class KeptHistory:
+    """A copy of the history of an execution that closed while the state was being saved (before it spilled)."""
+
+    events: list[dict[str, Any]]
+
+    def get_event_history(self) -> list[dict[str, Any]]:
+        return self.events
+
+
+def closed_stand_in(history: Any) -> ClosedWorker:
+    """What a closed execution keeps instead of its worker, over a history (spilled, or kept)."""
+    return ClosedWorker(_ClosedEnvironment(history))
+
+
 class _NoCallbacks:
     """A closed execution waits for no task token and runs no Map: every lookup says 'not here'."""
 
@@ -85,7 +100,7 @@ class _NoCallbacks:
 
 @dataclass
 class _ClosedEnvironment:
-    event_manager: SpilledHistory
+    event_manager: SpilledHistory | KeptHistory
     callback_pool_manager: _NoCallbacks = field(default_factory=_NoCallbacks)
     map_run_record_pool_manager: _NoCallbacks = field(default_factory=_NoCallbacks)
 
