@@ -151,7 +151,7 @@ def spill(closed: Any) -> Path | None:
         return None
     path = spill_dir() / f"{hashlib.sha256(closed.exec_arn.encode()).hexdigest()}.pickle"
     path.write_bytes(pickle.dumps(worker.env.event_manager.get_event_history(), protocol=pickle.HIGHEST_PROTOCOL))
-    closed.exec_worker = ClosedWorker(_ClosedEnvironment(SpilledHistory(path)))
+    closed.exec_worker = closed_stand_in(SpilledHistory(path))
     return path
 
 
