@@ -4,12 +4,14 @@ data point and every log line still arrives, with nothing counted twice."""
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from photopipe_infra import venvs
 from tests.integration.cloudwatch import log_messages, metric_sum
 
 HANDLER = textwrap.dedent(
@@ -55,3 +57,39 @@ def test_sqs_messages_are_counted(aws_client: Callable[[str], Any]) -> None:
         assert metric_sum(cloudwatch, "AWS/SQS", "NumberOfMessagesSent", dimension, at_least=7) == 7
     finally:
         sqs.delete_queue(QueueUrl=url)
+
+
+SAME_ROWS = textwrap.dedent(
+    """
+    import sqlite3, sys, tempfile
+    from datetime import UTC, datetime
+    from localstack.services.cloudwatch.cloudwatch_database_helper import CloudwatchDatabase
+    from photopipe_infra.cloudwatch_batching import add_metric_data_at_once
+
+    def stored(add):
+        folder = tempfile.mkdtemp()
+        database = type("Db", (CloudwatchDatabase,), {"CLOUDWATCH_DATA_ROOT": folder, "METRICS_DB": folder + "/m.db"})()
+        add(database, "000000000000", "eu-west-1", "Photopipe", DATA)
+        with sqlite3.connect(database.METRICS_DB) as connection:
+            return [
+                sorted(connection.execute(f"SELECT * FROM {table}").fetchall())
+                for table in (database.TABLE_SINGLE_METRICS, database.TABLE_AGGREGATED_METRICS)
+            ]
+
+    when = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    dims = [{"Name": "B", "Value": "2"}, {"Name": "A", "Value": "1"}]
+    DATA = [{"MetricName": "Count", "Value": float(i), "Unit": "Count", "Timestamp": when, "Dimensions": dims}
+            for i in range(300)]
+    DATA += [{"MetricName": "Ms", "Values": [1.5, 2.5], "Counts": [2, 3], "Timestamp": when, "StorageResolution": 1}]
+    DATA += [{"MetricName": "Agg", "Timestamp": when,
+              "StatisticValues": {"SampleCount": 4, "Sum": 10, "Minimum": 1, "Maximum": 4}}]
+    upstream, ours = stored(CloudwatchDatabase.add_metric_data), stored(add_metric_data_at_once)
+    print(len(upstream[0]), len(upstream[1]), upstream == ours)
+    """
+)
+
+
+def test_a_batch_of_metric_data_is_stored_as_upstream_stores_it_point_by_point() -> None:
+    python = venvs.ensure(venvs.LOCALSTACK).python
+    result = subprocess.run([str(python), "-c", SAME_ROWS], capture_output=True, text=True, timeout=120, check=True)  # noqa: S603
+    assert result.stdout.split() == ["305", "1", "True"], result.stderr[-2000:]

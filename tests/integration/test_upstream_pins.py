@@ -18,6 +18,7 @@ PATCHES = [
     "photopipe_infra.s3_disk_store",  # LocalStack's ephemeral S3 object store
     "photopipe_infra.apigateway",  # API Gateway: OpenAPI import, gateway-exception handler, request payload
     "photopipe_infra.dynamodb_provider",  # moto DynamoDB: Table.query, DynamoType and Item (deep copies)
+    "photopipe_infra.cloudwatch_batching",  # Lambda/SQS metric publishers, Lambda log loop, CloudWatch metric store
 ]
 
 
