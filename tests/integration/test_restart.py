@@ -201,3 +201,74 @@ def test_localstack_killed_mid_batch_then_up_every_acknowledged_photo_ends_once(
     )
     owners = {obj["Key"].split("/")[1] for page in variants for obj in page.get("Contents", [])}
     assert [media_id for media_id in owners if reader.get(media_id) is None] == []
+
+
+def test_table_writes_acknowledged_just_before_a_kill_are_all_there_after_up(
+    stack: Stack, localstack: EmbeddedLocalStack, aws_client: Callable[[str], Any]
+) -> None:
+    # Given every kind of item write DynamoDB acknowledges, the last one a moment before LocalStack is killed
+    # (well inside the few seconds between two snapshots)
+    dynamodb = aws_client("dynamodb")
+    table = stack.outputs.MediaTableName
+    run = f"KILLTEST#{time.time_ns()}"
+
+    def key(sk: str) -> dict[str, Any]:
+        return {"pk": {"S": run}, "sk": {"S": sk}}
+
+    dynamodb.put_item(TableName=table, Item={**key("put"), "n": {"N": "1"}})
+    dynamodb.put_item(TableName=table, Item={**key("deleted"), "n": {"N": "1"}})
+    dynamodb.update_item(
+        TableName=table,
+        Key=key("put"),
+        UpdateExpression="SET n = n + :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )
+    dynamodb.batch_write_item(
+        RequestItems={
+            table: [{"PutRequest": {"Item": {**key(f"batch{i}"), "gsi2pk": {"S": f"{run}#b"}}}} for i in range(25)]
+        }
+    )
+    dynamodb.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": table, "Item": {**key("transact"), "state": {"S": "claimed"}}}},
+            {"Delete": {"TableName": table, "Key": key("deleted")}},
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": key("batch0"),
+                    "UpdateExpression": "SET marked = :t",
+                    "ExpressionAttributeValues": {":t": {"BOOL": True}},
+                }
+            },
+        ]
+    )
+    dynamodb.delete_item(TableName=table, Key=key("batch24"))
+    pid = localstack.owned_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while localstack.port_holder() is not None:  # the killed process lets go of its port a moment later
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    # When it is started again
+    started = localstack.start()
+    assert started.recovered
+
+    # Then the table holds exactly what was acknowledged
+    pages = dynamodb.get_paginator("query").paginate(
+        TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": run}}
+    )
+    items = {item["sk"]["S"]: item for page in pages for item in page["Items"]}
+    assert sorted(items) == sorted(["put", "transact", *(f"batch{i}" for i in range(24))])
+    assert items["put"]["n"] == {"N": "2"}
+    assert items["transact"]["state"] == {"S": "claimed"}
+    assert items["batch0"]["marked"] == {"BOOL": True}
+    # and the index sees them as the table does
+    indexed = dynamodb.query(
+        TableName=table,
+        IndexName="by-key",
+        KeyConditionExpression="gsi2pk = :p",
+        ExpressionAttributeValues={":p": {"S": f"{run}#b"}},
+    )["Items"]
+    assert len(indexed) == 24

@@ -8,16 +8,22 @@ load them again:
 - **Bytes** of S3 objects are already files (``photopipe_infra.s3_disk_store``), named by bucket, key and version; with
   persistence they live under the snapshot folder, so every acknowledged PUT is on disk. So do closed Step Functions
   histories (``photopipe_infra.stepfunctions_history``).
-- **State** of the services in ``CONTAINERS`` is pickled, service by service, into one file written atomically
+- **State** of the services in ``CONTAINERS`` is pickled, service by service, into files written atomically
   (``photopipe_infra.snapshot``): on shutdown, and every few seconds after a request changed something (only the
-  services that changed are pickled again). Its header names the format and the LocalStack version; the launcher
+  services that changed are pickled again). Their headers name the format and the LocalStack version; the launcher
   refuses a snapshot of another version before starting anything.
+- **Journals**: what grows with the library is not pickled again every few seconds. Every change S3 acknowledges
+  to an object and every item DynamoDB writes is appended to the service's journal before the answer leaves, and
+  the service is pickled into its own file only when its journal has grown as large as that file (``Journal``);
+  every execution Step Functions starts is journaled too, so a run the table knows of is never missing after a
+  kill. A closed execution, which never changes again, is pickled once into an append-only archive that snapshots
+  refer to (``ClosedExecutions``). Saving therefore costs the same per photo however large the library is.
 - **Loading** happens in ``on_infra_start``, before the gateway serves a request: the containers' contents are
-  replaced in place (other modules hold references to them), then the S3 journal is replayed over them (objects
-  acknowledged after the last snapshot, see ``S3Journal``). In ``on_infra_ready`` every service is started and taken
-  through LocalStack's load hooks (Lambda starts its functions and event source mappings again, CloudWatch its
-  alarms; EventBridge's rules and schedules are rebuilt here), and the Step Functions executions that were running
-  are run again from their start under their own names (the pipeline's steps are safe to repeat). The launcher
+  replaced in place (other modules hold references to them), then the journals are replayed over them. In
+  ``on_infra_ready`` every service is started and taken through LocalStack's load hooks (Lambda starts its
+  functions and event source mappings again, CloudWatch its alarms; EventBridge's rules and schedules are rebuilt
+  here), and the Step Functions executions that were running, or started after the last snapshot, are run again
+  from their start under their own names (the pipeline's steps are safe to repeat). The launcher
   waits for that: LocalStack's init "READY" stage completes after it.
 - A snapshot that cannot be loaded stops LocalStack (exit code 3) with the reason in its log: an empty stack saved
   over it would lose the library.
@@ -30,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import copyreg
 import functools
+import hashlib
 import importlib
 import io
 import json
@@ -39,7 +46,7 @@ import pickle
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -57,24 +64,28 @@ from localstack.services.s3.models import s3_stores
 from localstack.services.stepfunctions.backend.execution import Execution
 from localstack.services.stepfunctions.backend.store import sfn_stores
 from localstack.state import pickle as state_pickle
+from moto.dynamodb.models import dynamodb_backends
+from moto.dynamodb.models.dynamo_type import DynamoType
 
 from photopipe_infra.dynamodb_provider import BACKEND_LOCK
 from photopipe_infra.snapshot import (
-    JOURNAL_FILE,
+    JOURNALED,
     STATE_FILE,
     STOPPED_CLEANLY_FILE,
     SnapshotError,
+    journal_file,
     read_payload,
     snapshot_dir,
+    state_file,
     write_snapshot,
 )
-from photopipe_infra.stepfunctions_history import ClosedWorker, KeptHistory, closed_stand_in
+from photopipe_infra.stepfunctions_history import ClosedWorker, KeptHistory, closed_stand_in, share_what_is_shared
 
 LOG = logging.getLogger(__name__)
 
 SAVE_EVERY_SECONDS = 5.0
 # Saving a large library takes longer: the pause after a save is at least this many times what it took, so saving
-# uses a tenth of a core at most (the S3 journal and the reconciler cover what a longer pause leaves unsaved).
+# uses a tenth of a core at most (the journals and the reconciler cover what a longer pause leaves unsaved).
 SAVE_PAUSE_FACTOR = 10.0
 LOAD_FAILED_EXIT_CODE = 3
 
@@ -118,6 +129,14 @@ def _reduce_condition(obj: Any) -> tuple[Any, ...]:
 
 
 def _reduce_execution(obj: Any) -> tuple[Any, ...]:
+    """A Step Functions execution: a closed one whose history is on disk (it never changes again) by reference to
+    its copy in the archive of closed executions, any other whole."""
+    if _closed is not None and isinstance(obj.__dict__.get("exec_worker"), ClosedWorker):
+        return _closed.reference(obj)
+    return _reduce_execution_whole(obj)
+
+
+def _reduce_execution_whole(obj: Any) -> tuple[Any, ...]:
     """A Step Functions execution without its worker (threads, the program being evaluated) and its CloudWatch
     Logs session (a client, a thread pool): one still running is saved as interrupted; a closed one keeps its
     spilled history."""
@@ -207,23 +226,169 @@ def _dumps_whole(state: Any, attempts: int = 20) -> bytes:
     raise AssertionError("unreachable")
 
 
+# --- closed Step Functions executions: pickled once each ------------------------------------------------------
+CLOSED_FILE = "stepfunctions-closed"
+
+
+def read_records(path: Path) -> Iterator[Any]:
+    """The records of an append-only file (each a length and a pickle); a last record that a kill cut short is cut
+    off the file, so that what is appended next follows the last whole record."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    offset = 0
+    while offset + 8 <= len(data):
+        (size,) = struct.unpack_from(">Q", data, offset)
+        if offset + 8 + size > len(data):
+            break
+        yield _loads(data[offset + 8 : offset + 8 + size])
+        offset += 8 + size
+    if offset < len(data):
+        LOG.warning("The last record of %s was cut short (LocalStack was killed writing it): cut off", path)
+        os.truncate(path, offset)
+
+
+def append_record(file: BinaryIO, record: Any) -> None:
+    data = _dumps_whole(record)
+    file.write(struct.pack(">Q", len(data)) + data)
+    file.flush()  # in the kernel's hands: a killed LocalStack loses none of it
+
+
+class _ArchivePickler(pickle.Pickler):
+    """Pickles one closed execution whole, its state machine by reference to the archive's copy."""
+
+    def __init__(self, file: BinaryIO, machine: Any, key: str) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.dispatch_table = {
+            **copyreg.dispatch_table,
+            **reducers(),
+            **dict.fromkeys(_subclasses(Execution), _reduce_execution_whole),
+        }
+        self._machine, self._key = machine, key
+
+    def persistent_id(self, obj: Any) -> Any:
+        return ("machine", self._key) if obj is self._machine else None
+
+
+class _ArchiveUnpickler(pickle.Unpickler):
+    def __init__(self, file: BinaryIO, machines: dict[str, Any]) -> None:
+        super().__init__(file)
+        self._machines = machines
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._machines[pid[1]]
+
+
+class ClosedExecutions:
+    """Closed Step Functions executions whose history is on disk never change again; each is pickled once, into
+    an append-only file, and snapshots refer to it by ARN (a library's every run otherwise made every snapshot
+    larger and slower: six hundred bytes a photo, pickled again every few seconds). Their state machines, the same
+    for thousands of runs, are in the file once each."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / CLOSED_FILE
+        self._lock = threading.Lock()
+        self._archived: set[str] = set()
+        self._loading: dict[str, bytes] = {}
+        self._machines: dict[str, Any] = {}
+        self._keys: dict[int, tuple[str, Any]] = {}  # id of a machine → its key (and the machine, kept alive)
+        self._file: BinaryIO | None = None
+        self._unsynced = False
+
+    def read(self) -> None:
+        """The file's records, before the snapshot that refers to them is loaded."""
+        for record in read_records(self.path):
+            for kind, key, data in record:
+                if kind == "machine":
+                    machine = _loads(data)
+                    self._machines[key] = machine
+                    self._keys[id(machine)] = (key, machine)
+                else:
+                    self._loading[key] = data
+                    self._archived.add(key)
+
+    def loaded(self) -> None:
+        self._loading.clear()  # of executions the snapshot no longer holds
+
+    def execution(self, arn: str) -> Any:
+        try:
+            data = self._loading.pop(arn)
+        except KeyError:
+            raise SnapshotError(f"the closed execution {arn} is missing from {self.path}") from None
+        execution = _ArchiveUnpickler(io.BytesIO(data), self._machines).load()
+        share_what_is_shared(execution)
+        return execution
+
+    def reference(self, execution: Any) -> tuple[Any, ...]:
+        arn = execution.exec_arn
+        with self._lock:
+            if arn not in self._archived:
+                try:
+                    record = self._records(execution)
+                except (pickle.PicklingError, TypeError, AttributeError):
+                    LOG.warning("The closed execution %s is saved whole, not in %s", arn, self.path, exc_info=True)
+                    return _reduce_execution_whole(execution)
+                if self._file is None:
+                    self._file = self.path.open("ab")
+                append_record(self._file, record)
+                self._unsynced = True
+                self._archived.add(arn)
+        return _archived_execution, (arn,)
+
+    def _records(self, execution: Any) -> list[tuple[str, str, bytes]]:
+        records = []
+        machine = execution.state_machine
+        known = self._keys.get(id(machine))
+        if known is None:
+            data = _dumps(machine)
+            key = hashlib.sha256(data).hexdigest()
+            if key not in self._machines:
+                records.append(("machine", key, data))
+            self._machines.setdefault(key, machine)
+            known = self._keys[id(machine)] = (key, machine)
+        buffer = io.BytesIO()
+        _ArchivePickler(buffer, machine, known[0]).dump(execution)
+        records.append(("execution", execution.exec_arn, buffer.getvalue()))
+        return records
+
+    def sync(self) -> None:
+        """On disk before a snapshot that refers to what was appended."""
+        with self._lock:
+            if self._file is not None and self._unsynced:
+                os.fsync(self._file.fileno())
+                self._unsynced = False
+
+
+_closed: ClosedExecutions | None = None
+
+
+def _archived_execution(arn: str) -> Any:
+    if _closed is None:
+        raise SnapshotError("a snapshot refers to closed executions, but their archive is not open")
+    return _closed.execution(arn)
+
+
 # --- save and load -------------------------------------------------------------------------------------------
-def pickle_service(service: str) -> bytes:
-    """One service's containers, pickled (services share no objects, so each can be saved on its own). DynamoDB's
-    are pickled under the lock every moto call holds (``dynamodb_provider``): never half of a transaction."""
+def pickle_service(service: str, before: Callable[[], None] | None = None) -> bytes:
+    """One service's containers, pickled (services share no objects, so each can be saved on its own); ``before``
+    runs just before, inside the same lock. DynamoDB's are pickled under the lock every moto call holds
+    (``dynamodb_provider``): never half of a transaction."""
     register_reducers()
     lock = BACKEND_LOCK if service == "dynamodb" else contextlib.nullcontext()
     try:
         with lock:
+            if before is not None:
+                before()
             return _dumps_whole(containers()[service])
     except Exception as error:
         raise SnapshotError(f"cannot save {service}'s state: {error}") from error
 
 
-def save(folder: Path, pickled: dict[str, bytes]) -> dict[str, Any]:
-    """Write the snapshot of every service, each given pickled."""
-    payload = pickle.dumps(pickled, protocol=pickle.HIGHEST_PROTOCOL)
-    return write_snapshot(folder, payload, localstack_version.version)
+def save(folder: Path, pickled: dict[str, bytes], service: str | None = None) -> dict[str, Any]:
+    """Write the state file of the services in ``pickled`` (of the journaled ``service``, or of all the others)."""
+    payload = pickled[service] if service is not None else pickle.dumps(pickled, protocol=pickle.HIGHEST_PROTOCOL)
+    return write_snapshot(folder, payload, localstack_version.version, state_file(service))
 
 
 def _replace(target: Any, loaded: Any) -> None:
@@ -233,15 +398,28 @@ def _replace(target: Any, loaded: Any) -> None:
     dict.update(target, loaded)
 
 
-def load(folder: Path) -> dict[str, bytes] | None:
-    """Load the snapshot in ``folder`` into the services' containers; returns each service's pickle as it was
-    saved (None: there is no snapshot)."""
+@dataclass
+class Loaded:
+    """What a start found: each service's pickle as saved (the journaled ones in ``own``, by the size of their own
+    file; a journaled service in ``state.pickle`` is from a snapshot written before it had its own file)."""
+
+    pickled: dict[str, bytes]
+    own: dict[str, int]
+
+
+def load(folder: Path) -> Loaded | None:
+    """Load the snapshot in ``folder`` into the services' containers (None: there is no snapshot)."""
     began = time.monotonic()
     payload = read_payload(folder, localstack_version.version)
     if payload is None:
         return None
     register_reducers()
     pickled: dict[str, bytes] = pickle.loads(payload)  # noqa: S301 - our own file, checked against its header
+    own: dict[str, int] = {}
+    for service in JOURNALED:
+        if (data := read_payload(folder, localstack_version.version, state_file(service))) is not None:
+            pickled[service] = data  # newer than a copy in state.pickle: that is dropped after the own file is written
+            own[service] = len(data)
     live = containers()
     if set(pickled) != set(live):
         raise SnapshotError(f"{folder / STATE_FILE} holds other services than this version saves")
@@ -252,7 +430,7 @@ def load(folder: Path) -> dict[str, bytes] | None:
         for target, source in zip(targets, loaded, strict=True):
             _replace(target, source)
     LOG.info("Loaded the state in %.2f s", time.monotonic() - began)
-    return pickled
+    return Loaded({k: v for k, v in pickled.items() if k not in JOURNALED}, own)
 
 
 @dataclass(frozen=True)
@@ -291,14 +469,15 @@ def run_again(interrupted: list[Interrupted]) -> None:
     for run in interrupted:
         executions = sfn_stores[run.account_id][run.region].executions
         saved = executions.pop(run.arn, None)
-        if saved is None:
+        if saved is None and run not in _started_after_snapshot:
             continue
         client = connect_to(aws_access_key_id=run.account_id, region_name=run.region).stepfunctions
         try:
             client.start_execution(stateMachineArn=run.state_machine_arn, name=run.name, input=run.input)
         except Exception:
             LOG.exception("Could not run the interrupted execution %s again; it stays as it was", run.name)
-            executions.setdefault(run.arn, saved)
+            if saved is not None:
+                executions.setdefault(run.arn, saved)
         else:
             LOG.info("Running the interrupted execution %s again", run.name)
 
@@ -333,7 +512,7 @@ def restore_event_rules(provider: Any) -> None:
                     rule_service.create_schedule_job(job)
 
 
-# --- when: a response handler that marks what changed and journals S3, a saver thread, the hooks --------------
+# --- when: a response handler that marks what changed and journals S3 and DynamoDB, a saver thread, the hooks --
 # The S3 operations that change an object (the others change buckets, which the next snapshot holds, or multipart
 # uploads in progress, whose parts are files and whose list the next snapshot holds).
 OBJECT_CHANGES = frozenset(
@@ -351,50 +530,172 @@ OBJECT_CHANGES = frozenset(
         "RestoreObject",
     }
 )
+# The DynamoDB operations that change items (the others change tables: the next snapshot holds them).
+ITEM_CHANGES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+# A journal is folded into its service's own state file once it is as large as that file, and not before this.
+JOURNAL_MIN_BYTES = 32 * 1024 * 1024
+
+Record = tuple[Any, ...]
 
 
-class S3Journal:
-    """Every change S3 acknowledges to an object, appended before its response leaves: the state of that key (the
-    object, or all its versions in a versioned bucket; None once it is gone). The bytes are already in their file,
-    so after a crash (LocalStack killed between two snapshots) replaying the journal over the last snapshot brings
-    back every object whose write was acknowledged. A record that a kill cut short is ignored.
+def s3_changes(context: Any) -> list[Record]:
+    """The state of each key an acknowledged object change touched: the object, or all its versions in a versioned
+    bucket; None once it is gone."""
+    request = context.service_request or {}
+    bucket_name = request.get("Bucket")
+    if request.get("Key"):
+        keys = [request["Key"]]
+    else:
+        keys = [entry["Key"] for entry in (request.get("Delete") or {}).get("Objects", [])]
+    bucket = s3_stores[context.account_id][context.region].buckets.get(bucket_name) if bucket_name else None
+    if bucket is None:
+        return []
+    objects = bucket.objects._store  # noqa: SLF001
+    return [(context.account_id, context.region, bucket_name, key, objects.get(key)) for key in keys]
 
-    Saving rotates it: the journal becomes ``.saving`` just before S3's state is pickled, and goes once the
-    snapshot holding that state is written (a failed save leaves it, and the next rotation appends to it)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / JOURNAL_FILE
-        self.saving_path = folder / f"{JOURNAL_FILE}.saving"
+def apply_s3_change(account_id: str, region: str, bucket_name: str, key: str, state: Any) -> None:
+    bucket = s3_stores[account_id][region].buckets.get(bucket_name)
+    if bucket is None:
+        return
+    store = bucket.objects._store  # noqa: SLF001
+    if state is None:
+        store.pop(key, None)
+    else:
+        store[key] = state
+
+
+def _written_items(request: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(table, key or whole item) of each item a write request names."""
+    if "TableName" in request:
+        yield request["TableName"], request.get("Key") or request.get("Item") or {}
+    for table, writes in (request.get("RequestItems") or {}).items():
+        for write in writes:
+            yield table, (write.get("PutRequest") or {}).get("Item") or (write.get("DeleteRequest") or {}).get("Key")
+    for entry in request.get("TransactItems") or []:
+        for kind in ("Put", "Update", "Delete"):
+            if kind in entry:
+                yield entry[kind]["TableName"], entry[kind].get("Key") or entry[kind].get("Item") or {}
+
+
+def dynamodb_changes(context: Any) -> list[Record]:
+    """The state of each item an acknowledged write touched (None once it is gone), read under the backend lock."""
+    backend = dynamodb_backends[context.account_id][context.region]
+    records: list[Record] = []
+    for table_name, attributes in _written_items(context.service_request or {}):
+        table = backend.tables.get(table_name.rsplit("/", 1)[-1])
+        if table is None or table.hash_key_attr not in attributes:
+            continue
+        hash_key = DynamoType(attributes[table.hash_key_attr])
+        range_key = DynamoType(attributes[table.range_key_attr]) if table.range_key_attr else None
+        partition = table.items.get(hash_key)
+        item = partition if range_key is None or partition is None else partition.get(range_key)
+        records.append((context.account_id, context.region, table.name, hash_key, range_key, item))
+    return records
+
+
+def apply_dynamodb_change(
+    account_id: str, region: str, table_name: str, hash_key: Any, range_key: Any, item: Any
+) -> None:
+    table = dynamodb_backends[account_id][region].tables.get(table_name)
+    if table is None:
+        return
+    if range_key is None:
+        if item is None:
+            table.items.pop(hash_key, None)
+        else:
+            table.items[hash_key] = item
+    elif item is None:
+        table.items.get(hash_key, {}).pop(range_key, None)
+    else:
+        table.items[hash_key][range_key] = item
+
+
+def started_executions(context: Any) -> list[Record]:
+    """The execution a StartExecution started (the state machine's runs write the table, which is journaled: a run
+    the table knows of must not be missing after a crash)."""
+    request = context.service_request or {}
+    arn = (getattr(context, "service_response", None) or {}).get("executionArn")
+    if not arn:
+        return []
+    return [
+        (
+            context.account_id,
+            context.region,
+            arn,
+            request["stateMachineArn"],
+            arn.rsplit(":", 1)[-1],
+            request.get("input") or "{}",
+        )
+    ]
+
+
+_started_after_snapshot: list[Interrupted] = []
+
+
+def apply_started_execution(account_id: str, region: str, arn: str, machine: str, name: str, data: str) -> None:
+    if arn not in sfn_stores[account_id][region].executions:  # started after the snapshot: run when ready
+        _started_after_snapshot.append(Interrupted(account_id, region, arn, machine, name, data))
+
+
+@dataclass(frozen=True)
+class Journaling:
+    """What a journaled service records, how a record is applied, and the lock its changes are made under."""
+
+    operations: frozenset[str]
+    changes: Callable[[Any], list[Record]]
+    apply: Callable[..., None]
+    lock: Any
+
+
+JOURNALING = {
+    "s3": Journaling(OBJECT_CHANGES, s3_changes, apply_s3_change, contextlib.nullcontext()),
+    "dynamodb": Journaling(ITEM_CHANGES, dynamodb_changes, apply_dynamodb_change, BACKEND_LOCK),
+    "stepfunctions": Journaling(
+        frozenset({"StartExecution"}), started_executions, apply_started_execution, contextlib.nullcontext()
+    ),
+}
+
+
+class Journal:
+    """Every change a service acknowledges (an S3 object, a DynamoDB item), appended before its response leaves:
+    the state of what it touched after the change. The last snapshot of the service and its journal replayed over
+    it are the service as it was when LocalStack stopped, or was killed: every acknowledged change is there. A
+    record that a kill cut short is cut off the file when it is replayed.
+
+    Folding it into the service's own state file rotates it: the journal becomes ``.saving`` just before the
+    service is pickled, and goes once the file holding that state is written (a failed save leaves it, and the
+    next rotation appends to it). Replaying a record twice, or one older than the snapshot, changes nothing: each
+    holds the whole state of its key as read after the change, and records of one key are in the order of its
+    changes."""
+
+    def __init__(self, folder: Path, service: str) -> None:
+        self.service = service
+        self.journaling = JOURNALING[service]
+        self.path = folder / journal_file(service)
+        self.saving_path = folder / f"{journal_file(service)}.saving"
         self._lock = threading.Lock()
         self._file: BinaryIO | None = None
 
     def record(self, context: Any) -> None:
-        """Append the state of the keys an acknowledged object change touched (raises if it cannot: the caller
-        turns the response into an error rather than acknowledge what a crash would lose)."""
-        request = context.service_request or {}
-        bucket_name = request.get("Bucket")
-        if request.get("Key"):
-            keys = [request["Key"]]
-        else:
-            keys = [entry["Key"] for entry in (request.get("Delete") or {}).get("Objects", [])]
-        if not bucket_name or not keys:
-            return
-        bucket = s3_stores[context.account_id][context.region].buckets.get(bucket_name)
-        if bucket is None:
-            return
-        with self._lock:  # read and written in one go: records of one key are in the order of its changes
-            objects = bucket.objects._store  # noqa: SLF001
-            data = _dumps_whole([(context.account_id, context.region, bucket_name, k, objects.get(k)) for k in keys])
+        """Append the state of what an acknowledged change touched (raises if it cannot: the caller turns the
+        response into an error rather than acknowledge what a crash would lose)."""
+        with self.journaling.lock, self._lock:  # read and written in one go: a key's records in its changes' order
+            records = self.journaling.changes(context)
+            if not records:
+                return
             if self._file is None:
                 self._file = self.path.open("ab")
-            self._file.write(struct.pack(">Q", len(data)) + data)
-            self._file.flush()  # in the kernel's hands: a killed LocalStack loses none of it
+            append_record(self._file, records)
+
+    def size(self) -> int:
+        with contextlib.suppress(FileNotFoundError):
+            return self.path.stat().st_size
+        return 0
 
     def rotate(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._close()
             if not self.path.exists():
                 return
             if self.saving_path.exists():
@@ -404,62 +705,52 @@ class S3Journal:
             else:
                 self.path.replace(self.saving_path)
 
+    def close(self) -> None:
+        with self.journaling.lock, self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     def saved(self) -> None:
         self.saving_path.unlink(missing_ok=True)
-
-    def exists(self) -> bool:
-        return self.path.exists() or self.saving_path.exists()
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
         self.saving_path.unlink(missing_ok=True)
 
     def replay(self) -> int:
-        """Apply both journals, oldest first, over the loaded state; returns how many keys were set."""
+        """Apply both journals, oldest first, over the loaded state; returns how many records were applied."""
         applied = 0
         for path in (self.saving_path, self.path):
-            for account_id, region, bucket_name, key, state in self._records(path):
-                bucket = s3_stores[account_id][region].buckets.get(bucket_name)
-                if bucket is None:
-                    continue
-                store = bucket.objects._store  # noqa: SLF001
-                if state is None:
-                    store.pop(key, None)
-                else:
-                    store[key] = state
-                applied += 1
+            for records in read_records(path):
+                for record in records:
+                    self.journaling.apply(*record)
+                    applied += 1
         return applied
-
-    @staticmethod
-    def _records(path: Path) -> Iterator[tuple[str, str, str, str, Any]]:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return
-        offset = 0
-        while offset + 8 <= len(data):
-            (size,) = struct.unpack_from(">Q", data, offset)
-            record = data[offset + 8 : offset + 8 + size]
-            if len(record) < size:
-                LOG.warning("The last record of %s was cut short (LocalStack was killed writing it)", path)
-                return
-            yield from _loads(record)
-            offset += 8 + size
 
 
 class Saver:
     """Saves the state every few seconds after a request changed something, and once more at shutdown. Only the
     services a request changed are pickled again (IAM's managed policies and CloudFormation's templates, megabytes,
     change with a deploy, not with a photo); Step Functions is, whenever anything changed (its executions move on
-    without a request to it)."""
+    without a request to it). S3 objects and DynamoDB items are journaled as they change instead: those two
+    services, whose state grows with the library, are pickled again (into their own files) when a request changed
+    something else of theirs (a bucket, a table) or their journal has grown as large as their file — so the work of
+    saving per photo stays the same however large the library is."""
 
     ALWAYS = ("stepfunctions",)
 
-    def __init__(self, folder: Path, pickled: dict[str, bytes] | None = None) -> None:
+    def __init__(self, folder: Path, loaded: Loaded | None = None) -> None:
         self.folder = folder
-        self.journal = S3Journal(folder)
-        self._pickled = dict(pickled or {})
-        self._dirty: set[str] = set(CONTAINERS) - set(self._pickled)
+        self.journals = {service: Journal(folder, service) for service in JOURNALING}
+        self.keep_started = False  # the journal of started executions holds runs not yet started again
+        self._pickled = dict(loaded.pickled) if loaded else {}
+        self._own = dict(loaded.own) if loaded else {}
+        # a service not in the files yet, or a journaled one still in state.pickle, is saved at the first save
+        self._dirty: set[str] = set(CONTAINERS) - set(self._pickled) - set(self._own)
         self._dirty_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._stop = threading.Event()
@@ -467,22 +758,25 @@ class Saver:
         self._pause = SAVE_EVERY_SECONDS
 
     def on_response(self, _chain: Any, context: Any, response: Any) -> None:
-        """A response handler, run before the response leaves: marks the service of a request that may have
-        changed it, and journals an acknowledged change of an S3 object."""
+        """A response handler, run before the response leaves: journals an acknowledged change of an S3 object or
+        a DynamoDB item, and marks the service of any other request that may have changed it."""
         operation = getattr(context, "operation", None)
         service = getattr(context, "service", None)
         if operation is None or service is None or operation.name.startswith(READ_PREFIXES):
             return
         name = service.service_name
+        journal = self.journals.get(name)
+        if journal is not None and operation.name in journal.journaling.operations:
+            if getattr(response, "status_code", 500) < 300:
+                try:
+                    journal.record(context)
+                except Exception:
+                    LOG.exception("Could not journal %s; the client is told it failed", operation.name)
+                    response.status_code = 500  # clients retry a 500; an acknowledged change would be at risk
+            return
         if name in CONTAINERS:
             with self._dirty_lock:
                 self._dirty.add(name)
-        if name == "s3" and operation.name in OBJECT_CHANGES and getattr(response, "status_code", 500) < 300:
-            try:
-                self.journal.record(context)
-            except Exception:
-                LOG.exception("Could not journal %s; the client is told it failed", operation.name)
-                response.status_code = 500  # S3 clients retry a 500; an acknowledged change would be at risk
 
     def listen(self) -> None:
         """From before the gateway serves: no change goes unmarked or unjournaled."""
@@ -491,48 +785,79 @@ class Saver:
     def start(self) -> None:
         self._thread.start()
 
+    def _due(self, dirty: set[str]) -> list[str]:
+        """The journaled services to pickle again: changed other than by journaled requests, or a journal as large
+        as the service's own file."""
+        return [
+            service
+            for service in JOURNALED
+            if service in dirty or self.journals[service].size() > max(JOURNAL_MIN_BYTES, self._own.get(service, 0))
+        ]
+
     def save_if_changed(self, everything: bool = False) -> bool:
-        """Save what changed; False when saving failed (the last snapshot stays)."""
+        """Save what changed (``everything``: every service not journaled, as if it had); False when saving failed
+        (the last snapshot stays)."""
         with self._save_lock:
             with self._dirty_lock:
-                if not (everything or self._dirty):
+                if not (everything or self._dirty or self._due(set())):
                     return True
             began = time.monotonic()
             pickled = dict(self._pickled)
             dirty: set[str] = set()
+            timings: dict[str, float] = {}
+            sizes: dict[str, int] = {}
             try:
                 # Step Functions before the services its runs write to, and before taking what changed: a run that
                 # ends meanwhile is saved running (and run again after a crash: its steps are safe to repeat) with
-                # its writes marked for the next save, never saved finished beside a table that missed its end.
+                # its writes marked for the next save (or journaled), never saved finished beside a service that
+                # missed its end.
+                started = self.journals["stepfunctions"]
                 for service in self.ALWAYS:
-                    pickled[service] = pickle_service(service)
+                    rotate = started.rotate if service == "stepfunctions" and not self.keep_started else None
+                    pickled[service] = self._timed(timings, service, before=rotate)
                 with self._dirty_lock:
-                    dirty, self._dirty = (set(CONTAINERS) if everything else self._dirty), set()
-                for service in sorted(dirty - set(self.ALWAYS)):
-                    if service == "s3":
-                        self.journal.rotate()
-                    pickled[service] = pickle_service(service)
-                header = save(self.folder, pickled)
+                    dirty, self._dirty = self._dirty, set()
+                if everything:
+                    dirty |= set(CONTAINERS) - set(JOURNALED)
+                for service in self._due(dirty):
+                    journal = self.journals[service]
+                    data = self._timed(timings, service, before=journal.rotate)
+                    save(self.folder, {service: data}, service)
+                    journal.saved()
+                    sizes[service] = self._own[service] = len(data)
+                for service in sorted(dirty - set(self.ALWAYS) - set(JOURNALED)):
+                    pickled[service] = self._timed(timings, service)
+                if _closed is not None:
+                    _closed.sync()
+                header = save(self.folder, pickled)  # after the journaled services' own files: it drops their copy
             except Exception:
                 LOG.exception("Could not save the state; the last snapshot stays")
                 with self._dirty_lock:
                     self._dirty |= dirty | set(self.ALWAYS)
                 return False
             self._pickled = pickled
-            if "s3" in dirty:
-                self.journal.saved()
+            if not self.keep_started:
+                started.saved()
             self._pause = max(SAVE_EVERY_SECONDS, SAVE_PAUSE_FACTOR * (time.monotonic() - began))
+            sizes[STATE_FILE] = header["bytes"]
             LOG.info(
-                "Saved the state (%d bytes; %s) in %.2f s",
-                header["bytes"],
-                ", ".join(sorted({*dirty, *self.ALWAYS})),
+                "Saved the state (%s; %s) in %.2f s",
+                ", ".join(f"{name} {size} B" for name, size in sizes.items()),
+                ", ".join(f"{service} {took:.3f} s" for service, took in timings.items()),
                 time.monotonic() - began,
             )
             return True
 
+    @staticmethod
+    def _timed(timings: dict[str, float], service: str, before: Callable[[], None] | None = None) -> bytes:
+        began = time.monotonic()
+        pickled = pickle_service(service, before)
+        timings[service] = time.monotonic() - began
+        return pickled
+
     def nothing_changed(self) -> bool:
         """Nothing the library needs changed since the last save (metrics and log lines that other shutdown hooks
-        flush after it do not count)."""
+        flush after it do not count; journaled changes are saved as they happen)."""
         with self._dirty_lock:
             return not self._dirty - NOT_NEEDED_AFTER_A_STOP
 
@@ -541,11 +866,14 @@ class Saver:
             self.save_if_changed()
 
     def stop(self, complete: bool) -> None:
-        """The last save, of everything (a change no request announced is not lost). The state is marked as saved
-        whole only when nothing changed after it and the start had completed; otherwise the next start treats it
-        as after a crash (the reconciler looks for what is missing)."""
+        """The last save, of everything not journaled (a change no request announced is not lost). The state is
+        marked as saved whole only when nothing changed after it and the start had completed; otherwise the next
+        start treats it as after a crash (the reconciler looks for what is missing)."""
         self._stop.set()
-        if self.save_if_changed(everything=True) and complete and self.nothing_changed():
+        saved = self.save_if_changed(everything=True)
+        for journal in self.journals.values():
+            journal.close()
+        if saved and complete and self.nothing_changed():
             (self.folder / STOPPED_CLEANLY_FILE).touch()
 
 
@@ -557,33 +885,37 @@ _interrupted: list[Interrupted] = []
 
 @hooks.on_infra_start(priority=100)
 def load_saved_state() -> None:
-    """Before anything is served: the snapshot's state in the services' containers, the S3 journal replayed over
-    it and saved at once (so no journal is ever appended to after a crash), or LocalStack stops."""
-    global _saver, _loaded, _interrupted  # noqa: PLW0603 - one per LocalStack process
+    """Before anything is served: the snapshot's state in the services' containers and the journals replayed over
+    it, or LocalStack stops."""
+    global _saver, _loaded, _interrupted, _closed  # noqa: PLW0603 - one per LocalStack process
     folder = snapshot_dir()
     if folder is None:
         return
-    for leftover in folder.glob(f".{STATE_FILE}.*.tmp"):  # a save a kill cut short
+    for leftover in folder.glob(".state*.pickle.*.tmp"):  # a save a kill cut short
         leftover.unlink(missing_ok=True)
     try:
-        pickled = load(folder)
-        journal = S3Journal(folder)
-        if pickled is None:
-            journal.discard()  # of a LocalStack killed before its first snapshot: no bucket it names exists
-        elif journal.exists():
-            LOG.info("Replayed %d S3 change(s) made after the last snapshot", journal.replay())
-            pickled.pop("s3")  # newer in memory than in the snapshot
-        saver = Saver(folder, pickled)
-        # S3 saved now, the journals with it: records are never appended after one a kill cut short
-        if pickled is not None and "s3" not in pickled and not saver.save_if_changed():
-            raise SnapshotError("the state with the journal replayed could not be saved")
+        _closed = ClosedExecutions(folder)
+        _closed.read()
+        loaded = load(folder)
+        _closed.loaded()
+        if loaded is None:  # what a LocalStack killed before its first snapshot left refers to nothing that exists
+            _closed.path.unlink(missing_ok=True)
+            _closed = ClosedExecutions(folder)
+        saver = Saver(folder, loaded)
+        for service, journal in saver.journals.items():
+            if loaded is None:
+                journal.discard()
+                (folder / state_file(service)).unlink(missing_ok=True)
+            elif applied := journal.replay():
+                LOG.info("Replayed %d %s change(s) made after the last snapshot", applied, service)
         (folder / STOPPED_CLEANLY_FILE).unlink(missing_ok=True)  # until this one stops as asked
     except Exception as error:
         LOG.exception("photopipe: the saved state in %s could not be loaded: %s", folder, error)
         # Starting empty would save an empty library over the snapshot at the first change.
         os._exit(LOAD_FAILED_EXIT_CODE)
-    _loaded = pickled is not None
-    _interrupted = interrupted_executions()
+    _loaded = loaded is not None
+    _interrupted = interrupted_executions() + _started_after_snapshot
+    saver.keep_started = bool(_started_after_snapshot)
     saver.listen()
     _saver = saver
 
@@ -598,6 +930,7 @@ def resume_after_load() -> None:
         if _loaded:
             restart_services()
         run_again(_interrupted)
+        _saver.keep_started = False
         _resumed = True
     finally:
         _saver.start()

@@ -1,4 +1,7 @@
-"""The file the embedded LocalStack's state is saved in: one JSON header line, then the pickled state.
+"""The files the embedded LocalStack's state is saved in: one JSON header line, then the pickled state.
+
+``state.pickle`` holds most services; a service with a journal (S3, DynamoDB: their state grows with the library)
+has its own file, rewritten only when its journal has grown as large as it.
 
 The header says which format and which LocalStack wrote it, and the size and sha256 of what follows: the launcher
 reads it (without LocalStack's packages) to refuse a snapshot of another version before anything starts, and the
@@ -20,7 +23,7 @@ from typing import Any
 SNAPSHOT_ENV = "PHOTOPIPE_SNAPSHOT_DIR"  # set by the launcher: where the state is kept (unset: it is not)
 FORMAT = 1
 STATE_FILE = "state.pickle"
-JOURNAL_FILE = "s3-journal"
+JOURNALED = ("s3", "dynamodb")  # services whose every change is journaled; each has its own state file
 # Written after the last save of a LocalStack that stopped as asked; gone while one runs.
 STOPPED_CLEANLY_FILE = "stopped-cleanly"
 
@@ -44,10 +47,19 @@ def kept_folder(name: str) -> Path:
     return folder
 
 
+def state_file(service: str | None = None) -> str:
+    """The file of a journaled service's state, or of the others' (None)."""
+    return STATE_FILE if service is None else f"state-{service}.pickle"
+
+
+def journal_file(service: str) -> str:
+    return f"{service}-journal"
+
+
 def stopped_without_saving(folder: Path) -> bool:
     """A state was kept in ``folder`` and the LocalStack that kept it did not stop cleanly (it was killed, or the
-    machine stopped): changes after its last snapshot other than S3's may be missing."""
-    kept = (folder / STATE_FILE).exists() or (folder / JOURNAL_FILE).exists()
+    machine stopped): changes after its last snapshot other than the journaled services' may be missing."""
+    kept = (folder / STATE_FILE).exists() or any((folder / journal_file(s)).exists() for s in JOURNALED)
     return kept and not (folder / STOPPED_CLEANLY_FILE).exists()
 
 
@@ -55,7 +67,7 @@ def expected_header(localstack_version: str) -> dict[str, Any]:
     return {"format": FORMAT, "localstack": localstack_version}
 
 
-def write_snapshot(folder: Path, payload: bytes, localstack_version: str) -> dict[str, Any]:
+def write_snapshot(folder: Path, payload: bytes, localstack_version: str, name: str = STATE_FILE) -> dict[str, Any]:
     header = {
         **expected_header(localstack_version),
         "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -63,8 +75,8 @@ def write_snapshot(folder: Path, payload: bytes, localstack_version: str) -> dic
         "bytes": len(payload),
     }
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / STATE_FILE
-    temporary = target.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+    target = folder / name
+    temporary = target.with_name(f".{name}.{os.getpid()}.tmp")
     try:
         with temporary.open("wb") as file:
             file.write(json.dumps(header).encode() + b"\n")
@@ -84,10 +96,10 @@ def write_snapshot(folder: Path, payload: bytes, localstack_version: str) -> dic
     return header
 
 
-def read_header(folder: Path) -> dict[str, Any] | None:
-    """The header of the snapshot in ``folder`` (None: there is none)."""
+def read_header(folder: Path, name: str = STATE_FILE) -> dict[str, Any] | None:
+    """The header of the snapshot file ``name`` in ``folder`` (None: there is none)."""
     try:
-        with (folder / STATE_FILE).open("rb") as file:
+        with (folder / name).open("rb") as file:
             line = file.readline()
     except FileNotFoundError:
         return None
@@ -96,7 +108,7 @@ def read_header(folder: Path) -> dict[str, Any] | None:
     except ValueError:
         header = None
     if not isinstance(header, dict):
-        raise SnapshotError(f"{folder / STATE_FILE} is not a photopipe snapshot (its first line is no header)")
+        raise SnapshotError(f"{folder / name} is not a photopipe snapshot (its first line is no header)")
     return header
 
 
@@ -111,15 +123,15 @@ def check_header(header: dict[str, Any], folder: Path, localstack_version: str) 
         )
 
 
-def read_payload(folder: Path, localstack_version: str) -> bytes | None:
-    """The pickled state, checked against its header (None: there is no snapshot)."""
-    header = read_header(folder)
+def read_payload(folder: Path, localstack_version: str, name: str = STATE_FILE) -> bytes | None:
+    """The pickled state in file ``name``, checked against its header (None: there is no such file)."""
+    header = read_header(folder, name)
     if header is None:
         return None
     check_header(header, folder, localstack_version)
-    with (folder / STATE_FILE).open("rb") as file:
+    with (folder / name).open("rb") as file:
         file.readline()
         payload = file.read()
     if len(payload) != header.get("bytes") or hashlib.sha256(payload).hexdigest() != header.get("sha256"):
-        raise SnapshotError(f"{folder / STATE_FILE} is damaged: its size or sha256 is not the one its header names")
+        raise SnapshotError(f"{folder / name} is damaged: its size or sha256 is not the one its header names")
     return payload
