@@ -44,11 +44,19 @@ functional: $(STAMP) ## Handlers in-process against moto
 	$(BIN)/pytest tests/functional
 
 .PHONY: integration
-integration: $(STAMP) ## The deployed stack on embedded LocalStack (started and stopped by the tests)
+integration: $(STAMP) browser ## The deployed stack on embedded LocalStack (started and stopped by the tests)
 	$(BIN)/pytest tests/integration
 
+.PHONY: browser
+browser: ## Install Debian's chromium and chromium-driver, which the upload page's browser test drives (once)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	echo "Installing Debian's chromium and chromium-driver with apt-get (for the upload page's browser test; once)"; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	$$sudo apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+
 .PHONY: test
-test: $(STAMP) ## Every test: unit, functional, integration
+test: $(STAMP) browser ## Every test: unit, functional, integration (installs the browser the page's test needs)
 	$(BIN)/pytest tests --cov --cov-report=term:skip-covered
 
 .PHONY: lint

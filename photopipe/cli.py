@@ -158,12 +158,18 @@ def _bring_up(ctx: Context, docker: bool = False, outputs_to: Console = out, fre
     )
     for key, value in result.outputs.model_dump().items():
         outputs_to.print(f"{key:<24} {value}", soft_wrap=True, highlight=False)
+    console.print(f"Upload page: {page_url(result.outputs.ApiUrl)} (`photopipe keys show` prints the key it asks for)")
     made = apikeys.ensure_local_key(ctx.stack, ctx.key_file)
     if made is not None:
         console.print(
             f"Made the API key of the owner {made.owner!r} (id {made.key_id}) and kept it in {ctx.key_file.path} "
             "for the CLI; `photopipe keys create NAME` makes keys for other owners"
         )
+
+
+def page_url(api_url: str) -> str:
+    """The upload page the API serves."""
+    return f"{api_url.rstrip('/')}/"
 
 
 @main.command()
@@ -630,6 +636,20 @@ def keys_list(ctx: Context, as_json: bool) -> None:
     out.print(table)
 
 
+@keys.command(name="show")
+@pass_context
+def keys_show(ctx: Context) -> None:
+    """The API key the CLI sends to this stack, and its owner (to paste into the upload page)."""
+    try:
+        api_url = ctx.stack.outputs.ApiUrl
+    except StackNotFound as error:
+        raise _fail(str(error)) from error
+    value = ctx.key_file.get(api_url)
+    if value is None:
+        raise _fail(f"no key is kept for {api_url}; `photopipe keys create NAME --save` makes and keeps one")
+    click.echo(f"{ctx.key_file.owner(api_url)} {value}")
+
+
 @keys.command(name="revoke")
 @click.argument("name")
 @pass_context
@@ -722,6 +742,7 @@ def demo(ctx: Context, timeout: float, out_dir: Path) -> None:
     endpoint = ctx.settings.endpoint_url
     console.print(
         f"Contact sheet: {sheet.resolve()}\n"
+        f"Upload page: {page_url(outputs.ApiUrl)} (open it in a browser; `photopipe keys show` prints the key)\n"
         f"Outputs are under s3://{bucket}/media/<media_id>/<variant>.webp\n"
         "Inspect:\n"
         "  photopipe ls                     # every media of this key's owner, with its status\n"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -28,6 +30,13 @@ logger = Logger()
 metrics = Metrics()
 app = Chalice(app_name="photopipe-api")
 JSON = {"Content-Type": "application/json"}
+# The upload page: plain files beside this module, served as they are (functions/api/page).
+PAGE_DIR = Path(__file__).parent / "page"
+PAGE_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
 # Chalice's own routing errors, in the API's error format.
 CHALICE_ERRORS = {
     "NotFoundError": "not_found",
@@ -182,7 +191,53 @@ def health() -> Response:
     return respond({"status": "ok" if healthy else "degraded", "checks": checks}, 200 if healthy else 503)
 
 
-@route("/", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@route("/v1/me", methods=["GET"])
+def whoami() -> Response:
+    return respond({"owner": caller()})
+
+
+@functools.cache
+def page_file(name: str) -> tuple[str, str] | None:
+    """A file of the upload page: its text and content type (None: no such file)."""
+    path = PAGE_DIR / name
+    if "/" in name or name.startswith(".") or path.suffix not in PAGE_TYPES or not path.is_file():
+        return None
+    return path.read_text(encoding="utf-8"), PAGE_TYPES[path.suffix]
+
+
+def page_headers(content_type: str) -> dict[str, str]:
+    """The page loads only its own files; it talks to this API and to the storage its presigned URLs name."""
+    endpoint = get_settings().presign_endpoint_url
+    storage = "{0.scheme}://{0.netloc}".format(urlsplit(endpoint)) if endpoint else "https://*.amazonaws.com"
+    policy = (
+        f"default-src 'self'; img-src 'self' data: blob: {storage}; connect-src 'self' {storage}; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    )
+    return {
+        "Content-Type": content_type,
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
+
+@route("/", methods=["GET"])
+def page() -> Response:
+    """The upload page (no key needed to load it; it asks for one)."""
+    text, content_type = page_file("index.html") or ("", "")
+    return Response(body=text, status_code=200, headers=page_headers(content_type))
+
+
+@route("/page/{name}", methods=["GET"])
+def page_asset(name: str) -> Response:
+    found = page_file(name)
+    if found is None:
+        raise ApiError(404, "not_found", f"the page has no file {name!r}")
+    return Response(body=found[0], status_code=200, headers=page_headers(found[1]))
+
+
+@route("/", methods=["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 @route("/{proxy+}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 def unknown_route(**_: str) -> Response:
     request = app.current_request

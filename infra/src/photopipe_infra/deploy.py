@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.exceptions import ClientError, WaiterError
@@ -103,6 +104,17 @@ def local_max_in_flight() -> int:
     return max(8, 4 * (os.cpu_count() or 2))
 
 
+def page_origins(endpoint: str) -> list[str]:
+    """Where the upload page may be opened from (the bucket's CORS): the gateway's origin, by the name given and,
+    for this machine, by its other name (localhost and 127.0.0.1 are two origins to a browser)."""
+    parts = urlsplit(endpoint)
+    origins = [f"{parts.scheme}://{parts.netloc}"]
+    twin = {"localhost": "127.0.0.1", "127.0.0.1": "localhost"}.get(parts.hostname or "")
+    if twin:
+        origins.append(f"{parts.scheme}://{twin}" + (f":{parts.port}" if parts.port else ""))
+    return origins
+
+
 def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) -> Deployed:
     """``sam build`` + ``sam deploy`` unless the stack is already deployed from the same sources.
 
@@ -135,7 +147,8 @@ def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) ->
         "--stack-name",
         stack_name,
         "--parameter-overrides",
-        f"Target=localstack LocalEndpoint={endpoint} PresignEndpoint={endpoint} MaxInFlight={local_max_in_flight()}",
+        f"Target=localstack LocalEndpoint={endpoint} PresignEndpoint={endpoint} MaxInFlight={local_max_in_flight()} "
+        f"PageOrigins={','.join(page_origins(endpoint))}",
         "--tags",
         f"{SOURCE_TAG}={fingerprint}",
         "--no-progressbar",
