@@ -35,3 +35,44 @@ def test_a_record_cut_short_by_a_kill_is_cut_off_and_the_next_follows_the_last_w
     python = venvs.ensure(venvs.LOCALSTACK).python
     result = subprocess.run([str(python), "-c", TORN_TAIL], capture_output=True, text=True, timeout=120, check=True)  # noqa: S603
     assert result.stdout.split() == ["True", "True", "True"], result.stderr[-2000:]
+
+
+ITEMS_STAY_LEAN = textwrap.dedent(
+    """
+    import gc, tracemalloc
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    from photopipe_infra.persistence import _dumps, _loads
+
+    def item(n):
+        attrs = {f"a{k}": {"S": f"value {n} {k}"} for k in range(20)}
+        attrs["nested"] = {"M": {"x": {"N": str(n)}, "l": {"L": [{"S": "one"}, {"N": "2"}]}}}
+        return Item(DynamoType({"S": f"MEDIA#{n}"}), DynamoType({"S": "META"}), attrs)
+
+    from localstack.services.s3.models import S3Object
+
+    objects = [S3Object(f"media/{n}/small.webp", etag=f"e{n}", size=n, user_metadata={"n": str(n)}) for n in range(500)]
+    items = [item(n) for n in range(2000)] + objects
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    data = _dumps(items)
+    del data
+    gc.collect()
+    kept = sum(d.size_diff for d in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    again = _loads(_dumps(items))
+    same = [i.to_json() for i in again[:2000]] == [i.to_json() for i in items[:2000]]
+    same = same and [vars(o) for o in again[2000:]] == [vars(o) for o in objects]
+    print(kept < 200_000, same, kept)
+    """
+)
+
+
+def test_pickling_table_items_and_s3_objects_leaves_them_as_small_as_before_and_loses_nothing() -> None:
+    """Pickling an object the default way left a dict behind on each (Python 3.12+ keeps attributes inline until
+    asked): 3.6 MB more for these 2,000 items before their reducers, 1.5 KB after."""
+    python = venvs.ensure(venvs.LOCALSTACK).python
+    result = subprocess.run(
+        [str(python), "-c", ITEMS_STAY_LEAN], capture_output=True, text=True, timeout=120, check=True
+    )  # noqa: S603
+    assert result.stdout.split()[:2] == ["True", "True"], result.stdout + result.stderr[-2000:]
