@@ -237,7 +237,6 @@ def page_asset(name: str) -> Response:
     return Response(body=found[0], status_code=200, headers=page_headers(found[1]))
 
 
-@route("/", methods=["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 @route("/{proxy+}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 def unknown_route(**_: str) -> Response:
     request = app.current_request

@@ -436,6 +436,8 @@ def test_the_upload_page_and_its_files_load_without_a_key_and_nothing_else_of_th
     ):
         asset = client.http.get(f"/page/{name}", headers={"x-api-key": None})
         assert asset.status_code == 200 and asset.headers["Content-Type"].startswith(content_type), name
+    refused = client.http.post("/", headers={"x-api-key": None})
+    assert (refused.status_code, refused.headers.get("Allow")) == (405, "GET")
     for name in ("app.py", "..%2Fapp.py", ".hidden.js", "missing.js"):
         missing = client.http.get(f"/page/{name}", headers={"x-api-key": None})
         assert missing.status_code == 404 and missing.json_body["error"]["code"] == "not_found", name

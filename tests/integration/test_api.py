@@ -197,8 +197,10 @@ def test_unknown_ids_routes_and_methods_are_json(stack: Stack) -> None:
     assert (status, body["error"]["code"]) == (404, "not_found")
     status, body = call("DELETE", f"{stack.outputs.ApiUrl}/v1/uploads")
     assert (status, body["error"]["code"]) == (405, "method_not_allowed")
-    status, body = call("GET", f"{stack.outputs.ApiUrl}/")
-    assert (status, body["error"]["code"]) == (404, "not_found")
+    status, body = call("POST", f"{stack.outputs.ApiUrl}/")  # the upload page's path takes GET only
+    assert (status, body["error"]["code"]) == (405, "method_not_allowed")
+    page = requests.get(f"{stack.outputs.ApiUrl}/", timeout=30)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
 
 
 @pytest.mark.parametrize("path", ["/v1/health", "/v1/uploads", "/v1/media/01JD3X4Y5Z6A7B8C9D0EFGHJKZ"])

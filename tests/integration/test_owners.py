@@ -220,6 +220,7 @@ def test_an_owners_daily_quota_is_429_with_retry_after_even_for_requests_at_once
     assert keyed(stack, other.value, "POST", "/v1/uploads", json=body).status_code == 201
 
 
-@pytest.mark.parametrize("path", ["/", "/v1/nothing-here"])
+@pytest.mark.parametrize("path", ["/v1/nothing-here", "/page/nothing/here", "/nothing"])
 def test_unknown_routes_need_a_key_too(stack: Stack, path: str) -> None:
+    """Only the health check and the upload page's own files answer without a key."""
     assert keyed(stack, "", "GET", path).status_code == 403

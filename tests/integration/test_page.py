@@ -21,7 +21,9 @@ import requests
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from photopipe import samples
@@ -91,6 +93,11 @@ def rows(driver: WebDriver) -> list[dict[str, str]]:
     """
     found: list[dict[str, str]] = driver.execute_script(script)
     return found
+
+
+def thumb_width(driver: WebDriver, name: str) -> int:
+    rows_by_name = {row["name"]: row for row in rows(driver)}
+    return int(rows_by_name[name]["thumb"])
 
 
 def open_with_key(driver: WebDriver, stack: Stack, key: str) -> None:
@@ -182,8 +189,8 @@ def test_twenty_files_dropped_on_the_page_each_end_as_the_api_says(
         assert row["phase"] == "done", row
         api = media(stack, operator_key, row["media_id"])
         assert row["status"] == api["status"], (row, api["status"])
-        if api["status"] == "READY":
-            assert row["thumb"] > 0, row  # the image loaded: naturalWidth
+        if api["status"] == "READY":  # its thumbnail loads: naturalWidth
+            wait(browser, lambda name=name: thumb_width(browser, name) > 0, 30, f"the thumbnail of {name}")
     ready = {name for name, row in shown.items() if row["status"] == "READY"}
     assert ready == {*(f"IMG_{n:04d}.jpg" for n in range(14)), "IMG_0100.HEIC", "logo with alpha.png", "panorama.png"}
     # the copy was not sent, and says of which photo it is a copy
@@ -200,6 +207,14 @@ def test_twenty_files_dropped_on_the_page_each_end_as_the_api_says(
         browser.execute_script("document.querySelector('#files-list li:nth-child(12)').scrollIntoView()")
         shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
         shot.quantize(64).save(os.environ["PHOTOPIPE_PAGE_SCREENSHOT"], optimize=True)
+    # a photo of the library opens its variants, and Escape closes them
+    browser.find_element(By.CSS_SELECTOR, "#gallery button").click()
+    wait(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, "#viewer-variants a")) == 3, 30, "the variants")
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+    wait(browser, lambda: not browser.execute_script("return document.getElementById('viewer').open"), 10, "closed")
+    # and at a phone's width nothing runs off the side
+    browser.set_window_size(390, 844)
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def upload_parts(localstack: EmbeddedLocalStack) -> int:

@@ -14,9 +14,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
 from photopipe import samples
+from photopipe.apikeys import ApiKeys
 from photopipe.media import MediaReader, reconcile_stack
 from photopipe.stack import Stack
 from photopipe.upload import ApiClient, Uploader
@@ -243,13 +245,7 @@ def test_table_writes_acknowledged_just_before_a_kill_are_all_there_after_up(
         ]
     )
     dynamodb.delete_item(TableName=table, Key=key("batch24"))
-    pid = localstack.owned_pid()
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while localstack.port_holder() is not None:  # the killed process lets go of its port a moment later
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    kill(localstack)
 
     # When it is started again
     started = localstack.start()
@@ -272,3 +268,29 @@ def test_table_writes_acknowledged_just_before_a_kill_are_all_there_after_up(
         ExpressionAttributeValues={":p": {"S": f"{run}#b"}},
     )["Items"]
     assert len(indexed) == 24
+
+
+def kill(localstack: EmbeddedLocalStack) -> None:
+    """SIGKILL, and wait until the port is free (the killed process lets go of it a moment later)."""
+    pid = localstack.owned_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while localstack.port_holder() is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_an_api_key_made_just_before_a_kill_still_opens_its_library_after_up(
+    stack: Stack, localstack: EmbeddedLocalStack, api_keys: ApiKeys
+) -> None:
+    # Given a key made a moment before LocalStack is killed (well inside the few seconds between two snapshots)
+    made = api_keys.create(f"killed-{time.time_ns()}")
+    kill(localstack)
+
+    # When it is started again
+    assert localstack.start().recovered
+
+    # Then the key is still admitted, as its owner's
+    me = requests.get(f"{stack.outputs.ApiUrl}/v1/me", headers={"x-api-key": made.value}, timeout=60)
+    assert me.status_code == 200 and me.json() == {"owner": made.owner}, me.text

@@ -579,6 +579,17 @@ OBJECT_CHANGES = frozenset(
 )
 # The DynamoDB operations that change items (the others change tables: the next snapshot holds them).
 ITEM_CHANGES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+# Changes saved before their answer leaves: API keys are made and revoked in API Gateway (beside their owner's
+# item in the table, which is journaled); a kill a moment after `photopipe keys create` must not lose the key.
+SAVED_BEFORE_ANSWER = frozenset(
+    {
+        ("apigateway", "CreateApiKey"),
+        ("apigateway", "UpdateApiKey"),
+        ("apigateway", "DeleteApiKey"),
+        ("apigateway", "CreateUsagePlanKey"),
+        ("apigateway", "DeleteUsagePlanKey"),
+    }
+)
 # A journal is folded into its service's own state file once it is as large as that file, and not before this.
 JOURNAL_MIN_BYTES = 32 * 1024 * 1024
 
@@ -824,6 +835,9 @@ class Saver:
         if name in CONTAINERS:
             with self._dirty_lock:
                 self._dirty.add(name)
+        ok = getattr(response, "status_code", 500) < 300
+        if ok and (name, operation.name) in SAVED_BEFORE_ANSWER and not self.save_if_changed():
+            response.status_code = 500  # not saved: the client is told it failed (and asks again)
 
     def listen(self) -> None:
         """From before the gateway serves: no change goes unmarked or unjournaled."""
