@@ -119,7 +119,8 @@ def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) ->
     """``sam build`` + ``sam deploy`` unless the stack is already deployed from the same sources.
 
     LocalStack cannot update some resources in place (an API Gateway stage, notably); when an update rolls
-    back, the stack is deleted and created afresh. Local state is throwaway by design (it lives in memory).
+    back, a stack whose bucket is empty is deleted and created afresh. One that holds a library is never deleted
+    (that would take the photos with it): the deploy fails, saying how to move the library to the new version.
     """
     fingerprint = source_fingerprint()
     if not force and deployed_fingerprint(endpoint, stack_name) == fingerprint:
@@ -156,9 +157,11 @@ def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) ->
     cfn = cloudformation(endpoint)
     existing = describe(cfn, stack_name)
     if existing is not None and existing["StackStatus"] not in GOOD_STATES:
+        keep_library(cfn, endpoint, stack_name, f"the stack is {existing['StackStatus']}")
         delete_stack(cfn, endpoint, stack_name)
     failure = _sam_deploy(command, env, cfn, stack_name)
     if failure and describe(cfn, stack_name) is not None:
+        keep_library(cfn, endpoint, stack_name, f"updating it in place failed: {failure[-1000:]}")
         LOG.warning("Updating stack %s in place failed (%s); creating it afresh", stack_name, failure)
         delete_stack(cfn, endpoint, stack_name)
         failure = _sam_deploy(command, env, cfn, stack_name)
@@ -202,23 +205,48 @@ def stack_failure(cfn: Any, stack_name: str) -> str:
     return f"{failed[-1]['LogicalResourceId']}: {failed[-1]['ResourceStatusReason']}" if failed else ""
 
 
-def delete_stack(cfn: Any, endpoint: str, stack_name: str) -> None:
-    """Delete the stack (emptying its bucket first, as CloudFormation requires) and wait until it is gone."""
-    s3 = boto3.resource(
+def keep_library(cfn: Any, endpoint: str, stack_name: str, why: str) -> None:
+    """Raise DeployError instead of deleting a stack whose buckets hold objects (a library)."""
+    s3 = local_s3(endpoint)
+    for bucket in stack_buckets(cfn, stack_name):
+        with contextlib.suppress(ClientError):
+            if s3.meta.client.list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount", 0):
+                raise DeployError(
+                    f"The stack {stack_name} cannot be deployed from these sources ({why}). It holds a library "
+                    f"(bucket {bucket}), so it was not deleted and its photos and table are untouched (its API "
+                    "may not answer after LocalStack's rollback). To move the library to this version: "
+                    "`photopipe backup DIR`, `photopipe down`, `photopipe up --fresh`, `photopipe restore DIR`."
+                )
+
+
+def stack_buckets(cfn: Any, stack_name: str) -> list[str]:
+    try:
+        resources = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+    except ClientError:
+        return []
+    return [
+        r["PhysicalResourceId"]
+        for r in resources
+        if r["ResourceType"] == "AWS::S3::Bucket" and r.get("PhysicalResourceId")
+    ]
+
+
+def local_s3(endpoint: str) -> Any:
+    return boto3.resource(
         "s3",
         endpoint_url=endpoint,
         region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
-    try:
-        resources = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
-    except ClientError:
-        resources = []
-    for resource in resources:
-        if resource["ResourceType"] == "AWS::S3::Bucket" and resource.get("PhysicalResourceId"):
-            with contextlib.suppress(ClientError):
-                s3.Bucket(resource["PhysicalResourceId"]).objects.all().delete()
+
+
+def delete_stack(cfn: Any, endpoint: str, stack_name: str) -> None:
+    """Delete the stack (emptying its bucket first, as CloudFormation requires) and wait until it is gone."""
+    s3 = local_s3(endpoint)
+    for bucket in stack_buckets(cfn, stack_name):
+        with contextlib.suppress(ClientError):
+            s3.Bucket(bucket).objects.all().delete()
     cfn.delete_stack(StackName=stack_name)
     try:
         cfn.get_waiter("stack_delete_complete").wait(
