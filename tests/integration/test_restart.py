@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import signal
 import threading
 import time
@@ -196,13 +197,7 @@ def test_localstack_killed_mid_batch_then_up_every_acknowledged_photo_ends_once(
     for media_id in acknowledged:
         assert [(r["name"], r["status"]) for r in runs if r["name"].startswith(media_id)] == [(media_id, "SUCCEEDED")]
     # and no variant was written for a media the table does not have
-    variants = (
-        aws_client("s3")
-        .get_paginator("list_objects_v2")
-        .paginate(Bucket=stack.outputs.MediaBucketName, Prefix="media/")
-    )
-    owners = {obj["Key"].split("/")[1] for page in variants for obj in page.get("Contents", [])}
-    assert [media_id for media_id in owners if reader.get(media_id) is None] == []
+    assert orphan_variants(stack, aws_client, reader) == []
 
 
 def test_table_writes_acknowledged_just_before_a_kill_are_all_there_after_up(
@@ -294,3 +289,79 @@ def test_an_api_key_made_just_before_a_kill_still_opens_its_library_after_up(
     # Then the key is still admitted, as its owner's
     me = requests.get(f"{stack.outputs.ApiUrl}/v1/me", headers={"x-api-key": made.value}, timeout=60)
     assert me.status_code == 200 and me.json() == {"owner": made.owner}, me.text
+
+
+# Kills at random moments: during uploads, runs, saves and the start after a kill. The seed is printed, so a run that
+# fails can be repeated (PHOTOPIPE_KILL_SEED); PHOTOPIPE_KILL_ROUNDS makes the drill longer.
+KILL_ROUNDS = int(os.environ.get("PHOTOPIPE_KILL_ROUNDS", "3"))
+KILL_SEED = int(os.environ.get("PHOTOPIPE_KILL_SEED", str(time.time_ns() % 10**6)))
+
+
+def test_kills_at_random_moments_lose_no_acknowledged_photo(
+    stack: Stack, localstack: EmbeddedLocalStack, aws_client: Callable[[str], Any], api: ApiClient, tmp_path: Path
+) -> None:
+    rng = random.Random(KILL_SEED)
+    print(f"kill drill: seed {KILL_SEED}, {KILL_ROUNDS} rounds")
+    reader = MediaReader(stack)
+    acknowledged: list[str] = []
+    uploader = Uploader(api)
+    for round_ in range(KILL_ROUNDS):
+        # Given photos arriving four at a time through the API and the drop folder
+        folder = tmp_path / f"round{round_}"
+        folder.mkdir()
+        paths = []
+        for index in range(20):
+            path = folder / f"r{index}.jpg"
+            path.write_bytes(samples.jpeg_bytes(samples.photo(640, 480, seed=KILL_SEED * 100 + round_ * 20 + index)))
+            paths.append(path)
+
+        def send(path: Path) -> str | None:
+            if int(path.stem[1:]) % 2:
+                try:
+                    return drop(stack, aws_client, path.read_bytes(), path.name)
+                except (BotoCoreError, ClientError):
+                    return None
+            result = uploader.one(path)
+            return result.media_id if result.status == "PROCESSING" else None
+
+        # When LocalStack is killed at a random moment of their uploads and runs (and now and then again while it
+        # starts after that kill), and brought up as `photopipe up` does
+        with ThreadPoolExecutor(4) as pool:
+            sent = [pool.submit(send, path) for path in paths]
+            time.sleep(rng.uniform(0.2, 15.0))
+            kill(localstack)
+        acknowledged += [media_id for future in sent if (media_id := future.result())]
+        assert localstack.start().recovered
+        if rng.random() < 0.4:
+            time.sleep(rng.uniform(0.0, 2.0))
+            kill(localstack)
+            assert localstack.start().recovered
+        assert not deploy(localstack.endpoint, stack.settings.stack_name).changed
+        reconcile_stack(stack, grace=timedelta(0), stuck_after=PROCESSING_MAX_AGE)
+
+    # Then every photo whose upload was acknowledged ends READY, by one run of its own name, with its variants
+    done = reader.wait_for_terminal(acknowledged, timeout=300)
+    assert {media_id: item.status.value if item else None for media_id, item in done.items()} == dict.fromkeys(
+        acknowledged, "READY"
+    )
+    runs = closed_runs(stack, aws_client, acknowledged)
+    for media_id in acknowledged:
+        assert [(r["name"], r["status"]) for r in runs if r["name"].startswith(media_id)] == [(media_id, "SUCCEEDED")]
+    s3 = aws_client("s3")
+    bucket = stack.outputs.MediaBucketName
+    for item in done.values():
+        assert item is not None
+        for variant in item.variants.values():
+            s3.head_object(Bucket=bucket, Key=variant.key)
+    # and no variant was written for a media the table does not have
+    assert orphan_variants(stack, aws_client, reader) == []
+
+
+def orphan_variants(stack: Stack, aws_client: Callable[[str], Any], reader: MediaReader) -> list[str]:
+    variants = (
+        aws_client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=stack.outputs.MediaBucketName, Prefix="media/")
+    )
+    owners = {obj["Key"].split("/")[1] for page in variants for obj in page.get("Contents", [])}
+    return [media_id for media_id in owners if reader.get(media_id) is None]

@@ -107,6 +107,43 @@ CONTAINERS: dict[str, list[tuple[str, str]]] = {
     "logs": [("localstack.services.logs.models", "logs_stores"), ("moto.logs.models", "logs_backends")],
     "cloudwatch": [("localstack.services.cloudwatch.models", "cloudwatch_stores")],
 }
+
+
+def _stores(service: str) -> Iterator[Any]:
+    """Every account's and region's store of a service (in its first container)."""
+    module, name = CONTAINERS[service][0]
+    for _account, _region, store in getattr(importlib.import_module(module), name).iter_stores():
+        yield store
+
+
+def _deploying() -> bool:
+    """A stack is being created, updated or deleted (CloudFormation moves it on in a thread of its own)."""
+    return any(
+        str(stack.status).endswith("_IN_PROGRESS")
+        for store in _stores("cloudformation")
+        for stack in (*store.stacks.values(), *store.stacks_v2.values())
+    )
+
+
+def _functions_settling() -> bool:
+    """A function version is still being made or updated, or an event source mapping is changing state."""
+    for store in _stores("lambda"):
+        for function in store.functions.values():
+            for version in function.versions.values():
+                last_update = version.config.last_update
+                if str(version.config.state.state) == "Pending" or (
+                    last_update is not None and str(last_update.status) == "InProgress"
+                ):
+                    return True
+        if any(str(m.get("State", "")).endswith("ing") for m in store.event_source_mappings.values()):
+            return True
+    return False
+
+
+# Services whose state moves on by itself after the request that changed it (a deploy goes on for a minute after
+# ExecuteChangeSet answered): saved again at every save until this says they have settled, so a kill after the
+# last request finds them as they ended, not half-way.
+SETTLING: dict[str, Callable[[], bool]] = {"cloudformation": _deploying, "lambda": _functions_settling}
 # What other shutdown hooks write after the last save (batched metrics and log lines): a stop is clean without it.
 NOT_NEEDED_AFTER_A_STOP = frozenset({"cloudwatch", "logs"})
 # Operations that change nothing a snapshot holds (reads; receiving a message only hides it for a while).
@@ -887,7 +924,11 @@ class Saver:
                     journal.saved()
                     sizes[service] = self._own[service] = len(data)
                 for service in sorted(dirty - set(self.ALWAYS) - set(JOURNALED)):
-                    pickled[service] = self._timed(timings, service)
+                    settling = service in SETTLING and SETTLING[service]()  # asked first: a pickle after it
+                    pickled[service] = self._timed(timings, service)  # may still show it unsettled
+                    if settling:
+                        with self._dirty_lock:
+                            self._dirty.add(service)
                 if _closed is not None:
                     _closed.sync()
                 header = save(self.folder, pickled)  # after the journaled services' own files: it drops their copy
