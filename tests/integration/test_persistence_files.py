@@ -76,3 +76,47 @@ def test_pickling_table_items_and_s3_objects_leaves_them_as_small_as_before_and_
         [str(python), "-c", ITEMS_STAY_LEAN], capture_output=True, text=True, timeout=120, check=True
     )  # noqa: S603
     assert result.stdout.split()[:2] == ["True", "True"], result.stdout + result.stderr[-2000:]
+
+
+CLOSED_ARCHIVE = textwrap.dedent(
+    """
+    import tempfile
+    from pathlib import Path
+    from photopipe_infra.persistence import ClosedExecutions
+
+    class Machine:
+        arn, revision_id, definition, role_arn = "arn:machine", None, "{}", "arn:role"
+        logging_config = tracing_config = None
+
+    class Run:
+        def __init__(self, arn, machine, detail):
+            self.exec_arn, self.state_machine, self.detail = arn, machine, detail
+
+    folder = Path(tempfile.mkdtemp())
+    machine = Machine()
+    archive = ClosedExecutions(folder)
+    archive.reference(Run("arn:run:0", machine, lambda: None))  # cannot be pickled: kept whole in the snapshot
+    archive.reference(Run("arn:run:1", machine, "done"))
+    archive.sync()
+    # a later start: the snapshot refers to run 1 only (run 2 was archived, then a kill came before the snapshot)
+    archive.reference(Run("arn:run:2", machine, "first try"))
+    archive.sync()
+    again = ClosedExecutions(folder)
+    again.read()
+    loaded = again.execution("arn:run:1")
+    again.loaded()
+    again.reference(Run("arn:run:2", machine, "run again"))  # the run, started again, closes once more
+    again.sync()
+    third = ClosedExecutions(folder)
+    third.read()
+    print(loaded.detail == "done", third.execution("arn:run:2").detail == "run again")
+    """
+)
+
+
+def test_closed_runs_archive_loads_after_a_run_that_could_not_be_archived_and_keeps_a_run_closed_again() -> None:
+    python = venvs.ensure(venvs.LOCALSTACK).python
+    result = subprocess.run(
+        [str(python), "-c", CLOSED_ARCHIVE], check=False, capture_output=True, text=True, timeout=120
+    )  # noqa: S603
+    assert result.stdout.split() == ["True", "True"], result.stdout + result.stderr[-2000:]

@@ -206,17 +206,37 @@ def stack_failure(cfn: Any, stack_name: str) -> str:
 
 
 def keep_library(cfn: Any, endpoint: str, stack_name: str, why: str) -> None:
-    """Raise DeployError instead of deleting a stack whose buckets hold objects (a library)."""
-    s3 = local_s3(endpoint)
-    for bucket in stack_buckets(cfn, stack_name):
-        with contextlib.suppress(ClientError):
-            if s3.meta.client.list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount", 0):
-                raise DeployError(
-                    f"The stack {stack_name} cannot be deployed from these sources ({why}). It holds a library "
-                    f"(bucket {bucket}), so it was not deleted and its photos and table are untouched (its API "
-                    "may not answer after LocalStack's rollback). To move the library to this version: "
-                    "`photopipe backup DIR`, `photopipe down`, `photopipe up --fresh`, `photopipe restore DIR`."
-                )
+    """Raise DeployError instead of deleting a stack that holds a library: objects in its bucket or items in its
+    table (keys and owners before any photo). A store that cannot be read counts as holding one."""
+    held = library_held(cfn, endpoint, stack_name)
+    if held:
+        raise DeployError(
+            f"The stack {stack_name} cannot be deployed from these sources ({why}). It holds a library "
+            f"({held}), so it was not deleted and its photos and table are untouched (its API "
+            "may not answer after LocalStack's rollback). To move the library to this version: "
+            "`photopipe backup DIR`, `photopipe down`, `photopipe up --fresh`, `photopipe restore DIR`."
+        )
+
+
+def library_held(cfn: Any, endpoint: str, stack_name: str) -> str:
+    """What of the stack's holds data ("bucket X", "table Y"), or "" when its buckets and tables are empty."""
+    try:
+        resources = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+    except ClientError as error:
+        return f"its resources could not be listed: {error}"
+    session = local_session()
+    s3, dynamodb = session.client("s3", endpoint_url=endpoint), session.client("dynamodb", endpoint_url=endpoint)
+    for resource in resources:
+        name, kind = resource.get("PhysicalResourceId"), resource["ResourceType"]
+        try:
+            if kind == "AWS::S3::Bucket" and name and s3.list_objects_v2(Bucket=name, MaxKeys=1).get("KeyCount"):
+                return f"bucket {name}"
+            if kind == "AWS::DynamoDB::Table" and name and dynamodb.scan(TableName=name, Limit=1).get("Count"):
+                return f"table {name}"
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in {"NoSuchBucket", "ResourceNotFoundException"}:
+                return f"{name}, which could not be read: {error}"
+    return ""
 
 
 def stack_buckets(cfn: Any, stack_name: str) -> list[str]:
@@ -231,14 +251,16 @@ def stack_buckets(cfn: Any, stack_name: str) -> list[str]:
     ]
 
 
-def local_s3(endpoint: str) -> Any:
-    return boto3.resource(
-        "s3",
-        endpoint_url=endpoint,
+def local_session() -> boto3.Session:
+    return boto3.Session(
         region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+def local_s3(endpoint: str) -> Any:
+    return local_session().resource("s3", endpoint_url=endpoint)
 
 
 def delete_stack(cfn: Any, endpoint: str, stack_name: str) -> None:

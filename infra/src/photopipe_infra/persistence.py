@@ -393,7 +393,11 @@ class ClosedExecutions:
                     self._archived.add(key)
 
     def loaded(self) -> None:
-        self._loading.clear()  # of executions the snapshot no longer holds
+        """Forget the records the loaded snapshot did not refer to: archived just before a kill that came before
+        the snapshot, their run is running again and is archived afresh when it closes (a later record of an ARN
+        replaces an earlier one when read)."""
+        self._archived -= self._loading.keys()
+        self._loading.clear()
 
     def execution(self, arn: str) -> Any:
         try:
@@ -408,33 +412,37 @@ class ClosedExecutions:
         arn = execution.exec_arn
         with self._lock:
             if arn not in self._archived:
+                machine = execution.state_machine
                 try:
-                    record = self._records(execution)
+                    key, records = self._records(execution, machine)
                 except (pickle.PicklingError, TypeError, AttributeError):
                     LOG.warning("The closed execution %s is saved whole, not in %s", arn, self.path, exc_info=True)
                     return _reduce_execution_whole(execution)
                 if self._file is None:
                     self._file = self.path.open("ab")
-                append_record(self._file, record)
+                append_record(self._file, records)
                 self._unsynced = True
                 self._archived.add(arn)
+                # known only once written: a later execution refers to its machine by key
+                self._machines.setdefault(key, machine)
+                self._keys[id(machine)] = (key, machine)
         return _archived_execution, (arn,)
 
-    def _records(self, execution: Any) -> list[tuple[str, str, bytes]]:
+    def _records(self, execution: Any, machine: Any) -> tuple[str, list[tuple[str, str, bytes]]]:
+        """The machine's key, and the records to append: the machine unless the file has it, the execution."""
         records = []
-        machine = execution.state_machine
         known = self._keys.get(id(machine))
         if known is None:
             data = _dumps(machine)
             key = hashlib.sha256(data).hexdigest()
             if key not in self._machines:
                 records.append(("machine", key, data))
-            self._machines.setdefault(key, machine)
-            known = self._keys[id(machine)] = (key, machine)
+        else:
+            key = known[0]
         buffer = io.BytesIO()
-        _ArchivePickler(buffer, machine, known[0]).dump(execution)
+        _ArchivePickler(buffer, machine, key).dump(execution)
         records.append(("execution", execution.exec_arn, buffer.getvalue()))
-        return records
+        return key, records
 
     def sync(self) -> None:
         """On disk before a snapshot that refers to what was appended."""
