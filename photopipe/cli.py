@@ -647,7 +647,9 @@ def keys_show(ctx: Context) -> None:
     value = ctx.key_file.get(api_url)
     if value is None:
         raise _fail(f"no key is kept for {api_url}; `photopipe keys create NAME --save` makes and keeps one")
-    click.echo(f"{ctx.key_file.owner(api_url)} {value}")
+    click.echo(value)  # alone on stdout: `KEY=$(photopipe keys show)`, or paste it as printed
+    owner = ctx.key_file.owner(api_url)
+    console.print(f"API key of {owner!r} for {api_url}" if owner else f"API key kept for {api_url}", soft_wrap=True)
 
 
 @keys.command(name="revoke")

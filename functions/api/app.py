@@ -197,12 +197,13 @@ def whoami() -> Response:
 
 
 @functools.cache
-def page_file(name: str) -> tuple[str, str] | None:
-    """A file of the upload page: its text and content type (None: no such file)."""
-    path = PAGE_DIR / name
-    if "/" in name or name.startswith(".") or path.suffix not in PAGE_TYPES or not path.is_file():
-        return None
-    return path.read_text(encoding="utf-8"), PAGE_TYPES[path.suffix]
+def page_files() -> dict[str, tuple[str, str]]:
+    """The upload page's files by name: text and content type (read once per container)."""
+    return {
+        path.name: (path.read_text(encoding="utf-8"), PAGE_TYPES[path.suffix])
+        for path in PAGE_DIR.iterdir()
+        if path.suffix in PAGE_TYPES and path.is_file()
+    }
 
 
 def page_headers(content_type: str) -> dict[str, str]:
@@ -224,14 +225,18 @@ def page_headers(content_type: str) -> dict[str, str]:
 
 @route("/", methods=["GET"])
 def page() -> Response:
-    """The upload page (no key needed to load it; it asks for one)."""
-    text, content_type = page_file("index.html") or ("", "")
+    """The upload page (no key needed to load it; it asks for one). Asked for without the trailing slash (…/prod),
+    it is sent there: its files are named relative to it."""
+    seen_as = str(app.current_request.context.get("path") or "/")
+    if not seen_as.endswith("/"):
+        return Response(body="", status_code=301, headers={"Location": f"{seen_as.rsplit('/', 1)[-1]}/"})
+    text, content_type = page_files()["index.html"]
     return Response(body=text, status_code=200, headers=page_headers(content_type))
 
 
 @route("/page/{name}", methods=["GET"])
 def page_asset(name: str) -> Response:
-    found = page_file(name)
+    found = page_files().get(name)
     if found is None:
         raise ApiError(404, "not_found", f"the page has no file {name!r}")
     return Response(body=found[0], status_code=200, headers=page_headers(found[1]))

@@ -103,6 +103,33 @@ def api(stack: Stack, operator_key: str) -> ApiClient:
     return ApiClient(stack.outputs.ApiUrl, operator_key)
 
 
+@pytest.fixture(scope="session")
+def function_name(stack: Stack, aws_client: Callable[[str], Any]) -> Callable[[str], str]:
+    """The name a function of the stack (by its logical id) has in Lambda."""
+    cfn = aws_client("cloudformation")
+
+    def physical(logical: str) -> str:
+        resource = cfn.describe_stack_resource(StackName=stack.settings.stack_name, LogicalResourceId=logical)
+        return str(resource["StackResourceDetail"]["PhysicalResourceId"])
+
+    return physical
+
+
+@pytest.fixture
+def throttled(aws_client: Callable[[str], Any]) -> Iterator[Callable[[str], None]]:
+    """Set a function's reserved concurrency to 0 (all invokes throttled); always lifted after the test."""
+    lam = aws_client("lambda")
+    names: list[str] = []
+
+    def throttle(name: str) -> None:
+        lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+        names.append(name)
+
+    yield throttle
+    for name in names:
+        lam.delete_function_concurrency(FunctionName=name)
+
+
 def zip_files(files: dict[str, str]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

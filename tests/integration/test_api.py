@@ -8,6 +8,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -203,6 +204,15 @@ def test_unknown_ids_routes_and_methods_are_json(stack: Stack) -> None:
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
 
 
+def test_the_page_asked_for_without_its_trailing_slash_is_sent_there(stack: Stack) -> None:
+    # (its files are named relative to it: from …/prod, page/app.js would be looked for beside the stage)
+    bare = stack.outputs.ApiUrl.rstrip("/")
+    moved = requests.get(bare, timeout=30, allow_redirects=False)
+    assert moved.status_code == 301, moved.text
+    page = requests.get(bare, timeout=30)
+    assert page.status_code == 200 and page.url == f"{bare}/" and page.headers["Content-Type"].startswith("text/html")
+
+
 @pytest.mark.parametrize("path", ["/v1/health", "/v1/uploads", "/v1/media/01JD3X4Y5Z6A7B8C9D0EFGHJKZ"])
 def test_a_method_api_gateway_does_not_route_is_405_in_the_error_format(stack: Stack, path: str) -> None:
     """TRACE never reaches the function (API Gateway routes seven methods): its gateway response answers."""
@@ -283,12 +293,12 @@ def test_eight_concurrent_requests_with_one_idempotency_key_get_one_media_and_no
     assert len({created["media_id"] for _, created in answers}) == 1
 
 
-def test_eight_concurrent_retries_of_a_failed_media_start_one_run(stack: Stack, aws_client: Any) -> None:
+def test_eight_concurrent_retries_of_a_failed_media_start_one_run(
+    stack: Stack, aws_client: Any, function_name: Callable[[str], str]
+) -> None:
     # Given a FAILED media (its Finalize throttled for good, then the cause removed)
-    lam, cfn = aws_client("lambda"), aws_client("cloudformation")
-    finalize = cfn.describe_stack_resource(StackName=stack.settings.stack_name, LogicalResourceId="FinalizeFunction")[
-        "StackResourceDetail"
-    ]["PhysicalResourceId"]
+    lam = aws_client("lambda")
+    finalize = function_name("FinalizeFunction")
     data = samples.jpeg_bytes(samples.photo(640, 480, seed=41))
     lam.put_function_concurrency(FunctionName=finalize, ReservedConcurrentExecutions=0)
     try:

@@ -173,6 +173,9 @@ def test_photopipe_keys_create_list_revoke_and_the_key_file(stack: Stack, tmp_pa
     assert key_file.get(stack.outputs.ApiUrl) == value
     assert stat.S_IMODE(key_file.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(key_file.path.parent.stat().st_mode) == 0o700
+    # show prints the kept key alone on stdout (to paste into the upload page), whose it is on stderr
+    shown = runner.invoke(main, [*endpoint, "keys", "show"])
+    assert shown.exit_code == 0 and shown.stdout == f"{value}\n" and name in shown.stderr, shown.output
     # the CLI uses the kept key when none is given (no PHOTOPIPE_API_KEY here)
     photo = tmp_path / "f.jpg"
     photo.write_bytes(tiny_photo(20, name))

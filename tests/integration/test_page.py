@@ -260,3 +260,68 @@ def test_a_reload_in_the_middle_of_a_multipart_upload_resumes_without_sending_a_
     assert upload_parts(localstack) - parts_before == parts, (sent_before_reload, parts)
     assert finished["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_storage_out_of_reach_for_a_while_and_a_failed_photo_retried_from_the_page(
+    stack: Stack,
+    operator_key: str,
+    browser: WebDriver,
+    tmp_path: Path,
+    function_name: Callable[[str], str],
+    throttled: Callable[[str], None],
+) -> None:
+    # Given two photos whose PUTs fail for a few seconds (storage out of reach: every presigned URL blocked), then
+    # go through
+    paths = []
+    for index in range(2):
+        path = tmp_path / f"unreachable {index}.jpg"
+        path.write_bytes(samples.jpeg_bytes(samples.photo(1200, 900, seed=time.time_ns() % 10**6 + index)))
+        paths.append(path)
+    open_with_key(browser, stack, operator_key)
+    add_files(browser, paths)
+    wait(browser, lambda: browser.find_element(By.ID, "start").is_enabled(), 60, "the files checked")
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*X-Amz-Signature*"]})
+    browser.find_element(By.ID, "start").click()
+    time.sleep(4)  # the first PUTs, and the next after a backoff, fail (then fresh URLs are asked for)
+    assert all(row["phase"] == "sending" for row in rows(browser)), rows(browser)
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+
+    # Then both are sent once storage answers again, and end READY with their own bytes
+    done = wait(browser, lambda: all(r["phase"] in FINISHED for r in rows(browser)) and rows(browser), 180, "both")
+    assert [row["status"] for row in done] == ["READY", "READY"], done
+    by_name = {row["name"]: row for row in done}
+    for path in paths:
+        sent = media(stack, operator_key, by_name[path.name]["media_id"])
+        assert sent["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+    # Given a photo whose last step cannot run (its function throttled): FAILED, with a Retry button
+    throttle_finalize = function_name("FinalizeFunction")
+    throttled(throttle_finalize)
+    failing = tmp_path / "fails once.jpg"
+    failing.write_bytes(samples.jpeg_bytes(samples.photo(1000, 800, seed=time.time_ns() % 10**6 + 7)))
+    add_files(browser, [failing])
+    wait(browser, lambda: browser.find_element(By.ID, "start").is_enabled(), 60, "the file checked")
+    browser.find_element(By.ID, "start").click()
+    failed = wait(
+        browser,
+        lambda: next((r for r in rows(browser) if r["name"] == failing.name and r["status"] == "FAILED"), None),
+        240,
+        "the photo FAILED",
+    )
+    assert failed["text"].startswith("Failed: "), failed
+
+    # When the cause is gone and Retry is pressed
+    aws_lambda = stack.client("lambda")
+    aws_lambda.delete_function_concurrency(FunctionName=throttle_finalize)
+    browser.find_element(By.CSS_SELECTOR, f"button[aria-label='Retry {failing.name}']").click()
+
+    # Then it runs again, to READY, with a thumbnail
+    ready = wait(
+        browser,
+        lambda: next((r for r in rows(browser) if r["name"] == failing.name and r["status"] == "READY"), None),
+        240,
+        "the photo READY after Retry",
+    )
+    assert ready["media_id"] == failed["media_id"]
+    wait(browser, lambda: thumb_width(browser, failing.name) > 0, 30, "its thumbnail")

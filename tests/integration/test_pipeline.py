@@ -11,7 +11,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -32,17 +32,6 @@ from tests.events import s3_object_created
 @pytest.fixture(scope="module")
 def reader(stack: Stack) -> MediaReader:
     return MediaReader(stack)
-
-
-@pytest.fixture(scope="module")
-def function_name(stack: Stack, aws_client: Callable[[str], Any]) -> Callable[[str], str]:
-    cfn = aws_client("cloudformation")
-
-    def physical(logical: str) -> str:
-        resource = cfn.describe_stack_resource(StackName=stack.settings.stack_name, LogicalResourceId=logical)
-        return str(resource["StackResourceDetail"]["PhysicalResourceId"])
-
-    return physical
 
 
 def drop(
@@ -93,21 +82,6 @@ def wait_for_event(
             return True
         time.sleep(interval)
     return False
-
-
-@pytest.fixture
-def throttled(aws_client: Callable[[str], Any]) -> Iterator[Callable[[str], None]]:
-    """Set a function's reserved concurrency to 0 (all invokes throttled); always lifted after the test."""
-    lam = aws_client("lambda")
-    names: list[str] = []
-
-    def throttle(name: str) -> None:
-        lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
-        names.append(name)
-
-    yield throttle
-    for name in names:
-        lam.delete_function_concurrency(FunctionName=name)
 
 
 def execution_output(stack: Stack, aws_client: Callable[[str], Any], media_id: str) -> Any:

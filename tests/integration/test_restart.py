@@ -36,13 +36,6 @@ def drop(stack: Stack, aws_client: Callable[[str], Any], body: bytes, name: str)
     return media_id_for_object(bucket, key, put["ETag"])
 
 
-def physical_id(stack: Stack, aws_client: Callable[[str], Any], logical: str) -> str:
-    resource = aws_client("cloudformation").describe_stack_resource(
-        StackName=stack.settings.stack_name, LogicalResourceId=logical
-    )
-    return str(resource["StackResourceDetail"]["PhysicalResourceId"])
-
-
 def library(
     stack: Stack, aws_client: Callable[[str], Any], reader: MediaReader, media_ids: list[str]
 ) -> dict[str, Any]:
@@ -98,6 +91,7 @@ def failed_queue(stack: Stack, aws_client: Callable[[str], Any]) -> list[str]:
 
 def test_a_restart_keeps_every_media_history_variant_failed_message_and_key_without_a_deploy(
     stack: Stack,
+    function_name: Callable[[str], str],
     localstack: EmbeddedLocalStack,
     aws_client: Callable[[str], Any],
     api: ApiClient,
@@ -118,7 +112,7 @@ def test_a_restart_keeps_every_media_history_variant_failed_message_and_key_with
     media_ids.append(drop(stack, aws_client, samples.jpeg_bytes(samples.photo(640, 480, seed=3300))[:900], "cut.jpg"))
     done = reader.wait_for_terminal(media_ids, timeout=240)
     lam = aws_client("lambda")
-    finalize = physical_id(stack, aws_client, "FinalizeFunction")
+    finalize = function_name("FinalizeFunction")
     lam.put_function_concurrency(FunctionName=finalize, ReservedConcurrentExecutions=0)  # its last step fails
     try:
         failing = drop(stack, aws_client, samples.jpeg_bytes(samples.photo(700, 500, seed=3400)), "f.jpg")

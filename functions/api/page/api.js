@@ -14,6 +14,7 @@ export class ApiError extends Error {
     this.code = error.code || "error";
     this.requestId = error.request_id;
     this.retryAfter = retryAfter;
+    this.mediaId = error.media_id; // with already_uploaded: the media these bytes became
   }
 }
 

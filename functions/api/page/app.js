@@ -8,6 +8,7 @@ import { Cancelled, send } from "./transfer.js";
 
 const SENDING_AT_ONCE = 3;
 const TERMINAL = new Set(["READY", "DUPLICATE", "REJECTED", "FAILED"]);
+const CLEARABLE = ["done", "skipped", "not-image", "cancelled"]; // "Clear finished" (a row not sent stays for Retry)
 const KEY_STORAGE = "photopipe.key";
 const $ = (id) => document.getElementById(id);
 const base = new URL(location.pathname.endsWith("/") ? location.pathname : `${location.pathname}/`, location.origin).href;
@@ -92,22 +93,29 @@ function remembered() {
   }
 }
 
+// What a row needs to come back after a reload (not the media: its URLs expire; it is asked for again).
 function remember(entry) {
+  if (!entry.idempotencyKey) return;
   const kept = remembered();
-  if (entry.idempotencyKey) {
-    kept[entry.idempotencyKey] = {
-      name: entry.name, size: entry.size, mediaId: entry.mediaId, phase: entry.phase, media: entry.media ?? null,
-      message: entry.message ?? null, at: Date.now(),
-    };
-  }
-  const newest = Object.entries(kept).sort((a, b) => b[1].at - a[1].at).slice(0, 500);
-  localStorage.setItem(`photopipe.uploads.${owner}`, JSON.stringify(Object.fromEntries(newest)));
+  kept[entry.idempotencyKey] = {
+    name: entry.name, size: entry.size, mediaId: entry.mediaId, phase: entry.phase, message: entry.message ?? null,
+    at: Date.now(),
+  };
+  keep(Object.fromEntries(Object.entries(kept).sort((a, b) => b[1].at - a[1].at).slice(0, 500)));
 }
 
 function forget(entry) {
   const kept = remembered();
   delete kept[entry.idempotencyKey];
-  localStorage.setItem(`photopipe.uploads.${owner}`, JSON.stringify(kept));
+  keep(kept);
+}
+
+function keep(kept) {
+  try {
+    localStorage.setItem(`photopipe.uploads.${owner}`, JSON.stringify(kept));
+  } catch {
+    // storage full or refused: this page goes on; only a reload would forget these rows
+  }
 }
 
 // --- one row per file ------------------------------------------------------------------------------------------
@@ -179,7 +187,9 @@ function mediaLink(mediaId) {
 let progressUpdates = 0;
 
 function updateTotals() {
-  const toSend = entries.filter((e) => e.file && !["skipped", "not-image", "checking"].includes(e.phase));
+  const toSend = entries.filter(
+    (e) => ["waiting", "sending"].includes(e.phase) || (["processing", "done"].includes(e.phase) && e.sent !== undefined),
+  );
   const total = toSend.reduce((sum, e) => sum + e.size, 0);
   const sent = toSend.reduce((sum, e) => sum + (e.sent ?? 0), 0);
   const finished = entries.filter((e) => ["done", "skipped", "not-image", "error", "cancelled"].includes(e.phase));
@@ -202,7 +212,7 @@ function updateTotals() {
   $("start").disabled = checking > 0 || ready.length === 0;
   $("start").textContent = ready.length ? `Upload ${ready.length} photo(s) (${size(readyBytes)})` : "Upload";
   $("cancel-all").disabled = !entries.some((e) => ["ready", "waiting", "sending", "checking"].includes(e.phase));
-  $("clear").disabled = finished.length === 0;
+  $("clear").disabled = !entries.some((e) => CLEARABLE.includes(e.phase));
 }
 
 // --- adding files ----------------------------------------------------------------------------------------------
@@ -219,6 +229,16 @@ async function add(files) {
 }
 
 async function check(entry) {
+  try {
+    await inspect(entry);
+  } catch (error) {
+    entry.phase = "error";
+    entry.message = `Could not read this file: ${error.message}`;
+    render(entry);
+  }
+}
+
+async function inspect(entry) {
   if (entry.phase !== "checking") return;
   const head = new Uint8Array(await entry.file.slice(0, 4096).arrayBuffer());
   const type = entry.size ? contentType(head) : null;
@@ -249,8 +269,8 @@ async function check(entry) {
   let existing = null;
   try {
     existing = await api.existing(entry.sha256);
-  } catch (error) {
-    entry.message = `Could not ask whether it is already in: ${error.message}`;
+  } catch {
+    // not known whether it is in: it is sent, and the API answers already_uploaded if it was
   }
   if (entry.phase !== "checking") return;
   if (existing && ["READY", "DUPLICATE", "PROCESSING"].includes(existing.status)) {
@@ -301,22 +321,30 @@ async function upload(entry) {
     entry.mediaId = grant.media_id;
     remember(entry);
     await send(api, entry, grant, onBytes, entry.controller.signal);
-    entry.phase = "processing";
-    entry.message = "Sent; processing…";
-    remember(entry);
-    render(entry);
-    follow(entry);
+    sent(entry);
   } catch (error) {
-    if (error instanceof Cancelled || entry.controller.signal.aborted) {
+    if (error instanceof ApiError && error.code === "already_uploaded" && error.mediaId) {
+      entry.mediaId = error.mediaId; // its bytes arrived before (an answer lost, or a reload): not sent again
+      entry.sent = entry.size;
+      sent(entry);
+    } else if (error instanceof Cancelled || entry.controller.signal.aborted) {
       entry.phase = "cancelled";
       entry.message = "Cancelled.";
     } else {
       entry.phase = "error";
-      entry.message = error instanceof ApiError ? `Not sent: ${error.message}` : `Not sent: ${error.message}.`;
+      entry.message = `Not sent: ${error.message}`;
     }
     remember(entry);
     render(entry);
   }
+}
+
+function sent(entry) {
+  entry.phase = "processing";
+  entry.message = "Sent; processing…";
+  remember(entry);
+  render(entry);
+  follow(entry);
 }
 
 function cancel(entry) {
@@ -344,6 +372,13 @@ async function retry(entry) {
     return;
   }
   entry.controller = new AbortController();
+  if (!entry.request) {
+    entry.phase = "checking"; // cancelled (or unreadable) before it was checked: checked first
+    entry.message = "Checking…";
+    render(entry);
+    await check(entry);
+    if (entry.phase !== "ready") return;
+  }
   entry.phase = "waiting";
   entry.message = "Waiting to send";
   render(entry);
@@ -351,16 +386,35 @@ async function retry(entry) {
 }
 
 // --- following photos to their final status --------------------------------------------------------------------
+// A few questions at a time, however many photos are followed (after a reload, up to 500).
+const ASKING_AT_ONCE = 6;
+let asking = 0;
+const askQueue = [];
+
+async function ask(mediaId) {
+  while (asking >= ASKING_AT_ONCE) await new Promise((resolve) => askQueue.push(resolve));
+  asking += 1;
+  try {
+    return await api.media(mediaId);
+  } finally {
+    asking -= 1;
+    askQueue.shift()?.();
+  }
+}
+
 async function follow(entry) {
   for (let round = 0; ; round++) {
     await sleep(Math.min(1000 + 500 * round, 5000));
+    if (!entry.row?.isConnected) return; // cleared from the list
     let media;
     try {
-      media = await api.media(entry.mediaId);
+      media = await ask(entry.mediaId);
     } catch (error) {
-      if (error.status === 404) {
+      if (error.status >= 400 && error.status < 500) {
         entry.phase = "error";
-        entry.message = "This photo is no longer in your library.";
+        entry.message =
+          error.status === 404 ? "This photo is no longer in your library." : `Cannot follow it: ${error.message}`;
+        remember(entry);
         return render(entry);
       }
       await sleep(backoff(Math.min(round, 4)));
@@ -384,14 +438,14 @@ function restore() {
   for (const [idempotencyKey, kept] of Object.entries(remembered())) {
     if (kept.phase === "sending" || kept.phase === "ready") continue;
     const entry = {
-      name: kept.name, size: kept.size, idempotencyKey, mediaId: kept.mediaId, media: kept.media,
-      phase: kept.phase === "processing" ? "processing" : kept.phase, message: kept.message,
-      controller: new AbortController(),
+      name: kept.name, size: kept.size, idempotencyKey, mediaId: kept.mediaId, phase: kept.phase,
+      message: kept.message, controller: new AbortController(),
     };
-    if (!entry.mediaId && entry.phase !== "error" && entry.phase !== "cancelled") continue;
+    const followed = entry.mediaId && ["processing", "done", "skipped"].includes(entry.phase);
+    if (!followed && entry.phase !== "error" && entry.phase !== "cancelled") continue;
     entries.push(entry);
     render(entry);
-    if (entry.mediaId) follow(entry); // to its final status, or once for fresh variant URLs
+    if (followed) follow(entry); // to its final status, or once for its thumbnail's fresh URL
   }
   showInterrupted();
 }
@@ -563,7 +617,7 @@ function wire() {
   });
   $("cancel-all").addEventListener("click", () => entries.forEach((entry) => cancel(entry)));
   $("clear").addEventListener("click", () => {
-    for (const entry of entries.filter((e) => ["done", "skipped", "not-image", "cancelled"].includes(e.phase))) {
+    for (const entry of entries.filter((e) => CLEARABLE.includes(e.phase))) {
       entry.row.remove();
       entries.splice(entries.indexOf(entry), 1);
       forget(entry);

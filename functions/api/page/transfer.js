@@ -43,6 +43,7 @@ async function putRetrying(target, body, onProgress, signal, refresh) {
       await sleep(backoff(attempt));
       // A refusal without CORS headers looks like a network error to a page: from the second, fresh URLs.
       if (attempt >= 1) target = await refresh();
+      if (target.uploaded) return; // S3 has it: the answer was lost, not the bytes
       continue;
     }
     if (status >= 200 && status < 300) return;
@@ -50,6 +51,7 @@ async function putRetrying(target, body, onProgress, signal, refresh) {
     if (attempt + 1 >= ATTEMPTS) throw new Error(`storage refused the bytes (HTTP ${status})`);
     if (status === 403) target = await refresh(); // the signed URL expired: the same upload, fresh URLs
     else if (status < 500) throw new Error(`storage refused the bytes (HTTP ${status})`);
+    if (target.uploaded) return;
     else await sleep(backoff(attempt));
   }
 }
@@ -75,7 +77,6 @@ export async function send(api, entry, grant, onBytes, signal) {
     await putRetrying(part, body, (sent) => onBytes(done + sent), signal, refresh);
     done += part.size;
     onBytes(done);
-    entry.partsSent = (entry.partsSent ?? 0) + 1;
   }
   await api.complete(grant.upload.complete_url);
   return grant.media_id;
