@@ -545,6 +545,7 @@ def _soak(ctx: Context, photos: int, burst: int, as_json: bool, out_dir: Path) -
         "localstack_threads",
         "localstack_mappings",
         "localstack_rss_mb",
+        "localstack_cpu_ms_per_photo",
         "lambda_processes",
         "lambdas_rss_mb",
         "statuses",

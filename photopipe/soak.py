@@ -95,10 +95,16 @@ class Sample:
     localstack_threads: int
     localstack_mappings: int
     localstack_rss_mb: float
+    localstack_cpu_ms_per_photo: float  # the burst's CPU time in LocalStack's own process, per photo
     lambda_processes: int
     lambdas_rss_mb: float
     lambda_max_rss_mb: float
     statuses: dict[str, int] = field(default_factory=dict)
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def sample_stack(processes: list[psutil.Process]) -> dict[str, Any]:
@@ -139,9 +145,12 @@ def run(
         count = min(burst, photos - done)
         batch = [(f"soak-{done + n:06d}.jpg", tiny_photo(done + n, run_id)) for n in range(count)]
         began = time.monotonic()
+        cpu_before = cpu_seconds(stack_processes()[0])
         media_ids = send_burst(api, batch, clients)
         statuses = follow(reader, media_ids, timeout_per_burst)
         seconds = time.monotonic() - began
+        processes = stack_processes()
+        cpu_ms = (cpu_seconds(processes[0]) - cpu_before) * 1000 / count
         done += count
         counts: dict[str, int] = {}
         for status in statuses.values():
@@ -152,7 +161,8 @@ def run(
             seconds=round(seconds, 1),
             img_s=round(count / seconds, 2),
             statuses=counts,
-            **sample_stack(stack_processes()),
+            localstack_cpu_ms_per_photo=round(cpu_ms, 1),
+            **sample_stack(processes),
         )
 
 
@@ -172,6 +182,7 @@ def summary(samples: list[Sample], sent: int) -> dict[str, Any]:
         "rss_mb_first_last": [first.localstack_rss_mb, last.localstack_rss_mb],
         "rss_growth_mb_per_1000_after_first": round(per_thousand, 1),
         "throughput_last_vs_first": round(last.img_s / first.img_s, 3) if first.img_s else None,
+        "localstack_cpu_ms_per_photo_first_last": [first.localstack_cpu_ms_per_photo, last.localstack_cpu_ms_per_photo],
         "samples": [asdict(s) for s in samples],
     }
 

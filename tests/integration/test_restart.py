@@ -287,6 +287,8 @@ def test_an_api_key_made_just_before_a_kill_still_opens_its_library_after_up(
 
 # Kills at random moments: during uploads, runs, saves and the start after a kill. The seed is printed, so a run that
 # fails can be repeated (PHOTOPIPE_KILL_SEED); PHOTOPIPE_KILL_ROUNDS makes the drill longer.
+# Longer than the embedded runtime's pause between two snapshots of a small stack (5 s).
+SNAPSHOT_PAUSE = 8.0
 KILL_ROUNDS = int(os.environ.get("PHOTOPIPE_KILL_ROUNDS", "3"))
 KILL_SEED = int(os.environ.get("PHOTOPIPE_KILL_SEED", str(time.time_ns() % 10**6)))
 
@@ -359,3 +361,42 @@ def orphan_variants(stack: Stack, aws_client: Callable[[str], Any], reader: Medi
     )
     owners = {obj["Key"].split("/")[1] for page in variants for obj in page.get("Contents", [])}
     return [media_id for media_id in owners if reader.get(media_id) is None]
+
+
+def test_queue_messages_sent_and_deleted_just_before_a_kill_are_as_acknowledged_after_up(
+    stack: Stack, localstack: EmbeddedLocalStack, aws_client: Callable[[str], Any]
+) -> None:
+    # Given a queue that got messages (one by one and in a batch) and had some deleted, a moment before LocalStack
+    # is killed (well inside the few seconds between two snapshots)
+    sqs = aws_client("sqs")
+    url = sqs.create_queue(QueueName=f"killed-{time.time_ns()}")["QueueUrl"]
+    time.sleep(SNAPSHOT_PAUSE)  # the queue itself is in a snapshot; its messages are not yet
+    sent = [sqs.send_message(QueueUrl=url, MessageBody=f"one {n}")["MessageId"] for n in range(3)]
+    batch = sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(n), "MessageBody": f"batch {n}"} for n in range(5)]
+    )
+    sent += [entry["MessageId"] for entry in batch["Successful"]]
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3, VisibilityTimeout=0)["Messages"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=received[0]["ReceiptHandle"])
+    sqs.delete_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(received[1:])]
+    )
+    deleted = {m["MessageId"] for m in received}
+    kill(localstack)
+
+    # When it is started again
+    assert localstack.start().recovered
+
+    # Then the queue holds exactly the messages sent and not deleted, each with its body
+    left: dict[str, str] = {}
+    for _ in range(10):
+        for message in sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=1
+        ).get("Messages", []):
+            left[message["MessageId"]] = message["Body"]
+    assert sorted(left) == sorted(set(sent) - deleted)
+    assert sorted(left.values()) == sorted(
+        body
+        for body in [*(f"one {n}" for n in range(3)), *(f"batch {n}" for n in range(5))]
+        if body not in {m["Body"] for m in received}
+    )

@@ -18,6 +18,7 @@ def sample(photos: int, img_s: float, rss: float, statuses: dict[str, int]) -> S
         localstack_threads=180,
         localstack_mappings=850,
         localstack_rss_mb=rss,
+        localstack_cpu_ms_per_photo=img_s * 100,
         lambda_processes=19,
         lambdas_rss_mb=1270.0,
         lambda_max_rss_mb=90.0,
@@ -36,6 +37,7 @@ def test_summary_counts_lost_photos_and_growth_after_the_first_burst() -> None:
     assert report["rss_growth_mb_per_1000_after_first"] == 25.0  # (500 - 450) MB over 2,000 photos
     assert report["throughput_last_vs_first"] == 0.9
     assert report["mappings_first_last"] == [850, 850]
+    assert report["localstack_cpu_ms_per_photo_first_last"] == [200.0, 180.0]
 
 
 def test_chart_is_a_png_with_both_panels(tmp_path: Path) -> None:

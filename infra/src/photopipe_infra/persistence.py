@@ -16,7 +16,7 @@ load them again:
   to an object and every item DynamoDB writes is appended to the service's journal before the answer leaves, and
   the service is pickled into its own file only when its journal has grown as large as that file (``Journal``);
   every execution Step Functions starts is journaled too, so a run the table knows of is never missing after a
-  kill. A closed execution, which never changes again, is pickled once into an append-only archive that snapshots
+  kill, and every message sent to or deleted from an SQS queue (folded into the next snapshot). A closed execution, which never changes again, is pickled once into an append-only archive that snapshots
   refer to (``ClosedExecutions``). Saving therefore costs the same per photo however large the library is.
 - **Loading** happens in ``on_infra_start``, before the gateway serves a request: the containers' contents are
   replaced in place (other modules hold references to them), then the journals are replayed over them. In
@@ -25,6 +25,8 @@ load them again:
   here), and the Step Functions executions that were running, or started after the last snapshot, are run again
   from their start under their own names (the pipeline's steps are safe to repeat). The launcher
   waits for that: LocalStack's init "READY" stage completes after it.
+- **Settling**: CloudFormation and Lambda move on by themselves after the request that changed them (a deploy goes
+  on after ExecuteChangeSet answered); they are pickled again at every save until they have settled (``SETTLING``).
 - A snapshot that cannot be loaded stops LocalStack (exit code 3) with the reason in its log: an empty stack saved
   over it would lose the library.
 
@@ -33,10 +35,12 @@ load them again:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copyreg
 import functools
 import hashlib
+import heapq
 import importlib
 import io
 import json
@@ -50,6 +54,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 from localstack import version as localstack_version
 from localstack.aws import handlers
@@ -61,9 +66,11 @@ from localstack.services.events.models import events_stores
 from localstack.services.events.rule import RuleService
 from localstack.services.plugins import SERVICE_PLUGINS
 from localstack.services.s3.models import S3DeleteMarker, S3Object, s3_stores
+from localstack.services.sqs.models import StandardQueue, sqs_stores
 from localstack.services.stepfunctions.backend.execution import Execution
 from localstack.services.stepfunctions.backend.store import sfn_stores
 from localstack.state import pickle as state_pickle
+from localstack.utils.aws.arns import parse_arn
 from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 
@@ -303,8 +310,9 @@ def _dumps_whole(state: Any, attempts: int = 20) -> bytes:
     for attempt in range(attempts):
         try:
             return _dumps(state)
-        except RuntimeError as error:  # "dictionary changed size during iteration"
-            if "changed size" not in str(error) or attempt == attempts - 1:
+        except RuntimeError as error:  # "dictionary changed size …", "OrderedDict mutated during iteration"
+            changed = "changed size" in str(error) or "mutated during iteration" in str(error)
+            if not changed or attempt == attempts - 1:
                 raise
             time.sleep(0.01)
     raise AssertionError("unreachable")
@@ -604,7 +612,7 @@ def restore_event_rules(provider: Any) -> None:
                     rule_service.create_schedule_job(job)
 
 
-# --- when: a response handler that marks what changed and journals S3 and DynamoDB, a saver thread, the hooks --
+# --- when: a response handler that marks what changed and journals changes, a saver thread, the hooks ----------
 # The S3 operations that change an object (the others change buckets, which the next snapshot holds, or multipart
 # uploads in progress, whose parts are files and whose list the next snapshot holds).
 OBJECT_CHANGES = frozenset(
@@ -733,6 +741,73 @@ def started_executions(context: Any) -> list[Record]:
     ]
 
 
+# The SQS operations that add or take away messages (the others, and messages moved by SQS itself, are in the
+# next snapshot).
+MESSAGE_CHANGES = frozenset({"SendMessage", "SendMessageBatch", "DeleteMessage", "DeleteMessageBatch"})
+
+
+def _queue(account_id: str, region: str, name: str) -> Any:
+    queue = sqs_stores[account_id][region].queues.get(name)
+    return queue if isinstance(queue, StandardQueue) else None  # a FIFO queue is saved by snapshots only
+
+
+def _held(queue: Any) -> Iterator[Any]:
+    """Every message a standard queue holds: visible, delayed and in flight."""
+    yield from list(queue.visible.queue)
+    yield from list(queue.delayed)
+    yield from list(queue.inflight)
+
+
+def sqs_changes(context: Any) -> list[Record]:
+    """Each message an acknowledged send added, as it is in its queue (a message already received and deleted
+    meanwhile is not recorded: its delete may be journaled first), or None for each message a delete took away."""
+    request = context.service_request or {}
+    if context.operation.name.startswith("Delete"):
+        handles = [request["ReceiptHandle"]] if "ReceiptHandle" in request else []
+        handles += [entry["ReceiptHandle"] for entry in request.get("Entries") or []]
+        records = []
+        for handle in handles:
+            with contextlib.suppress(ValueError, UnicodeDecodeError, IndexError):
+                _uid, queue_arn, message_id, _received = base64.b64decode(handle).decode().split(" ")
+                arn = parse_arn(queue_arn)
+                records.append((arn["account"], arn["region"], arn["resource"], message_id, None))
+        return records
+    response = getattr(context, "service_response", None) or {}
+    sent = {response["MessageId"]} if "MessageId" in response else set()
+    sent |= {entry["MessageId"] for entry in response.get("Successful") or []}
+    account_id, name = urlsplit(request.get("QueueUrl", "")).path.strip("/").split("/")[-2:]
+    queue = _queue(account_id, context.region, name)
+    if queue is None or not sent:
+        return []
+    with queue.mutex:
+        found = [message for message in _held(queue) if message.message["MessageId"] in sent]
+    return [(account_id, context.region, name, message.message["MessageId"], message) for message in found]
+
+
+def apply_sqs_change(account_id: str, region: str, name: str, message_id: str, message: Any) -> None:
+    queue = _queue(account_id, region, name)
+    if queue is None:
+        return
+    held = next((m for m in _held(queue) if m.message["MessageId"] == message_id), None)
+    if message is None and held is not None:  # deleted after the snapshot
+        if held in queue.inflight:
+            del queue.inflight[held]
+        elif held in queue.delayed:
+            queue.delayed.discard(held)
+        else:
+            queue.visible.queue.remove(held)
+            heapq.heapify(queue.visible.queue)
+        for handle in held.receipt_handles:
+            queue.receipts.pop(handle, None)
+    elif message is not None and held is None:  # sent after the snapshot: waiting to be received, as sent
+        message.receipt_handles.clear()
+        message.visibility_deadline = None
+        if message.is_delayed:
+            queue.delayed.add(message)
+        else:
+            queue.visible.put_nowait(message)
+
+
 _started_after_snapshot: list[Interrupted] = []
 
 
@@ -757,6 +832,7 @@ JOURNALING = {
     "stepfunctions": Journaling(
         frozenset({"StartExecution"}), started_executions, apply_started_execution, contextlib.nullcontext()
     ),
+    "sqs": Journaling(MESSAGE_CHANGES, sqs_changes, apply_sqs_change, contextlib.nullcontext()),
 }
 
 
@@ -842,9 +918,12 @@ class Saver:
     without a request to it). S3 objects and DynamoDB items are journaled as they change instead: those two
     services, whose state grows with the library, are pickled again (into their own files) when a request changed
     something else of theirs (a bucket, a table) or their journal has grown as large as their file — so the work of
-    saving per photo stays the same however large the library is."""
+    saving per photo stays the same however large the library is. Messages sent to and deleted from SQS queues are
+    journaled too, and the journal folded into ``state.pickle`` at the next save (queues hold what waits, not the
+    library: they stay small)."""
 
     ALWAYS = ("stepfunctions",)
+    FOLDED_INTO_STATE = ("sqs",)
 
     def __init__(self, folder: Path, loaded: Loaded | None = None) -> None:
         self.folder = folder
@@ -905,7 +984,7 @@ class Saver:
         (the last snapshot stays)."""
         with self._save_lock:
             with self._dirty_lock:
-                if not (everything or self._dirty or self._due(set())):
+                if not (everything or self._dirty or self._due(set()) or self._folding()):
                     return True
             began = time.monotonic()
             pickled = dict(self._pickled)
@@ -923,6 +1002,7 @@ class Saver:
                     pickled[service] = self._timed(timings, service, before=rotate)
                 with self._dirty_lock:
                     dirty, self._dirty = self._dirty, set()
+                dirty |= set(self._folding())
                 if everything:
                     dirty |= set(CONTAINERS) - set(JOURNALED)
                 for service in self._due(dirty):
@@ -933,13 +1013,16 @@ class Saver:
                     sizes[service] = self._own[service] = len(data)
                 for service in sorted(dirty - set(self.ALWAYS) - set(JOURNALED)):
                     settling = service in SETTLING and SETTLING[service]()  # asked first: a pickle after it
-                    pickled[service] = self._timed(timings, service)  # may still show it unsettled
+                    rotate = self.journals[service].rotate if service in self.FOLDED_INTO_STATE else None
+                    pickled[service] = self._timed(timings, service, before=rotate)  # may still show it unsettled
                     if settling:
                         with self._dirty_lock:
                             self._dirty.add(service)
                 if _closed is not None:
                     _closed.sync()
                 header = save(self.folder, pickled)  # after the journaled services' own files: it drops their copy
+                for service in set(dirty) & set(self.FOLDED_INTO_STATE):
+                    self.journals[service].saved()
             except Exception:
                 LOG.exception("Could not save the state; the last snapshot stays")
                 with self._dirty_lock:
@@ -957,6 +1040,10 @@ class Saver:
                 time.monotonic() - began,
             )
             return True
+
+    def _folding(self) -> list[str]:
+        """The services folded into state.pickle whose journal holds changes."""
+        return [service for service in self.FOLDED_INTO_STATE if self.journals[service].size()]
 
     @staticmethod
     def _timed(timings: dict[str, float], service: str, before: Callable[[], None] | None = None) -> bytes:
