@@ -16,8 +16,9 @@ load them again:
   to an object and every item DynamoDB writes is appended to the service's journal before the answer leaves, and
   the service is pickled into its own file only when its journal has grown as large as that file (``Journal``);
   every execution Step Functions starts is journaled too, so a run the table knows of is never missing after a
-  kill, and every message sent to or deleted from an SQS queue (folded into the next snapshot). A closed execution, which never changes again, is pickled once into an append-only archive that snapshots
-  refer to (``ClosedExecutions``). Saving therefore costs the same per photo however large the library is.
+  kill, and every message sent to or deleted from an SQS queue (folded into the next snapshot). A closed
+  execution, which never changes again, is pickled once into an append-only archive that snapshots refer to
+  (``ClosedExecutions``). Saving therefore costs the same per photo however large the library is.
 - **Loading** happens in ``on_infra_start``, before the gateway serves a request: the containers' contents are
   replaced in place (other modules hold references to them), then the journals are replayed over them. In
   ``on_infra_ready`` every service is started and taken through LocalStack's load hooks (Lambda starts its
