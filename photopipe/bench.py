@@ -36,10 +36,12 @@ from PIL import Image, ImageDraw, ImageOps
 from photopipe import samples
 from photopipe.config import ClientSettings
 from photopipe.local import launcher
+from photopipe.soak import cpu_seconds
 from photopipe.stack import Stack
 from photopipe.upload import ApiClient, Uploader
 from photopipe_core import imaging
 from photopipe_core.errors import TooManyPixels
+from photopipe_core.placeholder import placeholder
 from photopipe_core.rules import Limits, VariantSpec, WebpSettings
 
 VARIANTS = [VariantSpec("large", 2048), VariantSpec("medium", 1024), VariantSpec("thumb", 256)]
@@ -254,6 +256,18 @@ def _bomb() -> dict[str, float]:
     return {"rejected": rejected, "seconds": seconds, "peak_rss_mb": peak, "growth_mb": peak - before}
 
 
+def placeholder_cost(rounds: int = 200) -> dict[str, float]:
+    """What a READY photo's placeholder (ThumbHash and dominant colour) costs Resize, from a thumb-sized variant: the
+    median of ``rounds`` in milliseconds."""
+    thumb = samples.photo(256, 192, seed=7)
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        placeholder(thumb)
+        times.append(time.perf_counter() - started)
+    return {"median_ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000}
+
+
 def bomb_check() -> dict[str, float]:
     """A 400 MP PNG bomb through validation, in a fresh process: rejected? how fast, how much memory."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
@@ -388,17 +402,12 @@ CpuSnapshot = dict[int, tuple[str, float]]  # PID → (role, CPU seconds so far)
 def cpu_snapshot(stack_processes: list[psutil.Process]) -> CpuSnapshot:
     """CPU seconds (user + system) so far of this process (the uploading client) and of the embedded stack's:
     LocalStack itself (the first) and each Lambda runtime process, named by its function's logical id."""
-    snapshot = {os.getpid(): ("client", _cpu_seconds(psutil.Process()))}
+    snapshot = {os.getpid(): ("client", cpu_seconds(psutil.Process()))}
     for index, process in enumerate(stack_processes):
         with contextlib.suppress(psutil.Error):  # a process may end between listing and reading
             role = "localstack" if index == 0 else lambda_function(process) or "other"
-            snapshot[process.pid] = (role, _cpu_seconds(process))
+            snapshot[process.pid] = (role, cpu_seconds(process))
     return snapshot
-
-
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
 
 
 def lambda_function(process: psutil.Process) -> str | None:

@@ -482,6 +482,7 @@ def bench(
         kernel = benchmark.run_kernels(corpus[:kernel_photos], names)
         ssim = benchmark.ssim_of_medium(corpus[0].read_bytes())
         bomb = benchmark.bomb_check()
+        placeholder = benchmark.placeholder_cost()
     report: dict[str, Any] = {
         "kernel": {
             f"{name}_img_s": round(kernel[name]["img_s"], 3) if name in kernel else None
@@ -491,6 +492,7 @@ def bench(
         "rss_mb": {f"kernel_{name}": round(row["peak_rss_mb"], 1) for name, row in kernel.items()},
         "quality": {"ssim_medium_vs_naive": round(ssim, 4)},
         "bomb_400mp": {k: round(v, 3) if isinstance(v, float) else v for k, v in bomb.items()},
+        "placeholder_ms": {k: round(v, 3) for k, v in placeholder.items()},
         "machine": benchmark.machine(),
     }
     ours = kernel["photopipe"]["img_s"]
@@ -525,7 +527,7 @@ def bench(
         click.echo(json.dumps(report))
         return
     table = Table("measure", "value", title="photopipe bench")
-    for section in ("kernel", "pipeline", "rss_mb", "quality", "bomb_400mp"):
+    for section in ("kernel", "pipeline", "rss_mb", "quality", "bomb_400mp", "placeholder_ms"):
         for key, value in (report[section] or {}).items():
             table.add_row(f"{section}.{key}", json.dumps(value))
     out.print(table)

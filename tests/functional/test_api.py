@@ -131,6 +131,12 @@ def test_get_media_shows_variants_as_presigned_urls(client: KeyedClient, context
     assert thumb["key"] == "media/M1/thumb.webp" and thumb["format"] == "webp"
     assert thumb["url"].startswith("http://localhost:4566/media/media/M1/thumb.webp?")
     assert body["source"] == {"key": "drop/m2.jpg", "filename": "m2.jpg", "bytes": 5}
+    # the original's placeholder, and the variants as a srcset, smallest first
+    assert body["placeholder"] == item.placeholder.model_dump() if item.placeholder else pytest.fail("no placeholder")
+    widths = {name: variant["width"] for name, variant in body["variants"].items()}
+    assert body["srcset"] == ", ".join(
+        f"{body['variants'][name]['url']} {width}w" for name, width in sorted(widths.items(), key=lambda w: w[1])
+    )
 
 
 def test_find_by_key_and_list_by_status(client: KeyedClient, context: FakeContext) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import random
+import re
 import time
 from typing import Any
 
 import boto3
 import pytest
+import thash
 from PIL import Image
 
 from photopipe import samples
@@ -64,6 +67,10 @@ def test_a_photo_goes_through_every_step_to_ready(stack: dict[str, Any], context
         assert len(decoded.getexif()) == 0
     assert keys("work/M1/") == []  # intermediates are removed once READY
     assert [h["status"] for h in media_repository().history("M1")] == ["PROCESSING", "READY"]
+    # its placeholder is of the upright photo: a portrait ThumbHash, and a colour
+    assert item.placeholder is not None and re.fullmatch("#[0-9a-f]{6}", item.placeholder.color)
+    width, height, _ = thash.thumb_hash_to_rgba(list(base64.b64decode(item.placeholder.thumbhash)))
+    assert height > width
 
 
 def test_same_bytes_again_is_a_duplicate_with_no_image_work(stack: dict[str, Any], context: FakeContext) -> None:

@@ -6,6 +6,7 @@ to 0 (every invoke is throttled) or its process killed with SIGKILL. Production 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -115,6 +116,7 @@ def test_drop_folder_photo_becomes_ready_with_three_webp_variants(
         assert (image.format, image.size) == ("WEBP", (width, height))
     assert objects(aws_client, stack.outputs.MediaBucketName, f"work/{media_id}/") == []
     assert item.sha256 and item.phash and len(item.phash) == 16
+    assert item.placeholder is not None and len(base64.b64decode(item.placeholder.thumbhash)) >= 5  # through the run
     assert execution_output(stack, aws_client, media_id) == {"status": "READY"}  # the outcome, not the whole state
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from photopipe_core.inflight import InFlightSlots
 from photopipe_core.keys import MEDIA_ID_PATTERN, new_media_id, upload_key
-from photopipe_core.models import MediaItem, Status
+from photopipe_core.models import MediaItem, Status, Variant
 from photopipe_core.pipeline import AtCapacity, PipelineStarter
 from photopipe_core.quotas import OverQuota, Quotas
 from photopipe_core.repository import AlreadyExists, InvalidTransition, MediaRepository
@@ -412,12 +412,15 @@ class MediaApi:
         return {"items": [self.view(item) for item in items], "next_token": token}
 
     def view(self, item: MediaItem) -> dict[str, Any]:
-        """The media as the API shows it; variant URLs are presigned GETs (a duplicate shows its original's)."""
-        variants = item.variants
+        """The media as the API shows it; variant URLs are presigned GETs (a duplicate shows its original's variants
+        and placeholder)."""
+        variants, placeholder = item.variants, item.placeholder
         if item.status == Status.DUPLICATE and item.duplicate_of:
             original = self._repo.get(item.duplicate_of)
             variants = original.variants if original else {}
+            placeholder = original.placeholder if original else None
         expires = self._settings.download_url_expires_seconds
+        urls = {name: self._presigner.get_url(v.key, expires) for name, v in variants.items()}
         body: dict[str, Any] = {
             "media_id": item.media_id,
             "owner": item.owner,
@@ -440,9 +443,12 @@ class MediaApi:
             "width": item.width,
             "height": item.height,
             "taken_at": item.taken_at,
+            "placeholder": placeholder.model_dump() if placeholder else None,
+            "srcset": ", ".join(f"{urls[name]} {v.width}w" for name, v in sorted(variants.items(), key=by_width))
+            or None,
             "variants": {
                 name: {
-                    "url": self._presigner.get_url(v.key, expires),
+                    "url": urls[name],
                     "key": v.key,
                     "width": v.width,
                     "height": v.height,
@@ -499,3 +505,7 @@ def _start_key(next_token: str, status: Status, owner: str) -> dict[str, str]:
     ):
         raise refused
     return start
+
+
+def by_width(named: tuple[str, Variant]) -> int:
+    return named[1].width

@@ -36,7 +36,8 @@ from photopipe_core.errors import (
     TypeMismatch,
     UnsupportedType,
 )
-from photopipe_core.models import GpsPosition, PhotoFacts
+from photopipe_core.models import GpsPosition, PhotoFacts, Placeholder
+from photopipe_core.placeholder import placeholder
 from photopipe_core.rules import (
     CONTENT_TYPES,
     GENERIC_TYPES,
@@ -118,6 +119,7 @@ class Rendered:
     variants: dict[str, Image.Image]
     facts: PhotoFacts
     phash: str
+    placeholder: Placeholder
 
 
 def sha256_hex(data: bytes) -> str:
@@ -409,7 +411,7 @@ def _render(data: bytes, info: SourceInfo, specs: list[VariantSpec]) -> Rendered
     smallest = finished[ordered[-1].name]
     oriented_w, oriented_h = (info.height, info.width) if orientation in (5, 6, 7, 8) else (info.width, info.height)
     facts = facts.model_copy(update={"width": oriented_w, "height": oriented_h})
-    return Rendered(variants=finished, facts=facts, phash=perceptual_hash(smallest))
+    return Rendered(variants=finished, facts=facts, phash=perceptual_hash(smallest), placeholder=placeholder(smallest))
 
 
 def pending_orientation(image: Image.Image, fmt: str, data: bytes, orientation: int) -> int:

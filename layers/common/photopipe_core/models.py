@@ -96,6 +96,13 @@ class VariantRef(BaseModel):
     bytes: int | None = None
 
 
+class Placeholder(BaseModel):
+    """What a gallery shows while a variant loads (``photopipe_core.placeholder``)."""
+
+    thumbhash: str  # base64 of the ThumbHash bytes
+    color: str  # the dominant colour, #rrggbb
+
+
 class StepInput(BaseModel):
     """What every pipeline step receives: the media, the execution, and what earlier steps found."""
 
@@ -104,6 +111,7 @@ class StepInput(BaseModel):
     source: SourceFacts | None = None
     variants: list[VariantRef] = Field(default_factory=list)
     phash: str | None = None
+    placeholder: Placeholder | None = None
     facts: PhotoFacts | None = None
 
 
@@ -145,6 +153,7 @@ class MediaItem(BaseModel):
     similar_to: list[str] = Field(default_factory=list)
     sha256: str | None = None
     phash: str | None = None
+    placeholder: Placeholder | None = None
     content_type: str | None = None
     width: int | None = None
     height: int | None = None

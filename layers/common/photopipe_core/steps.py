@@ -152,7 +152,9 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
         wait([pending])  # nothing of this invocation may still run once it has returned
         raise
     refs = [pending.result(), *rest]
-    return step.model_copy(update={"variants": refs, "phash": rendered.phash, "facts": rendered.facts})
+    return step.model_copy(
+        update={"variants": refs, "phash": rendered.phash, "placeholder": rendered.placeholder, "facts": rendered.facts}
+    )
 
 
 def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> MediaItem:
@@ -168,6 +170,7 @@ def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> Medi
         "finalize",
         variants=variants,
         phash=step.phash,
+        placeholder=step.placeholder,
         similar_to=similar,
         facts=step.facts,
         taken_at=step.facts.taken_at if step.facts else None,
