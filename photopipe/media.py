@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from photopipe.stack import Stack
+from photopipe_core.events import MediaEvents
 from photopipe_core.models import MediaItem
 from photopipe_core.reconcile import Reconciled
 from photopipe_core.reconcile import run as reconcile_run
@@ -104,6 +105,7 @@ def reconcile_stack(stack: Stack, grace: timedelta, stuck_after: timedelta) -> R
         MessageQueue(sqs, outputs.FailedQueueUrl),
         stack.client("stepfunctions"),
         datetime.now(UTC),
+        MediaEvents(stack.client("events"), outputs.MediaEventBusName),
         grace=grace,
         stuck_after=stuck_after,
     )

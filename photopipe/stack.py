@@ -29,6 +29,7 @@ class StackOutputs(BaseModel):
     IngestDLQUrl: str
     FailedQueueUrl: str
     UsagePlanId: str
+    MediaEventBusName: str
 
     def execution_arn(self, name: str) -> str:
         return f"{self.PipelineStateMachineArn.replace(':stateMachine:', ':execution:')}:{name}"

@@ -10,6 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from photopipe_core import aws, reconcile
+from photopipe_core.events import media_events
 from photopipe_core.repository import media_repository
 from photopipe_core.storage import failed_queue, ingest_queue, object_store
 
@@ -27,6 +28,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         failed_queue(),
         aws.client("stepfunctions"),
         datetime.now(UTC),
+        media_events(),
     )
     if done.total:
         logger.warning("loose ends tied off", extra={"resent": done.resent, "failed": done.failed})

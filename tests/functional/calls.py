@@ -44,7 +44,7 @@ TRANSACT_ACTIONS = {
 class Call:
     """One permission a request needs: the IAM action and what it acts on, as the test's names spell them —
     ``bucket`` (the bucket itself), ``object:<key>``, ``table``, ``index/<name>``, ``queue:<url>``,
-    ``state-machine:<arn>``, ``execution:<arn>``."""
+    ``state-machine:<arn>``, ``execution:<arn>``, ``event-bus:<name>``."""
 
     action: str
     resource: str
@@ -79,11 +79,15 @@ def _sfn(operation: str, params: dict[str, Any]) -> set[Call]:
     return {Call(f"states:{operation}", f"state-machine:{params['stateMachineArn']}")}
 
 
-PERMISSIONS = {"s3": _s3, "dynamodb": _dynamodb, "sqs": _sqs, "stepfunctions": _sfn}
+def _events(operation: str, params: dict[str, Any]) -> set[Call]:
+    return {Call(f"events:{operation}", f"event-bus:{entry['EventBusName']}") for entry in params["Entries"]}
+
+
+PERMISSIONS = {"s3": _s3, "dynamodb": _dynamodb, "sqs": _sqs, "stepfunctions": _sfn, "events": _events}
 
 
 def permissions(service: str, operation: str, params: dict[str, Any]) -> set[Call]:
-    """What IAM checks for one request (``service`` as botocore names it: s3, dynamodb, sqs, stepfunctions)."""
+    """What IAM checks for one request (``service`` as botocore names it: s3, dynamodb, sqs, stepfunctions, events)."""
     return PERMISSIONS[service](operation, params)
 
 

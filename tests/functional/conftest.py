@@ -19,7 +19,7 @@ from chalice.local import LambdaEventConverter
 from chalice.test import Client
 from moto import mock_aws
 
-from photopipe_core import aws, inflight, pipeline, quotas, repository, settings, storage
+from photopipe_core import aws, events, inflight, pipeline, quotas, repository, settings, storage
 from photopipe_core.owners import Owners
 from tests.functional import calls
 
@@ -63,6 +63,7 @@ def clear_factories() -> None:
         storage.ingest_queue,
         inflight.in_flight_slots,
         quotas.quotas,
+        events.media_events,
     ):
         factory.cache_clear()
 
@@ -84,13 +85,38 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         monkeypatch.setenv("FAILED_QUEUE_URL", failed)
         ingest = boto3.client("sqs").create_queue(QueueName="ingest")["QueueUrl"]
         monkeypatch.setenv("INGEST_QUEUE_URL", ingest)
+        monkeypatch.setenv("EVENT_BUS_NAME", "media-events")
+        events = subscribed_queue("media-events")
         yield {
             "bucket": "media",
             "table": "media-table",
             "state_machine_arn": arn,
             "failed_queue_url": failed,
             "ingest_queue_url": ingest,
+            "events_queue_url": events,
         }
+
+
+def subscribed_queue(bus: str) -> str:
+    """A queue that a rule on a new event bus sends every photopipe event to (as a subscriber would set one up)."""
+    sqs, eventbridge = boto3.client("sqs"), boto3.client("events")
+    eventbridge.create_event_bus(Name=bus)
+    url = sqs.create_queue(QueueName=f"{bus}-subscriber")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    eventbridge.put_rule(Name="all-media", EventBusName=bus, EventPattern=json.dumps({"source": ["photopipe"]}))
+    eventbridge.put_targets(Rule="all-media", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
+    return url
+
+
+def received_events(queue_url: str) -> list[dict[str, Any]]:
+    """Every event the subscriber's queue holds (each once)."""
+    sqs = boto3.client("sqs")
+    events = []
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            events.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return events
 
 
 class _CfnLoader(yaml.SafeLoader):

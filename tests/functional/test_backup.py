@@ -30,6 +30,7 @@ class MotoStack(Stack):
             IngestDLQUrl="https://sqs.example/dlq",
             FailedQueueUrl="https://sqs.example/failed",
             UsagePlanId="plan",
+            MediaEventBusName="media-events",
         )
 
 

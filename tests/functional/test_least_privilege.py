@@ -24,6 +24,7 @@ pytestmark = pytest.mark.after_every_handler
 
 # The functional stack's names (conftest `stack`) → the template's resources, in the test's resource spelling.
 QUEUES = {"ingest": "IngestQueue", "failed": "FailedQueue"}
+BUSES = {"media-events": "MediaEventBus"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ def _resource(value: Any) -> str:
     if isinstance(value, dict) and "Fn::GetAtt" in value and value["Fn::GetAtt"][0] in QUEUES.values():
         return f"queue:{value['Fn::GetAtt'][0]}"
     sub = value.get("Fn::Sub") if isinstance(value, dict) else None
+    if isinstance(sub, list) and sub[0].endswith(":event-bus/${eventBusName}"):  # SAM's EventBridgePutEventsPolicy
+        return f"event-bus:{sub[1]['eventBusName']['Ref']}"
     if isinstance(sub, str):
         for prefix, spelled in (("${MediaBucket.Arn}/", "object:"), ("${MediaTable.Arn}/", "")):
             if sub.startswith(prefix):
@@ -97,6 +100,8 @@ def spelled(call: Call) -> Call:
     """A recorded call with the functional stack's names in the template's (queues by logical id)."""
     if call.resource.startswith("queue:"):
         return Call(call.action, f"queue:{QUEUES[call.resource.rsplit('/', 1)[-1]]}")
+    if call.resource.startswith("event-bus:"):
+        return Call(call.action, f"event-bus:{BUSES[call.resource.removeprefix('event-bus:')]}")
     return call
 
 

@@ -12,18 +12,25 @@ import pytest
 
 from photopipe import samples
 from photopipe_core import reconcile
+from photopipe_core.events import media_events
 from photopipe_core.keys import derived_media_id
 from photopipe_core.models import PipelineInput, Status
 from photopipe_core.repository import media_repository
 from photopipe_core.storage import failed_queue, ingest_queue, object_store
-from tests.functional.conftest import FakeContext, load_function
+from tests.functional.conftest import FakeContext, load_function, received_events
 
 LATER = datetime.now(UTC) + timedelta(hours=1)  # every loose end is older than the reconciler's grace by then
 
 
 def run(now: datetime = LATER) -> reconcile.Reconciled:
     return reconcile.run(
-        object_store(), media_repository(), ingest_queue(), failed_queue(), boto3.client("stepfunctions"), now
+        object_store(),
+        media_repository(),
+        ingest_queue(),
+        failed_queue(),
+        boto3.client("stepfunctions"),
+        now,
+        media_events(),
     )
 
 
@@ -81,6 +88,9 @@ def test_a_run_that_ended_without_a_final_status_is_marked_failed_and_queued_for
     assert item is not None and item.status is Status.FAILED and "without a final status" in (item.error or "")
     assert [m["media_id"] for m in queued(stack["failed_queue_url"])] == ["P1"]
     assert run().failed == []
+    # and its subscribers heard it once
+    [event] = received_events(stack["events_queue_url"])
+    assert (event["detail-type"], event["detail"]["media_id"], event["detail"]["version"]) == ("Media Failed", "P1", 1)
 
 
 def test_the_scheduled_run_looks_back_a_day_only(stack: dict[str, Any]) -> None:
@@ -94,6 +104,7 @@ def test_the_scheduled_run_looks_back_a_day_only(stack: dict[str, Any]) -> None:
         failed_queue(),
         boto3.client("stepfunctions"),
         a_week_later,
+        media_events(),
         look_back=reconcile.SCHEDULED_LOOK_BACK,
     )
     assert scheduled.resent == []

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from photopipe_core.inflight import InFlightSlots
 from photopipe_core.keys import MEDIA_ID_PATTERN, new_media_id, upload_key
-from photopipe_core.models import MediaItem, Status, Variant
+from photopipe_core.models import MediaItem, Placeholder, Status, Variant
 from photopipe_core.pipeline import AtCapacity, PipelineStarter
 from photopipe_core.quotas import OverQuota, Quotas
 from photopipe_core.repository import AlreadyExists, InvalidTransition, MediaRepository
@@ -414,53 +414,14 @@ class MediaApi:
     def view(self, item: MediaItem) -> dict[str, Any]:
         """The media as the API shows it; variant URLs are presigned GETs (a duplicate shows its original's variants
         and placeholder)."""
-        variants, placeholder = item.variants, item.placeholder
+        shown = item
         if item.status == Status.DUPLICATE and item.duplicate_of:
             original = self._repo.get(item.duplicate_of)
-            variants = original.variants if original else {}
-            placeholder = original.placeholder if original else None
+            shown = original if original else item.model_copy(update={"variants": {}, "placeholder": None})
         expires = self._settings.download_url_expires_seconds
-        urls = {name: self._presigner.get_url(v.key, expires) for name, v in variants.items()}
-        body: dict[str, Any] = {
-            "media_id": item.media_id,
-            "owner": item.owner,
-            "status": item.status.value,
-            "reason": item.reason,
-            "reason_detail": item.reason_detail,
-            "error": item.error,
-            "duplicate_of": item.duplicate_of,
-            "similar_to": item.similar_to or None,
-            "source": without_none(
-                {
-                    "key": item.source.key,
-                    "filename": item.source.filename or item.source.key.rsplit("/", 1)[-1],
-                    "bytes": item.source.size,
-                    "content_type": item.content_type or item.source.content_type,
-                }
-            ),
-            "sha256": item.sha256,
-            "phash": item.phash,
-            "width": item.width,
-            "height": item.height,
-            "taken_at": item.taken_at,
-            "placeholder": placeholder.model_dump() if placeholder else None,
-            "srcset": ", ".join(f"{urls[name]} {v.width}w" for name, v in sorted(variants.items(), key=by_width))
-            or None,
-            "variants": {
-                name: {
-                    "url": urls[name],
-                    "key": v.key,
-                    "width": v.width,
-                    "height": v.height,
-                    "bytes": v.bytes,
-                    "format": v.format,
-                }
-                for name, v in variants.items()
-            },
-            "created_at": item.created_at,
-            "updated_at": item.updated_at,
-        }
-        return without_none(body)
+        return media_document(
+            item, shown.variants, shown.placeholder, lambda key: self._presigner.get_url(key, expires)
+        )
 
     # --- actions ---------------------------------------------------------------------------------------------
     def retry(self, owner: str, media_id: str) -> dict[str, Any]:
@@ -509,3 +470,59 @@ def _start_key(next_token: str, status: Status, owner: str) -> dict[str, str]:
 
 def by_width(named: tuple[str, Variant]) -> int:
     return named[1].width
+
+
+def media_document(
+    item: MediaItem,
+    variants: dict[str, Variant] | None = None,
+    placeholder: Placeholder | None = None,
+    url: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
+    """A media as the API and its events show it: ``variants`` and ``placeholder`` are its own unless given (a
+    duplicate's are its original's); with ``url``, each variant's URL and a srcset of them."""
+    variants = item.variants if variants is None else variants
+    placeholder = placeholder or item.placeholder
+    urls = {name: url(v.key) for name, v in variants.items()} if url else {}
+    body: dict[str, Any] = {
+        "media_id": item.media_id,
+        "owner": item.owner,
+        "status": item.status.value,
+        "reason": item.reason,
+        "reason_detail": item.reason_detail,
+        "error": item.error,
+        "duplicate_of": item.duplicate_of,
+        "similar_to": item.similar_to or None,
+        "source": without_none(
+            {
+                "key": item.source.key,
+                "filename": item.source.filename or item.source.key.rsplit("/", 1)[-1],
+                "bytes": item.source.size,
+                "content_type": item.content_type or item.source.content_type,
+            }
+        ),
+        "sha256": item.sha256,
+        "phash": item.phash,
+        "width": item.width,
+        "height": item.height,
+        "taken_at": item.taken_at,
+        "placeholder": placeholder.model_dump() if placeholder else None,
+        "srcset": ", ".join(f"{urls[name]} {v.width}w" for name, v in sorted(variants.items(), key=by_width))
+        if urls
+        else None,
+        "variants": {
+            name: without_none(
+                {
+                    "url": urls.get(name),
+                    "key": v.key,
+                    "width": v.width,
+                    "height": v.height,
+                    "bytes": v.bytes,
+                    "format": v.format,
+                }
+            )
+            for name, v in variants.items()
+        },
+        "created_at": item.created_at,
+        "updated_at": item.updated_at,
+    }
+    return without_none(body)

@@ -161,5 +161,6 @@ class MediaItem(BaseModel):
     facts: PhotoFacts | None = None
     variants: dict[str, Variant] = Field(default_factory=dict)
     attempts: int = 0
+    version: int = 0  # how many final statuses it has had (its events carry it: a consumer keeps the highest)
     created_at: str
     updated_at: str

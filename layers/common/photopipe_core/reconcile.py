@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from photopipe_core.events import MediaEvents
 from photopipe_core.keys import INGEST_PREFIXES, NotAnIngestKey, media_id_for_object
 from photopipe_core.models import MediaItem, Status
 from photopipe_core.repository import InvalidTransition, MediaRepository
@@ -123,6 +124,7 @@ def run(
     failed: MessageQueue,
     sfn: Any,
     now: datetime,
+    events: MediaEvents,
     look_back: timedelta | None = None,
     grace: timedelta = PENDING_GRACE,
     stuck_after: timedelta = PROCESSING_MAX_AGE,
@@ -137,8 +139,11 @@ def run(
 
     def fail(item: MediaItem, reason: str) -> None:
         assert item.execution_arn is not None
-        repo.finish(item.media_id, item.execution_arn, Status.FAILED, "reconcile", error=f"reconcile: {reason}")
+        failing = repo.finish(
+            item.media_id, item.execution_arn, Status.FAILED, "reconcile", error=f"reconcile: {reason}"
+        )
         failed.send(failed_message(item, reason))
+        events.published(failing)
 
     originals = (obj for prefix in INGEST_PREFIXES for obj in store.objects(prefix))
     return reconcile(store.bucket, originals, repo, ingest.send, is_running, fail, now, look_back, grace, stuck_after)

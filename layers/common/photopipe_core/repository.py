@@ -22,6 +22,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from photopipe_core import aws
@@ -197,7 +198,7 @@ class MediaRepository:
         try:
             response = self._table.update_item(
                 Key={"pk": media_pk(media_id), "sk": META},
-                UpdateExpression=f"SET #status = :status, updated_at = :now, gsi1pk = :gsi1pk{sets}",
+                UpdateExpression=f"SET #status = :status, updated_at = :now, gsi1pk = :gsi1pk{sets} ADD version :one",
                 ConditionExpression="#status = :processing AND execution_arn = :execution",
                 ExpressionAttributeNames={"#status": "status", **{f"#{k}": k for k in fields}},
                 ExpressionAttributeValues={
@@ -206,13 +207,16 @@ class MediaRepository:
                     ":processing": Status.PROCESSING.value,
                     ":execution": execution_arn,
                     ":now": now,
+                    ":one": 1,
                     **{f":{k}": dynamo_value(v) for k, v in fields.items()},
                 },
                 ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",  # what it is, without reading it again
             )
         except ClientError as error:
             if _conditional_failed(error):
-                current = self.get(media_id)
+                found: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
+                current = to_media_item(from_wire(found)) if found else None
                 if current is not None and current.status == status and current.execution_arn == execution_arn:
                     return current  # this very change was already made (a retried step)
                 raise InvalidTransition(
@@ -476,6 +480,14 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+def from_wire(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as DynamoDB's wire format spells it (``{"S": …}``), as the table resource reads items."""
+    return {name: _DESERIALIZER.deserialize(value) for name, value in item.items()}
+
+
+_DESERIALIZER = TypeDeserializer()
 
 
 def to_media_item(item: dict[str, Any]) -> MediaItem:

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     pipeline_arn: str = ""
     failed_queue_url: str = ""
     ingest_queue_url: str = ""
+    event_bus_name: str = ""
     # Photos between "execution started" and a terminal status at once; more wait in the ingest queue.
     max_in_flight: int = Field(default=100, gt=0)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
