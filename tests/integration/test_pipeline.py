@@ -327,7 +327,12 @@ def test_when_the_fail_step_itself_cannot_run_the_media_still_ends_failed(
     item = finished(reader, media_id, timeout=180)
     assert item.status == Status.FAILED
     assert item.error is not None and item.error.startswith("finalize:")
-    described = aws_client("stepfunctions").describe_execution(executionArn=stack.outputs.execution_arn(media_id))
+    sfn = aws_client("stepfunctions")
+    deadline = time.monotonic() + 60  # the run ends a moment after that write: it queues the message first
+    while (described := sfn.describe_execution(executionArn=stack.outputs.execution_arn(media_id)))["status"] == (
+        "RUNNING"
+    ) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert described["status"] == "FAILED"
     messages = (
         aws_client("sqs")
