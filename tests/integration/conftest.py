@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 import shutil
+import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from photopipe.apikeys import ENV_VAR, OPERATOR_LIMITS, ApiKeys
 from photopipe.config import ClientSettings
 from photopipe.stack import Stack
 from photopipe.upload import ApiClient
+from photopipe_core.keys import media_id_for_object
 from photopipe_core.owners import OPERATOR
 from photopipe_infra.deploy import deploy
 from photopipe_infra.launcher import EmbeddedLocalStack
@@ -128,6 +130,21 @@ def throttled(aws_client: Callable[[str], Any]) -> Iterator[Callable[[str], None
     yield throttle
     for name in names:
         lam.delete_function_concurrency(FunctionName=name)
+
+
+def drop(
+    stack: Stack,
+    aws_client: Callable[[str], Any],
+    body: bytes,
+    name: str = "photo.jpg",
+    content_type: str = "image/jpeg",
+    folder: str = "it",
+) -> str:
+    """Put a photo in the drop folder (a fresh sub-folder each time); its media id."""
+    bucket = stack.outputs.MediaBucketName
+    key = f"drop/{folder}/{time.time_ns()}/{name}"
+    put = aws_client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    return media_id_for_object(bucket, key, put["ETag"])
 
 
 def zip_files(files: dict[str, str]) -> bytes:

@@ -14,7 +14,7 @@ from photopipe import samples
 from photopipe.media import MediaReader
 from photopipe.stack import Stack
 from photopipe.upload import ApiClient
-from photopipe_core.keys import media_id_for_object
+from tests.integration.conftest import drop as drop_in
 
 
 @pytest.fixture
@@ -49,10 +49,7 @@ def heard(aws_client: Callable[[str], Any], url: str, wanted: int, timeout: floa
 
 
 def drop(stack: Stack, aws_client: Callable[[str], Any], body: bytes, name: str) -> str:
-    bucket = stack.outputs.MediaBucketName
-    key = f"drop/events/{time.time_ns()}/{name}"
-    put = aws_client("s3").put_object(Bucket=bucket, Key=key, Body=body)
-    return media_id_for_object(bucket, key, put["ETag"])
+    return drop_in(stack, aws_client, body, name, folder="events")
 
 
 def test_each_final_status_is_heard_once_with_its_version(

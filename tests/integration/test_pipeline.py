@@ -28,24 +28,12 @@ from photopipe_core.keys import media_id_for_object
 from photopipe_core.models import MediaItem, Status
 from tests import corpus
 from tests.events import s3_object_created
+from tests.integration.conftest import drop
 
 
 @pytest.fixture(scope="module")
 def reader(stack: Stack) -> MediaReader:
     return MediaReader(stack)
-
-
-def drop(
-    stack: Stack,
-    aws_client: Callable[[str], Any],
-    body: bytes,
-    name: str = "photo.jpg",
-    content_type: str = "image/jpeg",
-) -> str:
-    bucket = stack.outputs.MediaBucketName
-    key = f"drop/it/{time.time_ns()}/{name}"
-    put = aws_client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-    return media_id_for_object(bucket, key, put["ETag"])
 
 
 def finished(reader: MediaReader, media_id: str, timeout: float = 90) -> MediaItem:

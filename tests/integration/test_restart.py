@@ -23,17 +23,14 @@ from photopipe.apikeys import ApiKeys
 from photopipe.media import MediaReader, reconcile_stack
 from photopipe.stack import Stack
 from photopipe.upload import ApiClient, Uploader
-from photopipe_core.keys import media_id_for_object
 from photopipe_core.reconcile import PROCESSING_MAX_AGE
 from photopipe_infra.deploy import deploy
 from photopipe_infra.launcher import EmbeddedLocalStack
+from tests.integration.conftest import drop as drop_in
 
 
 def drop(stack: Stack, aws_client: Callable[[str], Any], body: bytes, name: str) -> str:
-    bucket = stack.outputs.MediaBucketName
-    key = f"drop/restart/{time.time_ns()}/{name}"
-    put = aws_client("s3").put_object(Bucket=bucket, Key=key, Body=body)
-    return media_id_for_object(bucket, key, put["ETag"])
+    return drop_in(stack, aws_client, body, name, folder="restart")
 
 
 def library(
