@@ -60,13 +60,16 @@ def test_a_photo_with_transparency_says_so_and_keeps_its_see_through_part() -> N
     logo = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
     ImageDraw.Draw(logo).ellipse((8, 8, 56, 56), fill=(220, 30, 30, 255))
 
-    # When its placeholder is decoded
-    shown = decoded(placeholder(logo).thumbhash)
+    # When its placeholder is made and decoded
+    made = placeholder(logo)
+    shown = decoded(made.thumbhash)
 
     # Then the corners are see-through and the middle is the disc's red
     assert shown.getpixel((0, 0))[3] < 80
     red, green, blue, alpha = shown.getpixel((shown.width // 2, shown.height // 2))
     assert alpha > 200 and red > 150 and green < 90 and blue < 90
+    # and its dominant colour is the disc's, not the black hidden under the transparent corners
+    assert made.color == "#dc1e1e", made.color
 
 
 def test_the_dominant_colour_is_what_most_of_the_photo_is() -> None:

@@ -16,7 +16,7 @@ load them again:
   to an object and every item DynamoDB writes is appended to the service's journal before the answer leaves, and
   the service is pickled into its own file only when its journal has grown as large as that file (``Journal``);
   every execution Step Functions starts is journaled too, so a run the table knows of is never missing after a
-  kill, and every message sent to or deleted from an SQS queue (folded into the next snapshot). A closed
+  kill, and every message sent to or deleted from a standard SQS queue (folded into the next snapshot). A closed
   execution, which never changes again, is pickled once into an append-only archive that snapshots refer to
   (``ClosedExecutions``). Saving therefore costs the same per photo however large the library is.
 - **Loading** happens in ``on_infra_start``, before the gateway serves a request: the containers' contents are
@@ -125,9 +125,10 @@ def _stores(service: str) -> Iterator[Any]:
 
 
 def _deploying() -> bool:
-    """A stack is being created, updated or deleted (CloudFormation moves it on in a thread of its own)."""
+    """A stack is being created, updated or deleted (CloudFormation moves it on in a thread of its own; a change set
+    waiting for review does not move)."""
     return any(
-        str(stack.status).endswith("_IN_PROGRESS")
+        str(stack.status).endswith("_IN_PROGRESS") and str(stack.status) != "REVIEW_IN_PROGRESS"
         for store in _stores("cloudformation")
         for stack in (*store.stacks.values(), *store.stacks_v2.values())
     )
@@ -150,8 +151,10 @@ def _functions_settling() -> bool:
 
 # Services whose state moves on by itself after the request that changed it (a deploy goes on for a minute after
 # ExecuteChangeSet answered): saved again at every save until this says they have settled, so a kill after the
-# last request finds them as they ended, not half-way.
+# last request finds them as they ended, not half-way — for SETTLE_WITHIN after their last request at most (a
+# stack loaded half-deployed after a kill never moves on: its deploy's thread is gone).
 SETTLING: dict[str, Callable[[], bool]] = {"cloudformation": _deploying, "lambda": _functions_settling}
+SETTLE_WITHIN = 15 * 60.0
 # What other shutdown hooks write after the last save (batched metrics and log lines): a stop is clean without it.
 NOT_NEEDED_AFTER_A_STOP = frozenset({"cloudwatch", "logs"})
 # Operations that change nothing a snapshot holds (reads; receiving a message only hides it for a while).
@@ -760,23 +763,29 @@ def _held(queue: Any) -> Iterator[Any]:
 
 
 def sqs_changes(context: Any) -> list[Record]:
-    """Each message an acknowledged send added, as it is in its queue (a message already received and deleted
-    meanwhile is not recorded: its delete may be journaled first), or None for each message a delete took away."""
+    """Each message an acknowledged send added, as it is in its queue, or None for each message a delete took away.
+
+    A message already received when its send is recorded is not (its delete may be journaled first); one received
+    and not yet in flight at that very moment is missed, and is then only in the next snapshot if it is still
+    there: a consumer was taking it anyway (for IngestQueue the reconciler sends lost events again)."""
     request = context.service_request or {}
-    if context.operation.name.startswith("Delete"):
-        handles = [request["ReceiptHandle"]] if "ReceiptHandle" in request else []
-        handles += [entry["ReceiptHandle"] for entry in request.get("Entries") or []]
-        records = []
-        for handle in handles:
-            with contextlib.suppress(ValueError, UnicodeDecodeError, IndexError):
-                _uid, queue_arn, message_id, _received = base64.b64decode(handle).decode().split(" ")
-                arn = parse_arn(queue_arn)
-                records.append((arn["account"], arn["region"], arn["resource"], message_id, None))
-        return records
     response = getattr(context, "service_response", None) or {}
+    account_id, name = urlsplit(request.get("QueueUrl", "")).path.strip("/").split("/")[-2:]
+    if context.operation.name.startswith("Delete"):
+        if "ReceiptHandle" in request:
+            handles = [request["ReceiptHandle"]]
+        else:  # a batch answers 200 with the entries it refused apart
+            deleted = {entry["Id"] for entry in response.get("Successful") or []}
+            handles = [entry["ReceiptHandle"] for entry in request.get("Entries") or [] if entry["Id"] in deleted]
+        records: list[Record] = []
+        for handle in handles:
+            with contextlib.suppress(ValueError, UnicodeDecodeError, IndexError, KeyError):
+                _uid, queue_arn, message_id, _received = base64.b64decode(handle).decode().split(" ")
+                if parse_arn(queue_arn)["resource"] == name:  # a handle of another queue deletes nothing here
+                    records.append((account_id, context.region, name, message_id, None))
+        return records
     sent = {response["MessageId"]} if "MessageId" in response else set()
     sent |= {entry["MessageId"] for entry in response.get("Successful") or []}
-    account_id, name = urlsplit(request.get("QueueUrl", "")).path.strip("/").split("/")[-2:]
     queue = _queue(account_id, context.region, name)
     if queue is None or not sent:
         return []
@@ -935,6 +944,7 @@ class Saver:
         # a service not in the files yet, or a journaled one still in state.pickle, is saved at the first save
         self._dirty: set[str] = set(CONTAINERS) - set(self._pickled) - set(self._own)
         self._dirty_lock = threading.Lock()
+        self._changed_at: dict[str, float] = {}  # service → when a request last marked it (time.monotonic)
         self._save_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="photopipe-snapshot", daemon=True)
@@ -950,6 +960,9 @@ class Saver:
         name = service.service_name
         journal = self.journals.get(name)
         if journal is not None and operation.name in journal.journaling.operations:
+            if name in self.FOLDED_INTO_STATE:  # pickled at the next save all the same (a FIFO queue is not journaled)
+                with self._dirty_lock:
+                    self._dirty.add(name)
             if getattr(response, "status_code", 500) < 300:
                 try:
                     journal.record(context)
@@ -960,6 +973,7 @@ class Saver:
         if name in CONTAINERS:
             with self._dirty_lock:
                 self._dirty.add(name)
+                self._changed_at[name] = time.monotonic()
         ok = getattr(response, "status_code", 500) < 300
         if ok and (name, operation.name) in SAVED_BEFORE_ANSWER and not self.save_if_changed():
             response.status_code = 500  # not saved: the client is told it failed (and asks again)
@@ -1013,7 +1027,7 @@ class Saver:
                     journal.saved()
                     sizes[service] = self._own[service] = len(data)
                 for service in sorted(dirty - set(self.ALWAYS) - set(JOURNALED)):
-                    settling = service in SETTLING and SETTLING[service]()  # asked first: a pickle after it
+                    settling = self._settling(service)  # asked first: a pickle after it
                     rotate = self.journals[service].rotate if service in self.FOLDED_INTO_STATE else None
                     pickled[service] = self._timed(timings, service, before=rotate)  # may still show it unsettled
                     if settling:
@@ -1040,6 +1054,15 @@ class Saver:
                 ", ".join(f"{service} {took:.3f} s" for service, took in timings.items()),
                 time.monotonic() - began,
             )
+            return True
+
+    def _settling(self, service: str) -> bool:
+        """The service changed by a request lately and has not settled since (or cannot tell, being changed)."""
+        if service not in SETTLING or time.monotonic() - self._changed_at.get(service, -SETTLE_WITHIN) > SETTLE_WITHIN:
+            return False
+        try:
+            return SETTLING[service]()
+        except RuntimeError:  # a dict changed size while it was read: it is moving on
             return True
 
     def _folding(self) -> list[str]:

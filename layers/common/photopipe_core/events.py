@@ -1,11 +1,13 @@
-"""Domain events: every final status a media reaches is published once to the stack's event bus, for whoever
-subscribes (an EventBridge rule to a queue, a function, an API destination).
+"""Domain events: every final status a media reaches is published to the stack's event bus, at least once, for
+whoever subscribes (an EventBridge rule to a queue, a function, an API destination).
 
 ``source`` is ``photopipe``; the detail-type names the status (``Media Ready``, ``Media Rejected``,
-``Media Duplicate``, ``Media Failed``); the detail is the media as the API shows it, without URLs (they expire), with
-its ``owner`` and ``version``: how many final statuses the media has had. A step that is retried publishes the same
-version again, and a media retried after FAILED publishes a higher one, so a consumer that keeps the highest version
-it has seen of each media acts on each change once (EventBridge itself delivers at least once).
+``Media Duplicate``, ``Media Failed``); the detail is the media as the API shows it, without URLs (they expire; a
+duplicate's own, naming its original, not the original's variants), with its ``owner`` and ``version``: how many
+final statuses the media has had. A step that is retried publishes the same version again, and a media retried after
+FAILED publishes a higher one, so a consumer that keeps the highest version it has seen of each media acts on each
+change once. Not published: FAILED written by the state machine itself when the fail step cannot run, and a status
+whose function died between writing it and publishing it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """What a gallery shows while a variant loads: a ThumbHash of the photo and its dominant colour.
 
 ThumbHash (https://evanw.github.io/thumbhash/) rather than BlurHash: at about the same size (20–25 bytes, 28–34
-characters of base64, against 20–30 for a 4×3 BlurHash) it keeps the photo's aspect ratio and alpha, encodes the
-average colour exactly, and its colours are closer (it splits luminance from two chroma channels and gives
-luminance more terms). Decoders exist for every platform a client may use (JavaScript, Swift, Kotlin, Rust, Python).
+characters of base64, against 20–30 for a 4×3 BlurHash) it keeps the photo's aspect ratio and alpha, and its colours
+are closer (it splits luminance from two chroma channels and gives luminance more terms). Decoders exist for every
+platform a client may use (JavaScript, Swift, Kotlin, Rust, Python).
 
 The encoder is written here, from the format's description (it gives the same bytes as other encoders), as sums
 over a small image: the DCT terms are separable, so each row is projected once per horizontal term
@@ -34,14 +34,22 @@ def placeholder(image: Image.Image) -> Placeholder:
     small = image.copy()
     small.thumbnail((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX)
     rgba = small.convert("RGBA")
-    return Placeholder(
-        thumbhash=base64.b64encode(thumbhash(rgba)).decode("ascii"), color=dominant_color(rgba.convert("RGB"))
-    )
+    return Placeholder(thumbhash=base64.b64encode(thumbhash(rgba)).decode("ascii"), color=dominant_color(rgba))
 
 
 def dominant_color(image: Image.Image) -> str:
-    """The colour most of the image is (of its ``DOMINANT_AMONG`` median-cut colours), as ``#rrggbb``."""
-    paletted = image.quantize(colors=DOMINANT_AMONG, method=Image.Quantize.MEDIANCUT)
+    """The colour most of the image is (of its ``DOMINANT_AMONG`` median-cut colours), as ``#rrggbb``; of its
+    visible pixels only, when it has transparent ones (whose hidden colour is often black)."""
+    rgba = image.convert("RGBA")
+    alpha = rgba.getchannel("A").tobytes()
+    rgb = rgba.convert("RGB")
+    visible = [rgb.getpixel((n % rgba.width, n // rgba.width)) for n, a in enumerate(alpha) if a >= 128]
+    if visible and len(visible) < rgba.width * rgba.height:
+        opaque = Image.new("RGB", (len(visible), 1))
+        opaque.putdata(visible)
+    else:
+        opaque = rgb
+    paletted = opaque.quantize(colors=DOMINANT_AMONG, method=Image.Quantize.MEDIANCUT)
     counts = paletted.histogram()  # pixels per palette index
     at = 3 * max(range(len(counts)), key=counts.__getitem__)
     red, green, blue = (paletted.getpalette() or [0, 0, 0])[at : at + 3]
@@ -49,7 +57,7 @@ def dominant_color(image: Image.Image) -> str:
 
 
 def _round(value: float) -> int:
-    """Half away from zero for the non-negative values here, as the format's reference rounds (not to even)."""
+    """Half up, as the format's reference rounds (JavaScript's Math.round; Python's round goes to even)."""
     return math.floor(value + 0.5)
 
 
