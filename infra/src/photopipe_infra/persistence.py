@@ -43,6 +43,7 @@ import functools
 import hashlib
 import heapq
 import importlib
+import inspect
 import io
 import json
 import logging
@@ -159,6 +160,34 @@ SETTLE_WITHIN = 15 * 60.0
 NOT_NEEDED_AFTER_A_STOP = frozenset({"cloudwatch", "logs"})
 # Operations that change nothing a snapshot holds (reads; receiving a message only hides it for a while).
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Receive", "Query", "Scan", "BatchGet", "Lookup", "Filter")
+
+
+# What SETTLING and the SQS journal read of LocalStack's stores (``upstream_sha256``): queues' message containers,
+# the receipt-handle format, stacks' statuses, function versions' states.
+def upstream_sha256() -> str:
+    from localstack.services.cloudformation.engine.entities import Stack  # noqa: PLC0415 - read for the pin only
+    from localstack.services.cloudformation.stores import CloudFormationStore  # noqa: PLC0415
+    from localstack.services.cloudformation.v2.entities import Stack as StackV2  # noqa: PLC0415
+    from localstack.services.lambda_.invocation.lambda_models import VersionFunctionConfiguration  # noqa: PLC0415
+    from localstack.services.sqs.models import SqsMessage, SqsQueue  # noqa: PLC0415
+    from localstack.services.sqs.utils import encode_receipt_handle  # noqa: PLC0415
+
+    digest = hashlib.sha256()
+    for code in (
+        SqsQueue,
+        StandardQueue,
+        SqsMessage,
+        encode_receipt_handle,
+        CloudFormationStore,
+        Stack,
+        StackV2,
+        VersionFunctionConfiguration,
+    ):
+        digest.update(inspect.getsource(code).encode())
+    return digest.hexdigest()
+
+
+UPSTREAM_SHA256 = "84f2b094c208ba8654b49968f8edfc1e29a4413a08f5613a4b7a5e131494a097"
 
 
 # --- pickling ------------------------------------------------------------------------------------------------
