@@ -989,7 +989,7 @@ class Saver:
         name = service.service_name
         journal = self.journals.get(name)
         if journal is not None and operation.name in journal.journaling.operations:
-            if name in self.FOLDED_INTO_STATE:  # pickled at the next save all the same (a FIFO queue is not journaled)
+            if str((context.service_request or {}).get("QueueUrl", "")).endswith(".fifo"):  # not journaled
                 with self._dirty_lock:
                     self._dirty.add(name)
             if getattr(response, "status_code", 500) < 300:
