@@ -41,11 +41,13 @@ def cli(stack: Stack, *args: str) -> Any:
 
 
 def listing(stack: Stack, key: str, media_ids: set[str]) -> dict[str, Any]:
-    """What `photopipe ls --json` shows of these media, without the presigned URLs (they name the bucket)."""
+    """What `photopipe ls --json` shows of these media, without the presigned URLs (they name the bucket): the
+    variants' and the srcset made of them."""
     result = cli(stack, "--api-key", key, "ls", "--json")
     assert result.exit_code == 0, result.output
     rows = {row["media_id"]: row for row in map(json.loads, result.stdout.splitlines()) if row["media_id"] in media_ids}
     for row in rows.values():
+        row.pop("srcset", None)
         for variant in row.get("variants", {}).values():
             variant.pop("url", None)
     return rows
