@@ -67,7 +67,7 @@ from localstack.services.events.event_bus import EventBusService
 from localstack.services.events.models import events_stores
 from localstack.services.events.rule import RuleService
 from localstack.services.plugins import SERVICE_PLUGINS
-from localstack.services.s3.models import S3DeleteMarker, S3Object, s3_stores
+from localstack.services.s3.models import KeyStore, S3DeleteMarker, S3Object, VersionedKeyStore, s3_stores
 from localstack.services.sqs.models import StandardQueue, sqs_stores
 from localstack.services.stepfunctions.backend.execution import Execution
 from localstack.services.stepfunctions.backend.store import sfn_stores
@@ -162,8 +162,8 @@ NOT_NEEDED_AFTER_A_STOP = frozenset({"cloudwatch", "logs"})
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Receive", "Query", "Scan", "BatchGet", "Lookup", "Filter")
 
 
-# What SETTLING and the SQS journal read of LocalStack's stores (``upstream_sha256``): queues' message containers,
-# the receipt-handle format, stacks' statuses, function versions' states.
+# What SETTLING, the SQS journal and the bucket reducer read of LocalStack's stores (``upstream_sha256``): queues'
+# message containers, the receipt-handle format, stacks' statuses, function versions' states, a bucket's key store.
 def upstream_sha256() -> str:
     from localstack.services.cloudformation.engine.entities import Stack  # noqa: PLC0415 - read for the pin only
     from localstack.services.cloudformation.stores import CloudFormationStore  # noqa: PLC0415
@@ -182,12 +182,14 @@ def upstream_sha256() -> str:
         Stack,
         StackV2,
         VersionFunctionConfiguration,
+        KeyStore,
+        VersionedKeyStore,
     ):
         digest.update(inspect.getsource(code).encode())
     return digest.hexdigest()
 
 
-UPSTREAM_SHA256 = "84f2b094c208ba8654b49968f8edfc1e29a4413a08f5613a4b7a5e131494a097"
+UPSTREAM_SHA256 = "1e1712ad005c37e312a9990691c102d950867fa8b2a88363d64da0069083fd41"
 
 
 # --- pickling ------------------------------------------------------------------------------------------------
@@ -280,6 +282,24 @@ def _restore_object(cls: type, state: dict[str, Any]) -> Any:
     return obj
 
 
+def _reduce_key_store(obj: KeyStore | VersionedKeyStore) -> tuple[Any, ...]:
+    """A bucket's objects by a copy of their dict, taken at once: uploads go on while S3 is pickled, and in a large
+    bucket under load the pickler iterating the live dict met a new key on every try ("dictionary changed size"), so
+    S3 was never folded and its journal only grew. ``dict(d)`` copies without letting another thread run; a
+    versioned store's inner dicts are copied one by one (each a version list of one key, consistent on its own)."""
+    store = obj._store  # noqa: SLF001 - a key store's only state (pinned in upstream_sha256)
+    if isinstance(obj, VersionedKeyStore):
+        copied: dict[Any, Any] = {key: dict(versions) for key, versions in list(store.items())}
+        return _restore_key_store, (type(obj), copied)
+    return _restore_key_store, (type(obj), dict(store))
+
+
+def _restore_key_store(cls: type, store: dict[Any, Any]) -> Any:
+    key_store = cls()
+    key_store._store.update(store)  # noqa: SLF001 - see _reduce_key_store
+    return key_store
+
+
 def _subclasses(cls: type) -> list[type]:
     return [cls, *(sub for direct in cls.__subclasses__() for sub in _subclasses(direct))]
 
@@ -293,6 +313,7 @@ def reducers() -> dict[type, Any]:
     }
     table.update(dict.fromkeys(_subclasses(Execution), _reduce_execution))
     table.update({DynamoType: _reduce_dynamo_type, Item: _reduce_item})
+    table.update({KeyStore: _reduce_key_store, VersionedKeyStore: _reduce_key_store})
     table.update({cls: _reduce_declared for cls in (S3Object, S3DeleteMarker) if _declared(cls) is not None})
     return table
 
