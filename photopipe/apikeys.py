@@ -103,6 +103,14 @@ class ApiKeys:
                 self._gateway.delete_api_key(apiKey=key_id)
         return key_id
 
+    def webhook_secret(self, name: str, rotate: bool = False) -> str:
+        """The owner's webhook secret (made at the first ask; ``rotate``: a new one); ValueError for an owner the
+        stack does not have."""
+        owners = self._owners
+        if owners.get(check_owner_name(name)) is None:
+            raise ValueError(f"no owner {name!r} (`photopipe keys list` shows them)")
+        return owners.webhook_secret(name, rotate)
+
     def owner_of_value(self, value: str) -> str | None:
         """The owner of the key with this value (as the API function would find it), or None."""
         key_id = next((key["id"] for key in self._gateway_keys(values=True) if key.get("value") == value), None)

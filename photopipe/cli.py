@@ -42,6 +42,7 @@ from photopipe.upload import (
     drop_folder_writer,
     drop_object,
 )
+from photopipe_core.models import WebhookState
 from photopipe_core.owners import OwnerExists, drop_folder
 
 # Wide enough for media ids and keys when the output is a file or a pipe (rich assumes 80 columns there).
@@ -210,6 +211,8 @@ def status(ctx: Context, media_id: str, as_json: bool) -> None:
         ("size", f"{item.width}×{item.height}" if item.width else None),
         ("taken at", item.taken_at),
         ("sha256", item.sha256),
+        ("callback", item.callback_url),
+        ("webhook", _webhook_line(item.webhook) if item.webhook else None),
     ):
         if value:
             out.print(f"  {label:<13} {value}", soft_wrap=True, highlight=False)
@@ -223,6 +226,12 @@ def status(ctx: Context, media_id: str, as_json: bool) -> None:
         detail = entry.get("reason") or entry.get("error") or entry.get("duplicate_of") or ""
         table.add_row(entry.get("at", ""), entry.get("status", ""), entry.get("step", ""), detail)
     out.print(table)
+
+
+def _webhook_line(state: WebhookState) -> str:
+    answer = f"HTTP {state.status_code}" if state.status_code else "no answer"
+    line = f"{state.state} (version {state.version}, attempt {state.attempts}, {answer}, {state.at})"
+    return f"{line}: {state.error}" if state.error and state.state != "delivered" else line
 
 
 STATUSES = ["PENDING_UPLOAD", "PROCESSING", "READY", "DUPLICATE", "REJECTED", "FAILED"]
@@ -278,14 +287,15 @@ def _reader(ctx: Context) -> MediaReader:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per failure.")
 @pass_context
 def failed(ctx: Context, as_json: bool) -> None:
-    """List FailedQueue (runs that failed) and IngestDLQ (events that could not start a run)."""
+    """List FailedQueue (runs that failed), IngestDLQ (events that could not start a run) and WebhookDLQ (events
+    not delivered to their callback_url)."""
     failures = Failures(ctx.stack, _reader(ctx).repository).pending()
     if as_json:
         for failure in failures:
             click.echo(json.dumps({"queue": failure.queue, "media_id": failure.media_id, "detail": failure.detail}))
         return
     if not failures:
-        console.print("Nothing failed: FailedQueue and IngestDLQ are empty")
+        console.print("Nothing failed: FailedQueue, IngestDLQ and WebhookDLQ are empty")
         return
     table = Table("queue", "media_id", "detail")
     for failure in failures:
@@ -365,7 +375,8 @@ def _copy(ctx: Context, run: Callable[..., backups.Summary], location: str, verb
 @click.argument("media_ids", nargs=-1)
 @pass_context
 def redrive(ctx: Context, media_ids: tuple[str, ...]) -> None:
-    """Run failed media again (all of them, or MEDIA_IDS); events in IngestDLQ go back to IngestQueue."""
+    """Run failed media again (all of them, or MEDIA_IDS); events in IngestDLQ go back to IngestQueue, and in
+    WebhookDLQ to WebhookQueue (delivered again from a first attempt)."""
     with console.status("redriving…") as shown:
         results = Failures(ctx.stack, _reader(ctx).repository).redrive(list(media_ids), shown.update)
     if not results:
@@ -667,6 +678,21 @@ def keys_revoke(ctx: Context, name: str) -> None:
     if key_id is None:
         raise _fail(f"owner {name!r} has no API key")
     console.print(f"Revoked the API key {key_id} of {name!r}")
+
+
+@keys.command(name="secret")
+@click.argument("name")
+@click.option("--rotate", is_flag=True, help="Replace the secret (deliveries use the new one within a minute).")
+@pass_context
+def keys_secret(ctx: Context, name: str, rotate: bool) -> None:
+    """The webhook secret of the owner NAME: the deliveries to its media's callback_url are signed with it
+    (README, "Webhooks"). Made at the first ask."""
+    try:
+        secret = apikeys.ApiKeys(ctx.stack).webhook_secret(name, rotate)
+    except (ValueError, StackNotFound) as error:
+        raise _fail(str(error)) from error
+    click.echo(secret)  # alone on stdout: `SECRET=$(photopipe keys secret NAME)`
+    console.print(f"Webhook secret of {name!r}{' (new)' if rotate else ''}", soft_wrap=True)
 
 
 def _revoke(ctx: Context, name: str) -> str | None:

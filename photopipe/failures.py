@@ -1,4 +1,4 @@
-"""FailedQueue and IngestDLQ from the client side: list what failed, and run it again."""
+"""FailedQueue, IngestDLQ and WebhookDLQ from the client side: list what failed, and run (or send) it again."""
 
 from __future__ import annotations
 
@@ -78,6 +78,22 @@ class _Hidden:
         self._renewed = time.monotonic()
 
 
+def _event_detail(body: dict[str, Any]) -> dict[str, Any]:
+    detail = body.get("detail")
+    return detail if isinstance(detail, dict) else {}
+
+
+def _webhook_media_id(body: dict[str, Any]) -> str | None:
+    media_id = _event_detail(body).get("media_id")
+    return str(media_id) if media_id else None
+
+
+def _webhook_failure(body: dict[str, Any]) -> str:
+    detail = _event_detail(body)
+    what = f"{body.get('detail-type', 'event')} (version {detail.get('version', '?')})"
+    return f"{what} not delivered to {detail.get('callback_url', '?')}"
+
+
 def _dlq_media_id(body: dict[str, Any]) -> str | None:
     try:
         detail = body["detail"]
@@ -117,6 +133,11 @@ class Failures:
                 else:
                     key = body.get("detail", {}).get("object", {}).get("key", "?")
                     failures.append(Failure(queue, _dlq_media_id(body), f"could not start a run for {key}", body))
+        webhooks = _drain(self._sqs, outputs.WebhookDLQUrl, PEEK_SECONDS)
+        _release(self._sqs, outputs.WebhookDLQUrl, webhooks)
+        for message in webhooks:
+            body = json.loads(message["Body"])
+            failures.append(Failure("WebhookDLQ", _webhook_media_id(body), _webhook_failure(body), body))
         return failures
 
     def redrive(
@@ -155,15 +176,33 @@ class Failures:
             outcome, settled = self._redrive_one(media_id, lambda: None, waiting, patience)
             results.append((media_id, outcome))
             handled[media_id] = settled
-        for message in _drain(self._sqs, outputs.IngestDLQUrl, 60):
-            media_id = _dlq_media_id(json.loads(message["Body"]))
-            if wanted and media_id not in wanted:
-                _release(self._sqs, outputs.IngestDLQUrl, [message])
-                continue
-            self._sqs.send_message(QueueUrl=outputs.IngestQueueUrl, MessageBody=message["Body"])
-            self._sqs.delete_message(QueueUrl=outputs.IngestDLQUrl, ReceiptHandle=message["ReceiptHandle"])
-            results.append((media_id or "?", "event sent back to IngestQueue"))
+        results += self._send_back(outputs.IngestDLQUrl, outputs.IngestQueueUrl, _dlq_media_id, wanted, "IngestQueue")
+        webhooks = self._webhook_queue_url()
+        results += self._send_back(outputs.WebhookDLQUrl, webhooks, _webhook_media_id, wanted, "WebhookQueue")
         return results
+
+    def _send_back(
+        self, dlq: str, queue: str, media_id_of: Callable[[dict[str, Any]], str | None], wanted: set[str], name: str
+    ) -> list[tuple[str, str]]:
+        """Move a dead-letter queue's messages (of the ``wanted`` media, or all) back to the queue they left."""
+        results = []
+        for message in _drain(self._sqs, dlq, 60):
+            media_id = media_id_of(json.loads(message["Body"]))
+            if wanted and media_id not in wanted:
+                _release(self._sqs, dlq, [message])
+                continue
+            self._sqs.send_message(QueueUrl=queue, MessageBody=message["Body"])
+            self._sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
+            results.append((media_id or "?", f"event sent back to {name}"))
+        return results
+
+    def _webhook_queue_url(self) -> str:
+        """The queue WebhookDLQ is the dead-letter queue of (its redrive source)."""
+        sources = self._sqs.list_dead_letter_source_queues(QueueUrl=self._stack.outputs.WebhookDLQUrl)
+        urls = sources.get("queueUrls", [])
+        if len(urls) != 1:
+            raise RuntimeError(f"WebhookDLQ should be the dead-letter queue of one queue, not of {urls}")
+        return str(urls[0])
 
     def _redrive_one(
         self, media_id: str, keep_hidden: Callable[[], None], waiting: Callable[[str], None], patience: float

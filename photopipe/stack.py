@@ -30,6 +30,7 @@ class StackOutputs(BaseModel):
     FailedQueueUrl: str
     UsagePlanId: str
     MediaEventBusName: str
+    WebhookDLQUrl: str
 
     def execution_arn(self, name: str) -> str:
         return f"{self.PipelineStateMachineArn.replace(':stateMachine:', ':execution:')}:{name}"

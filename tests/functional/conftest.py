@@ -61,6 +61,7 @@ def clear_factories() -> None:
         aws.presigning_client,
         storage.failed_queue,
         storage.ingest_queue,
+        storage.webhook_queue,
         inflight.in_flight_slots,
         quotas.quotas,
         events.media_events,
@@ -85,6 +86,13 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         monkeypatch.setenv("FAILED_QUEUE_URL", failed)
         ingest = boto3.client("sqs").create_queue(QueueName="ingest")["QueueUrl"]
         monkeypatch.setenv("INGEST_QUEUE_URL", ingest)
+        webhook_dlq = boto3.client("sqs").create_queue(QueueName="webhook-dlq")["QueueUrl"]
+        dlq_arn = boto3.client("sqs").get_queue_attributes(QueueUrl=webhook_dlq, AttributeNames=["QueueArn"])
+        redrive = {"deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"], "maxReceiveCount": "8"}
+        webhook = boto3.client("sqs").create_queue(
+            QueueName="webhook", Attributes={"RedrivePolicy": json.dumps(redrive)}
+        )["QueueUrl"]
+        monkeypatch.setenv("WEBHOOK_QUEUE_URL", webhook)
         monkeypatch.setenv("EVENT_BUS_NAME", "media-events")
         events = subscribed_queue("media-events")
         yield {
@@ -93,6 +101,8 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             "state_machine_arn": arn,
             "failed_queue_url": failed,
             "ingest_queue_url": ingest,
+            "webhook_queue_url": webhook,
+            "webhook_dlq_url": webhook_dlq,
             "events_queue_url": events,
         }
 

@@ -83,6 +83,13 @@ def test_create_upload_returns_the_contract(client: KeyedClient) -> None:
         ({**VALID, "size": 50 * 1024 * 1024 + 1}, "too_large"),
         ({**VALID, "sha256": "xyz"}, "invalid_sha256"),
         ({**VALID, "sha256": "g" * 64}, "invalid_sha256"),
+        ({**VALID, "callback_url": None}, "invalid_callback_url"),
+        ({**VALID, "callback_url": 5}, "invalid_callback_url"),
+        ({**VALID, "callback_url": "ftp://example.com/h"}, "invalid_callback_url"),
+        ({**VALID, "callback_url": "https://user:pw@example.com/h"}, "invalid_callback_url"),
+        ({**VALID, "callback_url": "https://example.com/a b"}, "invalid_callback_url"),
+        ({**VALID, "callback_url": "https:///h"}, "invalid_callback_url"),
+        ({**VALID, "callback_url": "https://example.com/" + "h" * 2029}, "invalid_callback_url"),
     ],
 )
 def test_bad_upload_requests_are_400_with_a_code(client: KeyedClient, body: Any, code: str) -> None:
@@ -91,6 +98,15 @@ def test_bad_upload_requests_are_400_with_a_code(client: KeyedClient, body: Any,
     assert set(response.json_body) == {"error"}
     assert response.json_body["error"]["code"] == code
     assert response.json_body["error"]["message"]
+
+
+def test_an_upload_names_where_its_events_are_delivered_and_the_media_shows_it(client: KeyedClient) -> None:
+    url = "https://hooks.example.com:8443/photopipe?team=7"
+    media_id = post(client, {**VALID, "callback_url": url}).json_body["media_id"]
+    shown = client.http.get(f"/v1/media/{media_id}").json_body
+    assert shown["callback_url"] == url and "webhook" not in shown  # nothing delivered yet
+    longest = "https://example.com/" + "h" * 2028  # 2,048 characters
+    assert post(client, {**VALID, "callback_url": longest}).status_code == 201
 
 
 def test_same_idempotency_key_and_body_give_the_same_media(client: KeyedClient) -> None:

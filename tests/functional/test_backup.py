@@ -31,6 +31,7 @@ class MotoStack(Stack):
             FailedQueueUrl="https://sqs.example/failed",
             UsagePlanId="plan",
             MediaEventBusName="media-events",
+            WebhookDLQUrl="https://sqs.example/webhook-dlq",
         )
 
 

@@ -250,6 +250,7 @@ class MotoStack:
             FailedQueueUrl=stack["failed_queue_url"],
             IngestQueueUrl=stack["ingest_queue_url"],
             IngestDLQUrl=boto3.client("sqs").create_queue(QueueName="ingest-dlq")["QueueUrl"],
+            WebhookDLQUrl=stack["webhook_dlq_url"],
             PipelineStateMachineArn=stack["state_machine_arn"],
         )
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.after_every_handler
 
 # The functional stack's names (conftest `stack`) → the template's resources, in the test's resource spelling.
-QUEUES = {"ingest": "IngestQueue", "failed": "FailedQueue"}
+QUEUES = {"ingest": "IngestQueue", "failed": "FailedQueue", "webhook": "WebhookQueue"}
 BUSES = {"media-events": "MediaEventBus"}
 
 
@@ -177,7 +177,14 @@ LIBRARY_VARIABLES = {
     "GLIBC_TUNABLES",
 }
 # Settings without a useful default: a function that reads one must be given it.
-RESOURCE_NAMES = {"media_bucket", "media_table", "pipeline_arn", "ingest_queue_url", "failed_queue_url"}
+RESOURCE_NAMES = {
+    "media_bucket",
+    "media_table",
+    "pipeline_arn",
+    "ingest_queue_url",
+    "failed_queue_url",
+    "webhook_queue_url",
+}
 
 
 def test_each_function_is_given_only_the_variables_its_code_reads(

@@ -27,6 +27,7 @@ from photopipe_core.repository import AlreadyExists, InvalidTransition, MediaRep
 from photopipe_core.rules import CONTENT_TYPES, TYPE_ALIASES
 from photopipe_core.settings import Settings
 from photopipe_core.storage import NoSuchUpload, ObjectStore, Presigner, UploadedPart
+from photopipe_core.webhooks import check_callback_url
 
 ACCEPTED_TYPES = frozenset(CONTENT_TYPES.values())
 # Every spelling of ``content_type`` the API takes, exactly as written (the OpenAPI document's enum).
@@ -63,6 +64,7 @@ class UploadRequest(BaseModel):
     content_type: str = Field(min_length=1, max_length=255)
     size: int
     sha256: str | None = None
+    callback_url: str | None = None  # where the media's final-status events are delivered, signed (webhooks.py)
 
 
 def parse_upload_request(raw: bytes | str | None, settings: Settings) -> UploadRequest:
@@ -88,6 +90,11 @@ def parse_upload_request(raw: bytes | str | None, settings: Settings) -> UploadR
         raise ApiError(400, "too_large", f"size {request.size} is over the limit of {settings.max_upload_bytes} bytes")
     if request.sha256 is not None and not _is_sha256(request.sha256):
         raise ApiError(400, "invalid_sha256", "sha256 must be 64 hexadecimal characters")
+    if request.callback_url is not None:
+        try:
+            check_callback_url(request.callback_url)
+        except ValueError as error:
+            raise ApiError(400, "invalid_callback_url", f"callback_url {error}") from error
     return request.model_copy(
         update={
             "content_type": TYPE_ALIASES.get(request.content_type, request.content_type),
@@ -97,7 +104,8 @@ def parse_upload_request(raw: bytes | str | None, settings: Settings) -> UploadR
 
 
 def _json_object(raw: bytes | str | None) -> dict[str, Any]:
-    """The body as a JSON object whose ``size`` is a JSON integer and whose ``sha256``, if there, is a string."""
+    """The body as a JSON object whose ``size`` is a JSON integer and whose ``sha256`` and ``callback_url``, if
+    there, are strings."""
     try:
         document = json.loads(raw or b"")
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -106,6 +114,8 @@ def _json_object(raw: bytes | str | None) -> dict[str, Any]:
         raise ApiError(400, "invalid_request", "the body must be a JSON object")
     if "sha256" in document and not isinstance(document["sha256"], str):
         raise ApiError(400, "invalid_sha256", "sha256 must be 64 hexadecimal characters (leave it out if unknown)")
+    if "callback_url" in document and not isinstance(document["callback_url"], str):
+        raise ApiError(400, "invalid_callback_url", "callback_url must be a URL string (leave it out for none)")
     size = document.get("size", 0)
     if isinstance(size, float) and size.is_integer():
         document["size"] = size = int(size)  # 5.0 is the integer 5 in JSON (and in the OpenAPI document)
@@ -257,7 +267,9 @@ class MediaApi:
         if self._is_multipart(request.size):
             source["upload_id"] = self._store.start_multipart(key, request.content_type)
         try:
-            item = self._repo.create_pending(media_id, owner, source, int(time.time()) + PENDING_TTL_SECONDS)
+            item = self._repo.create_pending(
+                media_id, owner, source, int(time.time()) + PENDING_TTL_SECONDS, request.callback_url
+            )
         except AlreadyExists:
             # A request with the same Idempotency-Key created it a moment before this one: the same media for both.
             if "upload_id" in source:
@@ -419,9 +431,12 @@ class MediaApi:
             original = self._repo.get(item.duplicate_of)
             shown = original if original else item.model_copy(update={"variants": {}, "placeholder": None})
         expires = self._settings.download_url_expires_seconds
-        return media_document(
+        document = media_document(
             item, shown.variants, shown.placeholder, lambda key: self._presigner.get_url(key, expires)
         )
+        if item.webhook is not None:  # the API's only: an event does not carry the delivery of an earlier one
+            document["webhook"] = without_none(item.webhook.model_dump())
+        return document
 
     # --- actions ---------------------------------------------------------------------------------------------
     def retry(self, owner: str, media_id: str) -> dict[str, Any]:
@@ -505,6 +520,7 @@ def media_document(
         "width": item.width,
         "height": item.height,
         "taken_at": item.taken_at,
+        "callback_url": item.callback_url,
         "placeholder": placeholder.model_dump() if placeholder else None,
         "srcset": ", ".join(f"{urls[name]} {v.width}w" for name, v in sorted(variants.items(), key=by_width))
         if urls

@@ -138,6 +138,17 @@ class Variant(BaseModel):
     format: str = "webp"
 
 
+class WebhookState(BaseModel):
+    """The last delivery attempt of a media's event to its ``callback_url`` (``photopipe_core.webhooks``)."""
+
+    state: str  # delivered | retrying | failed (the event waits in the webhook dead-letter queue)
+    version: int  # the event's media version
+    attempts: int
+    at: str
+    status_code: int | None = None
+    error: str | None = None
+
+
 class MediaItem(BaseModel):
     """The media item of DESIGN §4.2 as stored (``pk = MEDIA#<media_id>``, ``sk = META``)."""
 
@@ -162,5 +173,7 @@ class MediaItem(BaseModel):
     variants: dict[str, Variant] = Field(default_factory=dict)
     attempts: int = 0
     version: int = 0  # how many final statuses it has had (its events carry it: a consumer keeps the highest)
+    callback_url: str | None = None  # where its final-status events are delivered (webhooks.py)
+    webhook: WebhookState | None = None
     created_at: str
     updated_at: str

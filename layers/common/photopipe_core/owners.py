@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from photopipe_core.keys import DROP_PREFIX
 from photopipe_core.models import OPERATOR, utc_now
+from photopipe_core.webhooks import new_secret
 
 __all__ = [
     "OPERATOR",
@@ -147,6 +148,19 @@ class Owners:
             if error.response["Error"]["Code"] == "TransactionCanceledException":
                 raise OwnerExists(f"owner {name!r} already has an API key; revoke it first") from error
             raise
+
+    def webhook_secret(self, name: str, rotate: bool = False) -> str:
+        """The owner's webhook secret (what its deliveries are signed with), made at the first ask; ``rotate``
+        replaces it (deliveries use the new one within ``OwnerCache``'s minute)."""
+        new = ":new" if rotate else "if_not_exists(webhook_secret, :new)"
+        expression = f"SET webhook_secret = {new}"
+        answer = self._table.update_item(
+            Key={"pk": OWNERS_PK, "sk": check_owner_name(name)},
+            UpdateExpression=expression,
+            ExpressionAttributeValues={":new": new_secret()},
+            ReturnValues="ALL_NEW",
+        )
+        return str(answer["Attributes"]["webhook_secret"])
 
     def set_limits(self, name: str, limits: dict[str, int]) -> None:
         """The owner's own limits (quotas.py: ``daily_uploads``, ``daily_bytes``, ``open_uploads``; 0 = none)."""

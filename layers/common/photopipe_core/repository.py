@@ -26,7 +26,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from photopipe_core import aws
-from photopipe_core.models import MediaItem, PipelineInput, SourceFacts, SourceObject, Status, utc_now
+from photopipe_core.models import MediaItem, PipelineInput, SourceFacts, SourceObject, Status, WebhookState, utc_now
 from photopipe_core.owners import Owners
 from photopipe_core.rules import hamming
 from photopipe_core.settings import get_settings
@@ -230,10 +230,12 @@ class MediaRepository:
         self._append_history(media_id, status, now, **history)
         return to_media_item(response["Attributes"])
 
-    def create_pending(self, media_id: str, owner: str, source: dict[str, Any], expires_at: int) -> MediaItem:
+    def create_pending(
+        self, media_id: str, owner: str, source: dict[str, Any], expires_at: int, callback_url: str | None = None
+    ) -> MediaItem:
         """A new media of ``owner`` waiting for its upload (API); abandoned ones expire through the table's TTL."""
         now = utc_now()
-        item = {
+        item: dict[str, Any] = {
             "pk": media_pk(media_id),
             "sk": META,
             "media_id": media_id,
@@ -247,6 +249,8 @@ class MediaRepository:
             "gsi1sk": status_sort_key(owner, now),
             "gsi2pk": f"KEY#{source['key']}",
         }
+        if callback_url:
+            item["callback_url"] = callback_url
         try:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
@@ -255,6 +259,23 @@ class MediaRepository:
             raise
         self._append_history(media_id, Status.PENDING_UPLOAD, now, step="api")
         return to_media_item(item)
+
+    def record_webhook(self, media_id: str, state: WebhookState) -> bool:
+        """Keep the outcome of a delivery attempt on the media, unless one of a later event is there already;
+        False when it was not kept."""
+        try:
+            self._table.update_item(
+                Key={"pk": media_pk(media_id), "sk": META},
+                UpdateExpression="SET webhook = :state",
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(webhook) OR webhook.version <= :version)",
+                ExpressionAttributeValues={":state": dynamo_value(state), ":version": state.version},
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
 
     def claim_idempotency_key(self, owner: str, key: str, body_hash: str, media_id: str) -> tuple[str, str]:
         """Bind an owner's Idempotency-Key to a request body and media; return the (media_id, body_hash) it is

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     failed_queue_url: str = ""
     ingest_queue_url: str = ""
     event_bus_name: str = ""
+    webhook_queue_url: str = ""
+    # Deliveries of one event to a callback_url (its queue's maxReceiveCount), and the wait after the first failure
+    # (doubled after each next one).
+    webhook_max_attempts: int = Field(default=8, gt=0, le=1000)
+    webhook_retry_seconds: int = Field(default=30, gt=0, le=900)
     # Photos between "execution started" and a terminal status at once; more wait in the ingest queue.
     max_in_flight: int = Field(default=100, gt=0)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)

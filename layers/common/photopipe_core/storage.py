@@ -223,6 +223,12 @@ class MessageQueue:
             MessageAttributes={WAITS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(waits)}},
         )
 
+    def hide(self, receipt_handle: str, seconds: int) -> None:
+        """Keep a received message out of sight for ``seconds`` (at most 12 hours): when it is tried next."""
+        self._client.change_message_visibility(
+            QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(seconds, 43_200))
+        )
+
 
 @lru_cache(maxsize=1)
 def object_store() -> ObjectStore:
@@ -244,3 +250,8 @@ def failed_queue() -> MessageQueue:
 @lru_cache(maxsize=1)
 def ingest_queue() -> MessageQueue:
     return MessageQueue(aws.client("sqs"), get_settings().require("ingest_queue_url"))
+
+
+@lru_cache(maxsize=1)
+def webhook_queue() -> MessageQueue:
+    return MessageQueue(aws.client("sqs"), get_settings().require("webhook_queue_url"))
