@@ -401,10 +401,25 @@ def redrive(ctx: Context, media_ids: tuple[str, ...]) -> None:
     help=f"Files in flight at once [default: {default_concurrency()}].",
 )
 @click.option("--wait", is_flag=True, help="Wait until every photo has a final status.")
+@click.option(
+    "--callback-url",
+    metavar="URL",
+    help='POST each photo\'s final-status event to URL, signed (README, "Webhooks"; API uploads only).',
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file on stdout (and nothing else).")
 @pass_context
-def upload(ctx: Context, paths: tuple[str, ...], via: str, concurrency: int | None, wait: bool, as_json: bool) -> None:
+def upload(
+    ctx: Context,
+    paths: tuple[str, ...],
+    via: str,
+    concurrency: int | None,
+    wait: bool,
+    callback_url: str | None,
+    as_json: bool,
+) -> None:
     """Upload photos (files and folders, recursively); files already READY or DUPLICATE are skipped."""
+    if callback_url and via != "api":
+        raise _fail("--callback-url goes with --via api: a drop-folder object has no upload request to name it in")
     try:
         files = collect(paths)
         outputs = ctx.stack.outputs
@@ -416,7 +431,9 @@ def upload(ctx: Context, paths: tuple[str, ...], via: str, concurrency: int | No
         drop = drop_folder_writer(ctx.stack.client("s3"), outputs.MediaBucketName, prefix)
     total_bytes = sum(path.stat().st_size for path in files)
     with transfer_bars(console, len(files), total_bytes) as bars:
-        uploader = Uploader(ctx.api(), via=via, concurrency=concurrency, wait=wait, drop=drop, progress=bars)
+        uploader = Uploader(
+            ctx.api(), via=via, concurrency=concurrency, wait=wait, drop=drop, progress=bars, callback_url=callback_url
+        )
 
         def done(result: FileResult, size: int) -> None:
             bars.finished(Path(result.path), size)

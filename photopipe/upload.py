@@ -363,8 +363,10 @@ class Uploader:
         wait_timeout: float = 300.0,
         drop: Callable[[LocalFile, Callable[[int], None]], str] | None = None,
         progress: UploadProgress | None = None,
+        callback_url: str | None = None,
     ) -> None:
         self.api = api
+        self.callback_url = callback_url
         self.via = via
         self.concurrency = concurrency or default_concurrency()
         self.wait = wait
@@ -442,6 +444,8 @@ class Uploader:
             "size": local.size,
             "sha256": local.sha256,
         }
+        if self.callback_url:
+            body["callback_url"] = self.callback_url
         created = self.api.request("POST", "/v1/uploads", json=body, headers={"Idempotency-Key": local.idempotency_key})
         if created.status_code == 409 and created.json().get("error", {}).get("code") == "already_uploaded":
             raise AlreadyUploaded(created.json()["error"]["media_id"])

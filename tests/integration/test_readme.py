@@ -52,3 +52,6 @@ def test_every_bash_block_in_the_readme_works_against_the_stack(stack: Stack, tm
     assert "PUT 200" in result.stdout
     assert "thumb.webp: RIFF" in result.stdout and "Web/P image" in result.stdout
     assert '"status": "READY"' in result.stdout  # the curl flow's final answer
+    # the webhook receiver's own check: the signed delivery taken, the forged one refused
+    assert re.search(r"^Media Ready [0-9A-Z]{26} version 1$", result.stdout, re.MULTILINE), result.stdout[-4000:]
+    assert "a forged delivery: HTTP 401" in result.stdout and "refused: bad signature" in result.stdout
