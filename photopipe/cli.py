@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import requests
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
@@ -600,6 +601,48 @@ def _soak(ctx: Context, photos: int, burst: int, as_json: bool, out_dir: Path) -
         if key != "samples":
             out.print(f"{key}: {json.dumps(value)}")
     console.print(f"Report: {out_dir / 'soak.json'}  chart: {chart}")
+
+
+@main.command()
+@click.argument("album_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per album (or per media of ALBUM_ID).")
+@pass_context
+def albums(ctx: Context, album_id: str | None, as_json: bool) -> None:
+    """Your READY photos grouped by the day and place they were taken (most recent first); with ALBUM_ID, its
+    photos in the order they were taken."""
+    api = ctx.api()
+    try:
+        if album_id is None:
+            listed = api.albums()
+        else:
+            album, media = api.album(album_id)
+    except (UploadFailed, requests.RequestException) as error:
+        raise _fail(str(error)) from error
+    if album_id is None:
+        if as_json:
+            for album in listed:
+                click.echo(json.dumps(album))
+            return
+        table = Table("album", "title", "photos", "taken (UTC)")
+        for album in listed:
+            table.add_row(album["album_id"], album["title"], str(album["count"]), _span(album))
+        out.print(table)
+        return
+    if as_json:
+        for item in media:
+            click.echo(json.dumps(item))
+        return
+    out.print(f"[bold]{album['title']}[/]  {album['count']} photo(s), {_span(album)}", soft_wrap=True)
+    table = Table("media_id", "taken", "file", "size")
+    for item in media:
+        size = f"{item['width']}×{item['height']}" if item.get("width") else ""
+        table.add_row(item["media_id"], item.get("taken_at", ""), item["source"]["filename"], size)
+    out.print(table)
+
+
+def _span(album: dict[str, Any]) -> str:
+    start, end = album["start"].replace("T", " ").rstrip("Z"), album["end"].replace("T", " ").rstrip("Z")
+    return start if start == end else f"{start} – {end[11:] if end[:10] == start[:10] else end}"
 
 
 @main.group()

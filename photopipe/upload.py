@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import requests
 
@@ -340,6 +341,27 @@ class ApiClient:
             token = page.get("next_token")
             if not token:
                 return
+
+    def albums(self) -> list[dict[str, Any]]:
+        """The caller's albums (``GET /v1/albums``)."""
+        return list(self._json("GET", "/v1/albums")["items"])
+
+    def album(self, album_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """An album and all of its media (every page of ``GET /v1/albums/{id}``)."""
+        media: list[dict[str, Any]] = []
+        params: dict[str, str] = {"limit": "100"}
+        while True:
+            page = self._json("GET", f"/v1/albums/{quote(album_id, safe='')}", params=params)
+            media += page["items"]
+            if not page["next_token"]:
+                return page["album"], media
+            params["next_token"] = page["next_token"]
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self.request(method, path, **kwargs)
+        if response.status_code != 200:
+            raise UploadFailed(f"{method} {path}: {describe(response)}")
+        return dict(response.json())
 
     def existing(self, sha256: str) -> dict[str, Any] | None:
         response = self.request("GET", "/v1/media", params={"sha256": sha256})

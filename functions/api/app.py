@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from chalice import Chalice, Response
 
-from photopipe_core.api import ApiError, MediaApi, parse_media_query, parse_upload_request
+from photopipe_core.api import ApiError, MediaApi, parse_media_query, parse_page_query, parse_upload_request
 from photopipe_core.inflight import in_flight_slots
 from photopipe_core.owners import OwnerCache
 from photopipe_core.pipeline import pipeline_starter
@@ -165,6 +165,21 @@ def get_media(media_id: str) -> Response:
 def list_media() -> Response:
     owner = caller()
     return respond(media_api().find(owner, parse_media_query(app.current_request.query_params or {})))
+
+
+@route("/v1/albums", methods=["GET"])
+def list_albums() -> Response:
+    owner = caller()
+    if app.current_request.query_params:
+        raise ApiError(400, "unknown_query", "GET /v1/albums takes no query parameters")
+    return respond(media_api().albums(owner))
+
+
+@route("/v1/albums/{album_id}", methods=["GET"])
+def get_album(album_id: str) -> Response:
+    owner = caller()
+    limit, next_token = parse_page_query(app.current_request.query_params or {})
+    return respond(media_api().album(owner, album_id, limit, next_token))
 
 
 @route("/v1/media/{media_id}/retry", methods=["POST"], content_types=["*/*"])  # no body: any type

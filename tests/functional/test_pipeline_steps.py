@@ -326,7 +326,7 @@ def test_near_duplicates_are_found_at_the_documented_threshold_and_not_beyond(
     """Every pair within SIMILAR_MAX_DISTANCE (6) bits is found, whichever bits differ; 7 and 8 are not reported."""
     repo = media_repository()
     base = 0x9F3A_5C71_E0B4_2D86
-    repo.index_phash(OPERATOR, "BASE", f"{base:016x}")
+    repo.index_ready(OPERATOR, "BASE", f"{base:016x}")
     rng = random.Random(distance)
     # Spread flips (one per band run where possible) are the hardest case for a banded index; random ones too.
     spread = [min(63, round(i * 64 / max(distance, 1)) + 4) for i in range(distance)]
@@ -344,7 +344,7 @@ def test_a_crowd_of_look_alikes_is_reported_as_its_closest_most_recent_few(stack
     repo = media_repository()
     base = 0x9F3A_5C71_E0B4_2D86
     for n in range(300):
-        repo.index_phash(OPERATOR, f"M{n:04d}", f"{base ^ (1 << (n % 2)) if n % 3 else base:016x}")
+        repo.index_ready(OPERATOR, f"M{n:04d}", f"{base ^ (1 << (n % 2)) if n % 3 else base:016x}")
     # When a new one is looked up
     found = repo.similar(OPERATOR, "PROBE", f"{base:016x}")
     # Then SIMILAR_LIMIT are reported: the closest (here exact matches), most recent first

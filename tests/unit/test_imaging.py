@@ -318,3 +318,28 @@ def test_a_render_process_reuses_the_memory_of_the_photo_before() -> None:
     # 0 measured; without the setting 3 600 here (this script's photo making already raised glibc's own
     # mapping threshold) and ~20 000 per photo in a Resize process.
     assert int(done.stdout) < 1_000
+
+
+@pytest.mark.parametrize(
+    ("offset_tag", "gps_time", "expected"),
+    [
+        ("+05:30", None, "+05:30"),  # OffsetTimeOriginal, as phones write it
+        (None, ("2023:01:01", (20.0, 4.0, 5.0)), "+07:00"),  # local 03:04 on the 2nd; GPS says 20:04 UTC the 1st
+        (None, ("2023:01:02", (8.0, 33.0, 50.0)), "-05:30"),  # to the quarter hour (-5:29:45)
+        ("+99:00", None, None),  # not an offset
+        (None, ("2023:01:05", (3.0, 4.0, 5.0)), None),  # three days apart: not a clock offset
+        (None, None, None),  # the camera's local time, unplaced
+    ],
+)
+def test_the_offset_of_the_time_taken_comes_from_exif_or_else_from_the_gps_clock(
+    offset_tag: str | None, gps_time: tuple[str, tuple[float, float, float]] | None, expected: str | None
+) -> None:
+    exif = corpus.exif_with(taken_at="2023:01:02 03:04:05")
+    if offset_tag:
+        exif.get_ifd(0x8769)[0x9011] = offset_tag
+    if gps_time:
+        exif[0x8825] = {1: "N", 2: (52.0, 22.0, 12.0), 3: "W", 4: (4.0, 53.0, 30.0), 7: gps_time[1], 29: gps_time[0]}
+    data = corpus.save(Image.new("RGB", (64, 48), (90, 120, 150)), "JPEG", exif=exif)
+    with Image.open(io.BytesIO(data)) as image:
+        facts = imaging.photo_facts(image)
+    assert (facts.taken_at, facts.taken_offset) == ("2023-01-02T03:04:05", expected)

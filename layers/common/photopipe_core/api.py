@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from photopipe_core.albums import ALBUM_ID, Album, albums
 from photopipe_core.inflight import InFlightSlots
 from photopipe_core.keys import MEDIA_ID_PATTERN, new_media_id, upload_key
 from photopipe_core.models import MediaItem, Placeholder, Status, Variant
@@ -438,6 +439,31 @@ class MediaApi:
             document["webhook"] = without_none(item.webhook.model_dump())
         return document
 
+    # --- albums (albums.py) -----------------------------------------------------------------------------------
+    def albums(self, owner: str) -> dict[str, Any]:
+        return {"items": [album_summary(album) for album in albums(self._repo.album_photos(owner))]}
+
+    def album(
+        self, owner: str, album_id: str, limit: int | None = None, next_token: str | None = None
+    ) -> dict[str, Any]:
+        """One album and a page of its media (in the order taken), as ``GET /v1/media/{id}`` shows each."""
+        found = None
+        if ALBUM_ID.fullmatch(album_id):  # not an id the API gives out: not found, without a read
+            found = next((a for a in albums(self._repo.album_photos(owner)) if a.album_id == album_id), None)
+        if found is None:
+            raise ApiError(404, "not_found", f"no album {album_id}")
+        ids = [photo.media_id for photo in found.photos]
+        start = _album_start(next_token, album_id, ids) if next_token else 0
+        page = ids[start : start + min(max(limit or 50, 1), MAX_PAGE)]
+        media = self._repo.get_many(page)
+        end = start + len(page)
+        token = _album_token(album_id, ids[end - 1]) if end < len(ids) else None
+        return {
+            "album": album_summary(found),
+            "items": [self.view(media[media_id]) for media_id in page if media_id in media],
+            "next_token": token,
+        }
+
     # --- actions ---------------------------------------------------------------------------------------------
     def retry(self, owner: str, media_id: str) -> dict[str, Any]:
         item = self._owned(owner, media_id)
@@ -481,6 +507,53 @@ def _start_key(next_token: str, status: Status, owner: str) -> dict[str, str]:
     ):
         raise refused
     return start
+
+
+def album_summary(album: Album) -> dict[str, Any]:
+    center = album.center
+    return without_none(
+        {
+            "album_id": album.album_id,
+            "title": album.title,
+            "kind": album.kind,
+            "day": album.day.isoformat(),
+            "start": album.start.isoformat().replace("+00:00", "Z"),
+            "end": album.end.isoformat().replace("+00:00", "Z"),
+            "count": len(album.photos),
+            "cover": album.photos[0].media_id,
+            "center": {"latitude": center[0], "longitude": center[1]} if center else None,
+        }
+    )
+
+
+def _album_token(album_id: str, after: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"album": album_id, "after": after}).encode()).decode()
+
+
+def _album_start(next_token: str, album_id: str, ids: list[str]) -> int:
+    """Where the page after a ``next_token`` this API gave out for this album starts; 400 for any other token, and
+    for one whose media is no longer in the album (it changed: list it again)."""
+    refused = ApiError(400, "invalid_next_token", "next_token is not one this API gave out for this album")
+    try:
+        start = json.loads(base64.urlsafe_b64decode(next_token.encode()))
+    except (ValueError, binascii.Error) as error:
+        raise refused from error
+    if not isinstance(start, dict) or start.get("album") != album_id or start.get("after") not in ids:
+        raise refused
+    return ids.index(start["after"]) + 1
+
+
+def parse_page_query(params: Mapping[str, str]) -> tuple[int | None, str | None]:
+    """``limit`` and ``next_token`` of a paginated listing (nothing else), or the ApiError that says what is wrong."""
+    if unknown := set(params) - {"limit", "next_token"}:
+        raise ApiError(400, "unknown_query", f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+    limit = params.get("limit")
+    if limit is not None and not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_PAGE):
+        raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
+    next_token = params.get("next_token")
+    if next_token is not None and not next_token:
+        raise ApiError(400, "invalid_next_token", "next_token is not one this API gave out")
+    return (int(limit) if limit else None), next_token
 
 
 def by_width(named: tuple[str, Variant]) -> int:

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from PIL import Image, ImageCms, ImageMath, PngImagePlugin, features
@@ -98,6 +98,8 @@ else:
 _SRGB = ImageCms.createProfile("sRGB")
 _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 _ORIENTATION, _MAKE, _MODEL, _DATETIME_ORIGINAL = 0x0112, 0x010F, 0x0110, 0x9003
+_OFFSET_TIME, _OFFSET_TIME_ORIGINAL = 0x9010, 0x9011
+_GPS_TIME, _GPS_DATE = 0x0007, 0x001D
 
 
 @dataclass(frozen=True)
@@ -547,11 +549,14 @@ def photo_facts(image: Image.Image) -> PhotoFacts:
         gps = exif.get_ifd(_GPS_IFD)
     except Exception:  # noqa: BLE001 - broken EXIF loses the facts, not the photo
         return PhotoFacts(width=image.width, height=image.height)
+    taken_at = exif_datetime(details.get(_DATETIME_ORIGINAL) or exif.get(0x0132))
     return PhotoFacts(
         width=image.width,
         height=image.height,
         orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else None,
-        taken_at=exif_datetime(details.get(_DATETIME_ORIGINAL) or exif.get(0x0132)),
+        taken_at=taken_at,
+        taken_offset=exif_offset(details.get(_OFFSET_TIME_ORIGINAL) or details.get(_OFFSET_TIME))
+        or gps_offset(taken_at, gps),
         camera_make=clean_text(exif.get(_MAKE)),
         camera_model=clean_text(exif.get(_MODEL)),
         gps=gps_position(gps),
@@ -575,6 +580,33 @@ def exif_datetime(value: Any) -> str | None:
         return datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S").isoformat()
     except ValueError:
         return None
+
+
+def exif_offset(value: Any) -> str | None:
+    """An EXIF offset tag (``+02:00``) as written, when it is one (±14 h at most)."""
+    text = clean_text(value)
+    if not text or not re.fullmatch(r"[+-](0\d|1[0-4]):[0-5]\d", text):
+        return None
+    return text
+
+
+def gps_offset(taken_at: str | None, gps: dict[int, Any]) -> str | None:
+    """The offset of the camera's clock from the GPS clock's UTC time of the same photo, to the quarter hour (a
+    phone writes both; a camera with a GPS often no offset tag): None when either is missing or it is beyond ±14 h."""
+    try:
+        day = datetime.strptime(clean_text(gps[_GPS_DATE]) or "", "%Y:%m:%d")
+        hours, minutes, seconds = (float(part) for part in gps[_GPS_TIME])
+        utc = day + timedelta(hours=hours, minutes=minutes, seconds=seconds)
+        local = datetime.fromisoformat(taken_at) if taken_at else None
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+    if local is None:
+        return None
+    quarters = round((local - utc).total_seconds() / 900)
+    if abs(quarters) > 14 * 4:
+        return None
+    sign, quarters = ("-" if quarters < 0 else "+"), abs(quarters)
+    return f"{sign}{quarters // 4:02d}:{quarters % 4 * 15:02d}"
 
 
 def gps_position(gps: dict[int, Any]) -> GpsPosition | None:

@@ -39,7 +39,8 @@ class PhotoFacts(BaseModel):
     width: int
     height: int
     orientation: int | None = None
-    taken_at: str | None = None
+    taken_at: str | None = None  # the camera's local time
+    taken_offset: str | None = None  # of that local time from UTC ("+02:00"), when the photo says
     camera_make: str | None = None
     camera_model: str | None = None
     gps: GpsPosition | None = None

@@ -17,6 +17,7 @@ Every status change is a conditional write: a run may only finish a media it is 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from functools import lru_cache
@@ -26,6 +27,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from photopipe_core import aws
+from photopipe_core.albums import AlbumPhoto
 from photopipe_core.models import MediaItem, PipelineInput, SourceFacts, SourceObject, Status, WebhookState, utc_now
 from photopipe_core.owners import Owners
 from photopipe_core.rules import hamming
@@ -44,6 +46,7 @@ PHASH_BANDS = SIMILAR_MAX_DISTANCE + 1
 # each band is read for its most recent SIMILAR_READ_PER_BAND entries, and the SIMILAR_LIMIT closest are recorded.
 SIMILAR_READ_PER_BAND = 100
 SIMILAR_LIMIT = 20
+BATCH_GET = 100  # DynamoDB BatchGetItem takes at most 100 keys
 # A run may take over a media that waits for its first run or failed; any other run needs to be the one bound to it.
 REDRIVABLE_FROM = (Status.PENDING_UPLOAD, Status.FAILED)
 
@@ -420,10 +423,47 @@ class MediaRepository:
             raise
         return True
 
-    def index_phash(self, owner: str, media_id: str, phash: str) -> None:
+    def index_ready(self, owner: str, media_id: str, phash: str, album: AlbumPhoto | None = None) -> None:
+        """Index a READY media: its perceptual hash bands (near-duplicates) and what its album is found by."""
         with self._table.batch_writer() as batch:
             for band, bits in phash_bands(phash):
                 batch.put_item(Item={"pk": f"PHASH#{owner}#{band}#{bits}", "sk": media_id, "phash": phash})
+            if album is not None:
+                batch.put_item(Item={"pk": album_photos_pk(owner), "sk": media_id, **dynamo_value(album_entry(album))})
+
+    def album_photos(self, owner: str) -> list[AlbumPhoto]:
+        """Every READY media of ``owner`` as albums see it (one item each, a few dozen bytes)."""
+        found: list[AlbumPhoto] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": album_photos_pk(owner)},
+        }
+        while True:
+            response = self._table.query(**kwargs)
+            found += [album_photo(plain(item)) for item in response["Items"]]
+            if "LastEvaluatedKey" not in response:
+                return found
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def get_many(self, media_ids: list[str]) -> dict[str, MediaItem]:
+        """The media of these ids that exist (at most 100 at once: one BatchGetItem, and again for what it left)."""
+        assert len(media_ids) <= BATCH_GET, f"at most {BATCH_GET} media at once"
+        client = self._table.meta.client
+        keys = [{"pk": media_pk(media_id), "sk": META} for media_id in dict.fromkeys(media_ids)]
+        found: dict[str, MediaItem] = {}
+        request = {self._table.name: {"Keys": keys, "ConsistentRead": True}}
+        for _ in range(20):
+            if not request:
+                break
+            response = client.batch_get_item(RequestItems=request)
+            for item in response["Responses"].get(self._table.name, []):
+                media = to_media_item(item)
+                found[media.media_id] = media
+            request = response.get("UnprocessedKeys") or {}
+            time.sleep(0.05 if request else 0)
+        if request:
+            raise RuntimeError("DynamoDB kept leaving media unread (throttled); try again")
+        return found
 
     def similar(self, owner: str, media_id: str, phash: str, max_distance: int = SIMILAR_MAX_DISTANCE) -> list[str]:
         """The owner's other media whose perceptual hash is within ``max_distance`` bits: the ``SIMILAR_LIMIT``
@@ -459,6 +499,27 @@ class MediaRepository:
         except ClientError as error:
             if not _conditional_failed(error):
                 raise
+
+
+def album_photos_pk(owner: str) -> str:
+    return f"ALBUMPHOTOS#{owner}"
+
+
+def album_entry(photo: AlbumPhoto) -> dict[str, Any]:
+    """An album index item's attributes (short names: one per READY photo)."""
+    return {"u": photo.uploaded_at, "t": photo.taken_at, "o": photo.taken_offset, "lat": photo.latitude,
+            "lon": photo.longitude}  # fmt: skip
+
+
+def album_photo(item: dict[str, Any]) -> AlbumPhoto:
+    return AlbumPhoto(
+        media_id=str(item["sk"]),
+        uploaded_at=str(item["u"]),
+        taken_at=item.get("t"),
+        taken_offset=item.get("o"),
+        latitude=float(item["lat"]) if "lat" in item else None,
+        longitude=float(item["lon"]) if "lon" in item else None,
+    )
 
 
 def _claim_key(owner: str, sha256: str) -> dict[str, str]:

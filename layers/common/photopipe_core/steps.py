@@ -14,6 +14,7 @@ from typing import Any
 from PIL import Image
 
 from photopipe_core import imaging
+from photopipe_core.albums import AlbumPhoto
 from photopipe_core.errors import (
     REJECTION_BY_REASON,
     REJECTIONS,
@@ -177,8 +178,21 @@ def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> Medi
         width=step.facts.width if step.facts else step.source.width,
         height=step.facts.height if step.facts else step.source.height,
     )
-    repo.index_phash(step.source.owner, media_id, step.phash)
+    repo.index_ready(step.source.owner, media_id, step.phash, album_photo_of(item))
     return item
+
+
+def album_photo_of(item: MediaItem) -> AlbumPhoto:
+    facts = item.facts
+    gps = facts.gps if facts else None
+    return AlbumPhoto(
+        media_id=item.media_id,
+        uploaded_at=item.created_at,
+        taken_at=facts.taken_at if facts else None,
+        taken_offset=facts.taken_offset if facts else None,
+        latitude=gps.latitude if gps else None,
+        longitude=gps.longitude if gps else None,
+    )
 
 
 def error_cause(outcome: OutcomeInput) -> dict[str, Any]:
