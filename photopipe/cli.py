@@ -30,6 +30,8 @@ from photopipe.failures import Failures
 from photopipe.load import LoadReader, LoadWatch
 from photopipe.media import MediaReader, reconcile_stack
 from photopipe.progress import phase_bars, transfer_bars
+from photopipe.reprocess import Progress as ReprocessProgress
+from photopipe.reprocess import Reprocessing
 from photopipe.samples import camera_roll
 from photopipe.stack import Stack, StackNotFound
 from photopipe.upload import (
@@ -601,6 +603,82 @@ def _soak(ctx: Context, photos: int, burst: int, as_json: bool, out_dir: Path) -
         if key != "samples":
             out.print(f"{key}: {json.dumps(value)}")
     console.print(f"Report: {out_dir / 'soak.json'}  chart: {chart}")
+
+
+@main.command()
+@click.argument("media_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every READY media.")
+@click.option("--status", type=click.Choice(["READY"]), help="Every media with this status (only READY has variants).")
+@click.option("--dry-run", is_flag=True, help="Say what would be rendered; send nothing.")
+@click.option("--no-wait", is_flag=True, help="Send the media to ReprocessQueue and return.")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds to wait for the renders.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object (the plan and, unless --no-wait, the end)."
+)
+@pass_context
+def reprocess(
+    ctx: Context,
+    media_ids: tuple[str, ...],
+    everything: bool,
+    status: str | None,
+    dry_run: bool,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Render READY media again with the stack's current variant and WebP settings (after changing Variants,
+    WebpQuality or WebpMethod): their variants replaced, those no longer in the set removed, a history entry each.
+    Media already rendered with these settings are skipped, so running it again does nothing."""
+    if bool(media_ids) == bool(everything or status):
+        raise _fail("name MEDIA_IDs, or give --all (or --status READY)")
+    reprocessing = Reprocessing(ctx.stack, _reader(ctx).repository)
+    plan = reprocessing.plan(list(media_ids) if media_ids else None)
+    settings = plan.settings
+    summary = {
+        "variants": settings.variants,
+        "webp_quality": settings.webp_quality,
+        "webp_method": settings.webp_method,
+        "fingerprint": settings.fingerprint,
+        "to_render": len(plan.to_render),
+        "up_to_date": len(plan.up_to_date),
+        "not_ready": dict(plan.not_ready),
+    }
+    if not as_json:
+        console.print(
+            f"{len(plan.to_render)} to render with {settings.variants} (WebP quality {settings.webp_quality}, "
+            f"method {settings.webp_method}); {len(plan.up_to_date)} already up to date"
+            + (f"; {len(plan.not_ready)} not READY (left as they are)" if plan.not_ready else ""),
+            soft_wrap=True,
+        )
+    if dry_run or not plan.to_render:
+        if as_json:
+            click.echo(json.dumps({**summary, "sent": 0}))
+        return
+    reprocessing.send(plan.to_render)
+    if no_wait:
+        if as_json:
+            click.echo(json.dumps({**summary, "sent": len(plan.to_render)}))
+        else:
+            console.print(f"Sent {len(plan.to_render)} to ReprocessQueue")
+        return
+    began = time.monotonic()
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console, disable=as_json) as bars:
+        task = bars.add_task("rendering", total=len(plan.to_render))
+
+        def shown(now: ReprocessProgress) -> None:
+            bars.update(task, completed=now.rendered, description=f"rendering ({now.queued} in the queue)")
+
+        end = reprocessing.wait(plan.to_render, settings.fingerprint, timeout, shown)
+    seconds = round(time.monotonic() - began, 1)
+    if as_json:
+        click.echo(json.dumps({**summary, "sent": len(plan.to_render), "rendered": end.rendered, "seconds": seconds}))
+    else:
+        console.print(f"Rendered {end.rendered} of {len(plan.to_render)} in {seconds} s", soft_wrap=True)
+    if end.rendered < len(plan.to_render):
+        raise _fail(
+            f"{len(plan.to_render) - end.rendered} not rendered: still queued ({end.queued}), or in ReprocessDLQ "
+            "after three tries (the Reprocess function's log says why); run the same command again"
+        )
 
 
 @main.command()

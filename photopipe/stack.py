@@ -31,6 +31,7 @@ class StackOutputs(BaseModel):
     UsagePlanId: str
     MediaEventBusName: str
     WebhookDLQUrl: str
+    ReprocessQueueUrl: str
 
     def execution_arn(self, name: str) -> str:
         return f"{self.PipelineStateMachineArn.replace(':stateMachine:', ':execution:')}:{name}"

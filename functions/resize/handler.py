@@ -21,4 +21,4 @@ logger = Logger()
 def lambda_handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(media_id=event.media.media_id, step="resize", execution=event.execution_arn)
     result = steps.resize(event, object_store(), get_settings())
-    return result.model_dump(mode="json", include={"variants", "phash", "placeholder", "facts"})
+    return result.model_dump(mode="json", include={"variants", "phash", "placeholder", "facts", "rendered_with"})

@@ -29,5 +29,8 @@ def run_pipeline(media: dict[str, Any], context: FakeContext, execution: str = E
     if duplicate_of:
         return load_function("outcome").duplicate_handler({**state, "duplicate_of": duplicate_of}, context)
     rendered = load_function("resize").lambda_handler(state, context)
-    final = {**state, **{name: rendered[name] for name in ("variants", "phash", "placeholder", "facts")}}
+    final = {
+        **state,
+        **{name: rendered[name] for name in ("variants", "phash", "placeholder", "facts", "rendered_with")},
+    }
     return load_function("finalize").lambda_handler(final, context)

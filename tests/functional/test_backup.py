@@ -32,6 +32,7 @@ class MotoStack(Stack):
             UsagePlanId="plan",
             MediaEventBusName="media-events",
             WebhookDLQUrl="https://sqs.example/webhook-dlq",
+            ReprocessQueueUrl="https://sqs.example/reprocess",
         )
 
 

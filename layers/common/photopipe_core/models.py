@@ -114,6 +114,7 @@ class StepInput(BaseModel):
     phash: str | None = None
     placeholder: Placeholder | None = None
     facts: PhotoFacts | None = None
+    rendered_with: str | None = None  # settings.render_fingerprint of the Resize that rendered the variants
 
 
 class StepError(BaseModel):
@@ -175,6 +176,7 @@ class MediaItem(BaseModel):
     attempts: int = 0
     version: int = 0  # how many final statuses it has had (its events carry it: a consumer keeps the highest)
     callback_url: str | None = None  # where its final-status events are delivered (webhooks.py)
+    rendered_with: str | None = None  # the render settings' fingerprint of its variants (`photopipe reprocess`)
     webhook: WebhookState | None = None
     created_at: str
     updated_at: str

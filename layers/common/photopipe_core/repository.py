@@ -28,7 +28,18 @@ from botocore.exceptions import ClientError
 
 from photopipe_core import aws
 from photopipe_core.albums import AlbumPhoto
-from photopipe_core.models import MediaItem, PipelineInput, SourceFacts, SourceObject, Status, WebhookState, utc_now
+from photopipe_core.models import (
+    MediaItem,
+    PhotoFacts,
+    PipelineInput,
+    Placeholder,
+    SourceFacts,
+    SourceObject,
+    Status,
+    Variant,
+    WebhookState,
+    utc_now,
+)
 from photopipe_core.owners import Owners
 from photopipe_core.rules import hamming
 from photopipe_core.settings import get_settings
@@ -262,6 +273,52 @@ class MediaRepository:
             raise
         self._append_history(media_id, Status.PENDING_UPLOAD, now, step="api")
         return to_media_item(item)
+
+    def rerendered(
+        self,
+        media_id: str,
+        fingerprint: str,
+        variants: dict[str, Variant],
+        placeholder: Placeholder | None,
+        facts: PhotoFacts | None,
+    ) -> MediaItem | None:
+        """Record a READY media's variants rendered again with the settings ``fingerprint`` names (and a history
+        entry); None when it is no longer READY or was rendered with them meanwhile."""
+        now = utc_now()
+        values: dict[str, Any] = {
+            ":variants": dynamo_value(variants),
+            ":fingerprint": fingerprint,
+            ":ready": Status.READY.value,
+            ":now": now,
+        }
+        sets = "variants = :variants, rendered_with = :fingerprint, updated_at = :now"
+        for name, value in (("placeholder", placeholder), ("facts", facts)):
+            if value is not None:
+                sets += f", {name} = :{name}"
+                values[f":{name}"] = dynamo_value(value)
+        try:
+            response = self._table.update_item(
+                Key={"pk": media_pk(media_id), "sk": META},
+                UpdateExpression=f"SET {sets}",
+                ConditionExpression="#status = :ready AND "
+                "(attribute_not_exists(rendered_with) OR rendered_with <> :fingerprint)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return None
+            raise
+        self._append_history(
+            media_id,
+            Status.READY,
+            now,
+            step="reprocess",
+            variants=", ".join(sorted(variants)),
+            rendered_with=fingerprint,
+        )
+        return to_media_item(response["Attributes"])
 
     def record_webhook(self, media_id: str, state: WebhookState) -> bool:
         """Keep the outcome of a delivery attempt on the media, unless one of a later event is there already;

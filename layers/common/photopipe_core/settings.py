@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property, lru_cache
 
 from pydantic import Field, field_validator
@@ -10,7 +11,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from photopipe_core.rules import Limits, VariantSpec, WebpSettings
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
+# Raised when the rendering itself changes (resampling, colour handling, placeholder): every media is then rendered
+# again by `photopipe reprocess`, as for a change of the variant set or the WebP settings.
+RENDER_VERSION = 1
 MIB = 1024 * 1024
+
+
+def render_fingerprint(variants: str, webp_quality: int, webp_method: int) -> str:
+    """What a media's variants were rendered with, in 16 hex digits: the variant set (in any order, any spacing),
+    the WebP settings and ``RENDER_VERSION``. A media whose ``rendered_with`` equals the stack's is up to date."""
+    spec = sorted((v.name, v.long_edge) for v in parse_variants(variants))
+    text = f"{spec}|q{webp_quality}|m{webp_method}|v{RENDER_VERSION}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def parse_variants(spec: str) -> list[VariantSpec]:
@@ -83,6 +95,10 @@ class Settings(BaseSettings):
     @cached_property
     def variant_specs(self) -> list[VariantSpec]:
         return parse_variants(self.variants)
+
+    @cached_property
+    def render_fingerprint(self) -> str:
+        return render_fingerprint(self.variants, self.webp_quality, self.webp_method)
 
     @cached_property
     def webp(self) -> WebpSettings:

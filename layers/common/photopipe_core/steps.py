@@ -132,12 +132,29 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
         source.bytes,
         source.sha256,
     )
+    refs, rendered = _render(step.media.media_id, data, info, store, settings)
+    return step.model_copy(
+        update={
+            "variants": refs,
+            "phash": rendered.phash,
+            "placeholder": rendered.placeholder,
+            "facts": rendered.facts,
+            "rendered_with": settings.render_fingerprint,
+        }
+    )
+
+
+def _render(
+    media_id: str, data: bytes, info: imaging.SourceInfo, store: ObjectStore, settings: Settings
+) -> tuple[list[VariantRef], imaging.Rendered]:
+    """Render ``data`` (the original, ``info`` its facts) and write every variant; their references, and what
+    rendering found (hash, placeholder, facts)."""
     rendered = imaging.render(data, info, settings.variant_specs, settings.limits)
     del data
 
     def write(name: str, image: Image.Image) -> VariantRef:
         body = imaging.encode_webp(image, settings.webp)
-        key = variant_key(step.media.media_id, name)
+        key = variant_key(media_id, name)
         store.put(key, body, WEBP, cache_control=CACHE_CONTROL)
         return VariantRef(name=name, key=key, width=image.width, height=image.height, bytes=len(body))
 
@@ -152,10 +169,32 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
     except BaseException:
         wait([pending])  # nothing of this invocation may still run once it has returned
         raise
-    refs = [pending.result(), *rest]
-    return step.model_copy(
-        update={"variants": refs, "phash": rendered.phash, "placeholder": rendered.placeholder, "facts": rendered.facts}
-    )
+    return [pending.result(), *rest], rendered
+
+
+def rerender(media_id: str, store: ObjectStore, repo: MediaRepository, settings: Settings) -> str:
+    """Render a READY media again with the stack's current variant and WebP settings (``photopipe reprocess``):
+    its variants replaced, those no longer in the set deleted, a history entry. What happened, in a few words;
+    a media not READY, or already rendered with these settings, is left as it is."""
+    item = repo.get(media_id)
+    if item is None:
+        return "skipped: no such media"
+    if item.status != Status.READY:
+        return f"skipped: {item.status.value}, not READY"
+    fingerprint = settings.render_fingerprint
+    if item.rendered_with == fingerprint:
+        return "skipped: already rendered with these settings"
+    data = store.get(item.source.key, if_match=item.source.etag or None)
+    info = imaging.inspect(data, settings.limits, item.content_type)
+    refs, rendered = _render(media_id, data, info, store, settings)
+    variants = {r.name: Variant(key=r.key, width=r.width, height=r.height, bytes=r.bytes or 0) for r in refs}
+    updated = repo.rerendered(media_id, fingerprint, variants, rendered.placeholder, rendered.facts)
+    if updated is None:
+        return "skipped: changed meanwhile (no longer READY, or rendered by another reprocess)"
+    stale = [key for key in store.keys(media_prefix(media_id)) if key not in {v.key for v in variants.values()}]
+    store.delete(stale)
+    repo.index_ready(item.owner, media_id, rendered.phash, album_photo_of(updated))
+    return f"rendered {', '.join(sorted(variants))}" + (f"; removed {len(stale)} old variant(s)" if stale else "")
 
 
 def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> MediaItem:
@@ -174,6 +213,7 @@ def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> Medi
         placeholder=step.placeholder,
         similar_to=similar,
         facts=step.facts,
+        rendered_with=step.rendered_with,
         taken_at=step.facts.taken_at if step.facts else None,
         width=step.facts.width if step.facts else step.source.width,
         height=step.facts.height if step.facts else step.source.height,

@@ -101,10 +101,13 @@ class ObjectStore:
 
     def delete_prefix(self, prefix: str) -> int:
         keys = self.keys(prefix)
+        self.delete(keys)
+        return len(keys)
+
+    def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
             batch = [{"Key": key} for key in keys[start : start + 1000]]
             self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
-        return len(keys)
 
     def is_reachable(self) -> bool:
         self._client.head_bucket(Bucket=self.bucket)
