@@ -152,6 +152,7 @@ def test_the_state_machine_may_invoke_its_functions_and_write_only_what_its_last
     integrations = {
         "arn:aws:states:::dynamodb:updateItem": Grant("dynamodb:UpdateItem", "table"),
         "arn:aws:states:::sqs:sendMessage": Grant("sqs:SendMessage", "queue:FailedQueue"),
+        "arn:aws:states:::events:putEvents": Grant("events:PutEvents", "event-bus:MediaEventBus"),
     }
     used = {grant for resource, grant in integrations.items() if resource in text}
     assert text.count("arn:aws:states:::") == text.count("arn:aws:states:::lambda:invoke") + len(used)

@@ -95,3 +95,33 @@ def test_each_final_status_is_heard_once_with_its_version(
         assert event["source"] == "photopipe" and "url" not in json.dumps(event["detail"])
         shown = api.media(event["detail"]["media_id"])
         assert event["detail"]["owner"] == shown["owner"]
+
+
+def test_a_failure_the_state_machine_records_itself_is_heard_too_with_its_version(
+    stack: Stack,
+    aws_client: Callable[[str], Any],
+    subscriber: str,
+    function_name: Callable[[str], str],
+    throttled: Callable[[str], None],
+) -> None:
+    # Given a step that keeps failing and a Fail function throttled for good: the state machine writes FAILED
+    throttled(function_name("FinalizeFunction"))
+    throttled(function_name("FailFunction"))
+    media_id = drop(
+        stack, aws_client, samples.jpeg_bytes(samples.photo(420, 300, seed=time.time_ns() % 10**6)), "x.jpg"
+    )
+
+    [event] = heard(aws_client, subscriber, wanted=1, timeout=240)
+
+    item = MediaReader(stack).get(media_id)
+    assert item is not None and item.status == "FAILED" and item.version == 1
+    assert (event["detail-type"], event["source"]) == ("Media Failed", "photopipe")
+    detail = event["detail"]
+    assert (detail["media_id"], detail["status"], detail["version"], detail["owner"]) == (
+        media_id,
+        "FAILED",
+        1,
+        item.owner,
+    )
+    assert detail["error"] == item.error and detail["error"].startswith("finalize:")
+    assert event["resources"] == [f"photopipe:media/{media_id}"]

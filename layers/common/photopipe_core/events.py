@@ -6,8 +6,9 @@ whoever subscribes (an EventBridge rule to a queue, a function, an API destinati
 duplicate's own, naming its original, not the original's variants), with its ``owner`` and ``version``: how many
 final statuses the media has had. A step that is retried publishes the same version again, and a media retried after
 FAILED publishes a higher one, so a consumer that keeps the highest version it has seen of each media acts on each
-change once. Not published: FAILED written by the state machine itself when the fail step cannot run, and a status
-whose function died between writing it and publishing it.
+change once. FAILED written by the state machine itself, when the fail step cannot run, is published by the state
+machine (with fewer fields: no file name or type, no callback_url, so no webhook). Not published: a status whose
+function died between writing it and publishing it.
 """
 
 from __future__ import annotations
