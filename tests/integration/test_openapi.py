@@ -154,11 +154,23 @@ def test_the_live_api_behaves_as_its_openapi_document_says(
         api.call("GET", "/page/{name}", keyed=False, name=name)
     api.call("GET", "/page/{name}", keyed=False, name="nothing.js")  # 404
     assert api.call("GET", "/v1/me").json() == {"owner": "operator"}
+    albums(api)
     refusals(api, api_keys, body, media_id)
     assert api.call("GET", "/v1/nothing-here").status_code == 404
     assert api.call("DELETE", "/v1/media/{media_id}", media_id=media_id).status_code == 405
 
     assert api.documented() - api.seen == NOT_PROVOKED
+
+
+def albums(api: ContractClient) -> None:
+    """The albums, the first two pages of the newest (the photos just uploaded are in it), and their refusals."""
+    [newest, *_] = api.call("GET", "/v1/albums").json()["items"]
+    first = api.call("GET", "/v1/albums/{album_id}", album_id=newest["album_id"], limit="1").json()
+    if first["next_token"]:
+        api.call("GET", "/v1/albums/{album_id}", album_id=newest["album_id"], next_token=first["next_token"])
+    api.call("GET", "/v1/albums", x="1")  # 400
+    api.call("GET", "/v1/albums/{album_id}", album_id=newest["album_id"], limit="0")  # 400
+    api.call("GET", "/v1/albums/{album_id}", album_id="1999-01-01")  # 404
 
 
 def refusals(api: ContractClient, api_keys: ApiKeys, body: dict[str, Any], media_id: str) -> None:
@@ -171,9 +183,13 @@ def refusals(api: ContractClient, api_keys: ApiKeys, body: dict[str, Any], media
         ("GET", "/v1/media"),
         ("POST", "/v1/media/{media_id}/retry"),
         ("GET", "/v1/me"),
+        ("GET", "/v1/albums"),
+        ("GET", "/v1/albums/{album_id}"),
     ):
         for headers in ({}, unknown):
-            refused = api.call(method, template, json=body, headers=headers, keyed=False, media_id=media_id)
+            refused = api.call(
+                method, template, json=body, headers=headers, keyed=False, media_id=media_id, album_id="2026-01-01"
+            )
             assert refused.status_code == 403, (method, template, refused.text)
             assert refused.json()["error"]["code"] == "forbidden"
     owner = api_keys.create(f"quota-{time.time_ns()}", {"daily_uploads": 1})
