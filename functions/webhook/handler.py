@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from functools import lru_cache
 from typing import Any
 
@@ -15,7 +16,7 @@ from photopipe_core.owners import TtlCache
 from photopipe_core.repository import media_repository
 from photopipe_core.settings import get_settings
 from photopipe_core.storage import webhook_queue
-from photopipe_core.webhooks import Delivery, DeliveryFailed, Webhooks
+from photopipe_core.webhooks import Delivery, DeliveryFailed, Webhooks, post
 
 logger = Logger()
 # Every record failing is an answer like any other (each waits for its own retry), not a function error.
@@ -27,8 +28,13 @@ def webhooks() -> Webhooks:
     settings = get_settings()
     repository = media_repository()
     secrets = TtlCache(repository.owners.webhook_secret)  # a rotated secret is used within a minute
+    send = functools.partial(
+        post,
+        allow_private=settings.webhook_private_networks == "allow",
+        own_endpoint=settings.aws_endpoint_url or None,
+    )
     return Webhooks(
-        secrets.get, repository.record_webhook, settings.webhook_max_attempts, settings.webhook_retry_seconds
+        secrets.get, repository.record_webhook, settings.webhook_max_attempts, settings.webhook_retry_seconds, send
     )
 
 

@@ -53,8 +53,9 @@ def test_a_ready_media_is_rendered_again_with_the_new_variant_set_and_once_only(
         "square": (300, 200),
     }
     stored = keys("media/R1/")
-    assert set(stored) == {f"media/R1/{n}.webp" for n in ("thumb", "large", "square")}  # medium is gone
-    body = boto3.client("s3").get_object(Bucket="media", Key="media/R1/square.webp")["Body"].read()
+    assert set(stored) == {v.key for v in after.variants.values()}  # at keys of their own; the old ones are gone
+    assert all(key.startswith(f"media/R1/{after.rendered_with}/") for key in stored)
+    body = boto3.client("s3").get_object(Bucket="media", Key=after.variants["square"].key)["Body"].read()
     assert body[:4] == b"RIFF" and body[8:12] == b"WEBP"
     history = media_repository().history("R1")
     [entry] = [h for h in history if h.get("step") == "reprocess"]
@@ -104,4 +105,4 @@ def test_an_api_upload_is_rendered_again_from_its_original_under_uploads(
 
     item = media_repository().get(media_id)
     assert item is not None and {n: v.width for n, v in item.variants.items()} == {"thumb": 100}
-    assert set(keys(f"media/{media_id}/")) == {f"media/{media_id}/thumb.webp"}
+    assert set(keys(f"media/{media_id}/")) == {item.variants["thumb"].key}

@@ -17,8 +17,9 @@ from photopipe import samples
 from photopipe.failures import Failures
 from photopipe_core.keys import new_media_id, upload_key
 from photopipe_core.models import Status, WebhookState
+from photopipe_core.owners import Owners
 from photopipe_core.repository import media_repository
-from photopipe_core.webhooks import SIGNATURE_HEADER, verify
+from photopipe_core.webhooks import SIGNATURE_HEADER, Refused, destination, post, verify
 from tests.functional.conftest import FakeContext, load_function, received_events
 from tests.functional.pipeline import put_original, run_pipeline
 from tests.functional.test_inflight import MotoStack
@@ -49,6 +50,20 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(autouse=True)
+def private_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receivers here listen on 127.0.0.1: the stack as deployed with WebhookPrivateNetworks=allow."""
+    monkeypatch.setenv("WEBHOOK_PRIVATE_NETWORKS", "allow")
+
+
+@pytest.fixture(autouse=True)
+def operator(request: pytest.FixtureRequest) -> None:
+    """The operator has an owner record (``photopipe up`` makes its key), which holds its webhook secret."""
+    if "stack" in request.fixturenames:
+        request.getfixturevalue("stack")
+        Owners(boto3.resource("dynamodb").Table("media-table")).register_key("operator", "operator-key-id")
 
 
 @pytest.fixture
@@ -190,6 +205,8 @@ def test_the_outcome_of_an_older_events_delivery_does_not_hide_a_newer_ones(stac
 
 def test_an_owners_secret_is_made_once_and_replaced_only_when_rotated(stack: dict[str, Any]) -> None:
     owners = media_repository().owners
+    with pytest.raises(LookupError, match="no owner 'nobody'"):
+        owners.webhook_secret("nobody")
     first = owners.webhook_secret("operator")
     assert owners.webhook_secret("operator") == first
     rotated = owners.webhook_secret("operator", rotate=True)
@@ -213,3 +230,52 @@ def test_an_undelivered_event_is_listed_as_failed_and_a_redrive_sends_it_back_fo
     [record] = received_batch(stack["webhook_queue_url"])["Records"]
     assert json.loads(record["body"]) == event and record["attributes"]["ApproximateReceiveCount"] == "1"
     assert failures.pending() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_private", "refused"),
+    [
+        ("http://127.0.0.1:8080/h", False, "a private address"),
+        ("http://localhost:8080/h", False, "a private address"),
+        ("http://10.1.2.3/h", False, "a private address"),
+        ("http://169.254.169.254/latest/meta-data/", True, "not a public address"),  # cloud metadata: never
+        ("http://0.0.0.0:8080/h", True, "not a public address"),
+        ("http://127.0.0.1:4566/?Action=DeleteStack", True, "the stack's own AWS endpoint"),
+        ("http://localhost:4566/", True, "the stack's own AWS endpoint"),
+    ],
+)
+def test_deliveries_never_reach_metadata_the_stacks_own_endpoint_or_private_addresses_unless_allowed(
+    url: str, allow_private: bool, refused: str
+) -> None:
+    with pytest.raises(Refused, match=refused):
+        destination(url, allow_private, own_endpoint="http://localhost:4566")
+
+
+def test_a_private_receiver_is_reached_when_allowed_and_only_its_status_line_is_kept() -> None:
+    seen: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(500 if len(seen) == 1 else 204)
+            self.end_headers()
+            self.wfile.write(b"internal secrets of the receiver")
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/h?x=1"
+    try:
+        assert (
+            post(url, b'{"id": "e1"}', {}, allow_private=False).error
+            == "not sent: 127.0.0.1 resolves to 127.0.0.1, a private address (WebhookPrivateNetworks is deny)"
+        )
+        failed = post(url, b'{"id": "e1"}', {"Content-Type": "application/json"}, allow_private=True)
+        assert (failed.delivered, failed.status_code, failed.error) == (False, 500, "HTTP 500 Internal Server Error")
+        assert post(url, b'{"id": "e1"}', {}, allow_private=True).delivered
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [b'{"id": "e1"}', b'{"id": "e1"}']

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from photopipe_core.webhooks import CALLBACK_URL, check_callback_url, retry_delay, signature_header, verify
+from photopipe_core.webhooks import (
+    CALLBACK_URL,
+    check_callback_url,
+    retry_delay,
+    signature_header,
+    verify,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_test"
@@ -59,6 +65,7 @@ def test_the_api_documents_exactly_the_callback_urls_the_code_takes() -> None:
     [
         "https://example.com",
         "http://127.0.0.1:8080/hooks",
+        "http://example.com:65535/",
         "https://hooks.example.com/p?x=1&y=%20",
         "https://example.com?only=query",
     ],
@@ -78,6 +85,7 @@ def test_http_urls_of_a_host_are_taken(url: str) -> None:
         "//example.com/",
         "https://[::1]/",
         "https://example.com:port/",
+        "http://127.0.0.1:70102/",  # no such port (a wrapped 4566)
     ],
 )
 def test_other_urls_are_refused_with_what_is_wrong(url: str) -> None:

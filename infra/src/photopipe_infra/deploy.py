@@ -149,7 +149,7 @@ def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) ->
         stack_name,
         "--parameter-overrides",
         f"Target=localstack LocalEndpoint={endpoint} PresignEndpoint={endpoint} MaxInFlight={local_max_in_flight()} "
-        f"PageOrigins={','.join(page_origins(endpoint))}",
+        f"PageOrigins={','.join(page_origins(endpoint))} WebhookPrivateNetworks=allow",
         "--tags",
         f"{SOURCE_TAG}={fingerprint}",
         "--no-progressbar",

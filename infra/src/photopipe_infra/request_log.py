@@ -20,12 +20,12 @@ KEEP_ALL_VARIABLE = "PHOTOPIPE_REQUEST_LOG"
 
 
 class FailedRequestsOnly(logging.Filter):
-    """Passes a response record whose status code (the last of its arguments) is 400 or more, and any other
-    record."""
+    """Passes a response record whose status code (its third argument, after the service or method and the
+    operation or path) is 400 or more, and any other record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
-        status = args[2] if len(args) >= 3 else None  # noqa: PLR2004 - (service or method, operation or path, status…)
+        status = args[2] if len(args) >= 3 else None  # noqa: PLR2004
         try:
             return int(status) >= 400  # type: ignore[arg-type]  # noqa: PLR2004
         except (TypeError, ValueError):

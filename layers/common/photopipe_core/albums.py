@@ -7,7 +7,8 @@
 - **The place**: photos of one day taken within ``NEAR_METRES`` of another of that day's photos (a chain: a walk
   stays one album) form one album; places farther apart are albums of their own. A photo of that day without GPS
   joins the place whose photos were taken closest in time; a day with no GPS at all is one album.
-- **No date**: photos without ``DateTimeOriginal`` go by the day they were uploaded (UTC).
+- **No date**: photos without a date (EXIF ``DateTimeOriginal``, else ``DateTime``) go by the day they were uploaded
+  (UTC).
 
 An album's id names its day and, for the second and later places of a day, their order (``2026-07-14``,
 ``2026-07-14-2``, ``uploaded-2026-11-30``): the same photos always give the same ids; a photo of an earlier,

@@ -240,7 +240,9 @@ class MediaApi:
         if idempotency_key:
             if len(idempotency_key) > 255:
                 raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key is longer than 255 characters")
-            body_hash = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+            # callback_url only when given: a request made before the field existed keeps the hash it was bound to
+            unset = {"callback_url"} if request.callback_url is None else None
+            body_hash = hashlib.sha256(request.model_dump_json(exclude=unset).encode()).hexdigest()
             bound_id, bound_hash = self._repo.claim_idempotency_key(owner, idempotency_key, body_hash, media_id)
             if bound_hash != body_hash:
                 raise ApiError(

@@ -44,7 +44,12 @@ def upload_key(media_id: str) -> str:
     return f"{UPLOADS_PREFIX}{media_id}/original"
 
 
-def variant_key(media_id: str, variant: str) -> str:
+def variant_key(media_id: str, variant: str, rendering: str | None = None) -> str:
+    """Where a variant is written: ``media/<id>/<variant>.webp`` by the pipeline; a re-render (``rendering``, the
+    settings' fingerprint) writes new keys, ``media/<id>/<rendering>/<variant>.webp``: variants are served as
+    immutable, so bytes at a key never change."""
+    if rendering:
+        return f"{MEDIA_PREFIX}{media_id}/{rendering}/{variant}.webp"
     return f"{MEDIA_PREFIX}{media_id}/{variant}.webp"
 
 

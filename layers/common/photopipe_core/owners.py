@@ -151,15 +151,27 @@ class Owners:
 
     def webhook_secret(self, name: str, rotate: bool = False) -> str:
         """The owner's webhook secret (what its deliveries are signed with), made at the first ask; ``rotate``
-        replaces it (deliveries use the new one within ``OwnerCache``'s minute)."""
+        replaces it (deliveries use the new one within ``TtlCache``'s minute). LookupError for an owner without a
+        record."""
+        if not rotate:
+            item = self._table.get_item(
+                Key={"pk": OWNERS_PK, "sk": check_owner_name(name)}, ProjectionExpression="webhook_secret"
+            ).get("Item")
+            if item and item.get("webhook_secret"):
+                return str(item["webhook_secret"])
         new = ":new" if rotate else "if_not_exists(webhook_secret, :new)"
-        expression = f"SET webhook_secret = {new}"
-        answer = self._table.update_item(
-            Key={"pk": OWNERS_PK, "sk": check_owner_name(name)},
-            UpdateExpression=expression,
-            ExpressionAttributeValues={":new": new_secret()},
-            ReturnValues="ALL_NEW",
-        )
+        try:
+            answer = self._table.update_item(
+                Key={"pk": OWNERS_PK, "sk": check_owner_name(name)},
+                UpdateExpression=f"SET webhook_secret = {new}",
+                ConditionExpression="attribute_exists(sk)",
+                ExpressionAttributeValues={":new": new_secret()},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise LookupError(f"no owner {name!r}") from error
+            raise
         return str(answer["Attributes"]["webhook_secret"])
 
     def set_limits(self, name: str, limits: dict[str, int]) -> None:

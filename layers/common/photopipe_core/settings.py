@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import cached_property, lru_cache
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,10 @@ class Settings(BaseSettings):
     # (doubled after each next one).
     webhook_max_attempts: int = Field(default=8, gt=0, le=1000)
     webhook_retry_seconds: int = Field(default=30, gt=0, le=900)
+    # Whether callback URLs may reach private and loopback addresses (the embedded stack's receivers on 127.0.0.1).
+    webhook_private_networks: Literal["deny", "allow"] = "deny"
+    # The standard variable (set where the AWS APIs are not AWS's own): a callback URL never points at it.
+    aws_endpoint_url: str = ""
     # Photos between "execution started" and a terminal status at once; more wait in the ingest queue.
     max_in_flight: int = Field(default=100, gt=0)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)

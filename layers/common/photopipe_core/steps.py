@@ -145,16 +145,21 @@ def resize(step: StepInput, store: ObjectStore, settings: Settings) -> StepInput
 
 
 def _render(
-    media_id: str, data: bytes, info: imaging.SourceInfo, store: ObjectStore, settings: Settings
+    media_id: str,
+    data: bytes,
+    info: imaging.SourceInfo,
+    store: ObjectStore,
+    settings: Settings,
+    rendering: str | None = None,
 ) -> tuple[list[VariantRef], imaging.Rendered]:
-    """Render ``data`` (the original, ``info`` its facts) and write every variant; their references, and what
-    rendering found (hash, placeholder, facts)."""
+    """Render ``data`` (the original, ``info`` its facts) and write every variant (at keys of their own for a
+    re-render: ``keys.variant_key``); their references, and what rendering found (hash, placeholder, facts)."""
     rendered = imaging.render(data, info, settings.variant_specs, settings.limits)
     del data
 
     def write(name: str, image: Image.Image) -> VariantRef:
         body = imaging.encode_webp(image, settings.webp)
-        key = variant_key(media_id, name)
+        key = variant_key(media_id, name, rendering)
         store.put(key, body, WEBP, cache_control=CACHE_CONTROL)
         return VariantRef(name=name, key=key, width=image.width, height=image.height, bytes=len(body))
 
@@ -174,8 +179,9 @@ def _render(
 
 def rerender(media_id: str, store: ObjectStore, repo: MediaRepository, settings: Settings) -> str:
     """Render a READY media again with the stack's current variant and WebP settings (``photopipe reprocess``):
-    its variants replaced, those no longer in the set deleted, a history entry. What happened, in a few words;
-    a media not READY, or already rendered with these settings, is left as it is."""
+    the new variants written at new keys, then recorded on the media (with a history entry), then the old ones
+    deleted — a reader sees the old set or the new one, never keys whose bytes changed. What happened, in a few
+    words; a media not READY, or already rendered with these settings, is left as it is."""
     item = repo.get(media_id)
     if item is None:
         return "skipped: no such media"
@@ -186,10 +192,12 @@ def rerender(media_id: str, store: ObjectStore, repo: MediaRepository, settings:
         return "skipped: already rendered with these settings"
     data = store.get(item.source.key, if_match=item.source.etag or None)
     info = imaging.inspect(data, settings.limits, item.content_type)
-    refs, rendered = _render(media_id, data, info, store, settings)
+    refs, rendered = _render(media_id, data, info, store, settings, rendering=fingerprint)
     variants = {r.name: Variant(key=r.key, width=r.width, height=r.height, bytes=r.bytes or 0) for r in refs}
     updated = repo.rerendered(media_id, fingerprint, variants, rendered.placeholder, rendered.facts)
-    if updated is None:
+    if updated is None:  # what this attempt wrote is not the media's: only a run with these settings wrote there
+        if (now := repo.get(media_id)) is None or now.rendered_with != fingerprint:
+            store.delete([r.key for r in refs])
         return "skipped: changed meanwhile (no longer READY, or rendered by another reprocess)"
     stale = [key for key in store.keys(media_prefix(media_id)) if key not in {v.key for v in variants.values()}]
     store.delete(stale)

@@ -16,18 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
+import ipaddress
 import json
+import logging
 import re
 import secrets
+import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from photopipe_core.models import WebhookState, utc_now
 
+LOG = logging.getLogger(__name__)
 SIGNATURE_HEADER = "Photopipe-Signature"
 EVENT_ID_HEADER = "Photopipe-Event-Id"
 ATTEMPT_HEADER = "Photopipe-Delivery-Attempt"
@@ -38,7 +43,8 @@ REPLAY_TOLERANCE_SECONDS = 300
 MAX_CALLBACK_URL = 2048
 ERROR_TEXT = 200  # how much of a failed answer is kept on the media
 # The API document's CallbackUrl pattern, without its anchors.
-CALLBACK_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?][\x21-\x7e]*)?")
+PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+CALLBACK_URL = re.compile(rf"https?://[A-Za-z0-9.-]+(:{PORT})?([/?][\x21-\x7e]*)?")
 
 
 def new_secret() -> str:
@@ -92,29 +98,96 @@ class Answer:
     error: str | None = None
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer like any other non-2xx: the signed body is not sent anywhere the owner did not
-    name."""
-
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
+class Refused(Exception):
+    """A callback URL the stack does not send to (what it resolves to is not a public address, or is the stack's
+    own AWS endpoint)."""
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float = DELIVERY_TIMEOUT_SECONDS) -> Answer:
-    """POST ``body`` to ``url``; delivered on a 2xx answer."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - checked URL
+def destination(url: str, allow_private: bool, own_endpoint: str | None = None) -> tuple[str, int, str]:
+    """(host, port, address to connect to) of a callback URL, every address its host resolves to checked: never a
+    link-local (cloud metadata), multicast, unspecified or reserved one, nor the stack's own AWS endpoint
+    (``own_endpoint``, AWS_ENDPOINT_URL where it is set); a private or loopback one only with ``allow_private``
+    (the embedded stack's own machine). The connection goes to the address checked, not to a second lookup."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            return Answer(200 <= response.status < 300, response.status)
-    except urllib.error.HTTPError as error:
-        text = error.read(ERROR_TEXT).decode(errors="replace")
-        return Answer(False, error.code, f"HTTP {error.code}: {text}".strip())
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        return Answer(False, None, str(reason)[:ERROR_TEXT])
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        raise Refused(f"{host} does not resolve: {error}") from error
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    forbidden = _endpoint_addresses(own_endpoint)
+    for address in addresses:
+        if address.is_link_local or address.is_multicast or address.is_unspecified or address.is_reserved:
+            raise Refused(f"{host} resolves to {address}, which is not a public address")
+        if (address.is_private or address.is_loopback) and not allow_private:
+            raise Refused(f"{host} resolves to {address}, a private address (WebhookPrivateNetworks is deny)")
+        if (address, port) in forbidden:
+            raise Refused(f"{host}:{port} is the stack's own AWS endpoint")
+    return host, port, str(addresses[0])
+
+
+def _endpoint_addresses(endpoint: str | None) -> set[tuple[Any, int]]:
+    if not endpoint:
+        return set()
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(parts.hostname or "", port, type=socket.SOCK_STREAM)
+    except OSError:
+        return set()
+    return {(ipaddress.ip_address(str(info[4][0]).split("%")[0]), port) for info in found}
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+        self._tls = ssl.create_default_context()
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    allow_private: bool = False,
+    own_endpoint: str | None = None,
+    timeout: float = DELIVERY_TIMEOUT_SECONDS,
+) -> Answer:
+    """POST ``body`` to ``url`` (checked by ``destination``); delivered on a 2xx answer. A redirect is an answer
+    like any other non-2xx (the signed body goes nowhere the owner did not name); of an answer only its status
+    line is kept (a receiver's body is not shown to the uploader)."""
+    try:
+        host, port, address = destination(url, allow_private, own_endpoint)
+    except Refused as refused:
+        return Answer(False, None, f"not sent: {refused}"[:ERROR_TEXT])
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    kind = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
+    connection = kind(host, port, address, timeout)
+    try:
+        connection.request("POST", target, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(1024)
+        ok = 200 <= response.status < 300  # noqa: PLR2004
+        return Answer(ok, response.status, None if ok else f"HTTP {response.status} {response.reason}"[:ERROR_TEXT])
+    except (OSError, http.client.HTTPException) as error:
+        return Answer(False, None, f"{type(error).__name__}: {error}"[:ERROR_TEXT])
+    finally:
+        connection.close()
 
 
 @dataclass(frozen=True)
@@ -185,17 +258,20 @@ class Webhooks:
         answer = self._send(delivery.callback_url, delivery.body, headers)
         last = attempt >= self.max_attempts
         state = "delivered" if answer.delivered else "failed" if last else "retrying"
-        self._record(
-            delivery.media_id,
-            WebhookState(
-                state=state,
-                version=delivery.version,
-                attempts=attempt,
-                at=utc_now(),
-                status_code=answer.status_code,
-                error=answer.error,
-            ),
+        outcome = WebhookState(
+            state=state,
+            version=delivery.version,
+            attempts=attempt,
+            at=utc_now(),
+            status_code=answer.status_code,
+            error=answer.error,
         )
+        try:
+            self._record(delivery.media_id, outcome)
+        except Exception:
+            if not answer.delivered:
+                raise  # tried again anyway: recorded then
+            LOG.warning("Delivered, but its outcome could not be kept on the media", exc_info=True)
         if not answer.delivered:
             raise DeliveryFailed(delivery, answer, None if last else retry_delay(attempt, self.retry_seconds))
         return answer
