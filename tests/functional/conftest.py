@@ -20,7 +20,7 @@ from chalice.test import Client
 from moto import mock_aws
 
 from photopipe_core import aws, events, inflight, pipeline, quotas, repository, settings, storage
-from photopipe_core.owners import Owners
+from photopipe_core.owners import OPERATOR, Owners
 from tests.functional import calls
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,3 +266,12 @@ class KeyedClient:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``after_every_handler`` read what the other tests recorded (calls.py): they run last."""
     items.sort(key=lambda item: item.get_closest_marker("after_every_handler") is not None)
+
+
+@pytest.fixture
+def client(stack: dict[str, Any], api_keys: ApiKeys, monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyedClient]:
+    """The API in-process, called with a key of the operator (the owner of drop-folder objects)."""
+    monkeypatch.setenv("PRESIGN_ENDPOINT_URL", "http://localhost:4566")
+    app = load_function("api", "app")
+    with Client(app.app) as test_client:
+        yield KeyedClient(test_client, api_keys.make(OPERATOR))

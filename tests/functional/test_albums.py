@@ -3,25 +3,12 @@ says, per owner, and an album's media come in pages in the order they were taken
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
 from chalice.test import Client
 from PIL import Image
 
 from photopipe import samples
-from photopipe_core.owners import OPERATOR
 from tests.functional.conftest import ApiKeys, FakeContext, KeyedClient, load_function
 from tests.functional.pipeline import put_original, run_pipeline
-
-
-@pytest.fixture
-def client(stack: dict[str, Any], api_keys: ApiKeys, monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyedClient]:
-    monkeypatch.setenv("PRESIGN_ENDPOINT_URL", "http://localhost:4566")
-    app = load_function("api", "app")
-    with Client(app.app) as test_client:
-        yield KeyedClient(test_client, api_keys.make(OPERATOR))
 
 
 def dms(value: float) -> tuple[float, float, float]:

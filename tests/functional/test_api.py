@@ -6,34 +6,22 @@ import base64
 import json
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
 import pytest
 import yaml
-from chalice.test import Client
 from openapi_spec_validator import validate
 
 from photopipe import samples
 from photopipe_core.api import ACCEPTED_SPELLINGS, plan_parts
 from photopipe_core.keys import MEDIA_ID_PATTERN
-from photopipe_core.owners import OPERATOR
 from photopipe_core.repository import MediaRepository, media_repository
 from tests.functional.conftest import FUNCTIONS_DIR, ApiKeys, FakeContext, KeyedClient, load_function
 from tests.functional.pipeline import put_original, run_pipeline
 
 VALID = {"filename": "beach.jpg", "content_type": "image/jpeg", "size": 1234}
-
-
-@pytest.fixture
-def client(stack: dict[str, Any], api_keys: ApiKeys, monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyedClient]:
-    """The API in-process, called with a key of the operator (the owner of drop-folder objects)."""
-    monkeypatch.setenv("PRESIGN_ENDPOINT_URL", "http://localhost:4566")
-    app = load_function("api", "app")
-    with Client(app.app) as test_client:
-        yield KeyedClient(test_client, api_keys.make(OPERATOR))
 
 
 def post(client: KeyedClient, body: Any, headers: dict[str, str] | None = None) -> Any:

@@ -182,15 +182,8 @@ def parse_media_query(params: Mapping[str, str]) -> MediaQuery:
         status = Status(params["status"])
     except ValueError as error:
         raise ApiError(400, "invalid_status", f"status must be one of {[s.value for s in Status]}") from error
-    limit = params.get("limit")
-    if limit is not None and not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_PAGE):
-        raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
-    # A next_token that is not one this API gave out is refused where it is decoded (list_by_status); an empty one
-    # here, before it could be taken for no token at all.
-    next_token = params.get("next_token")
-    if next_token is not None and not next_token:
-        raise ApiError(400, "invalid_next_token", "next_token is not one this API gave out")
-    return MediaQuery(status=status, limit=int(limit) if limit else None, next_token=next_token)
+    limit, next_token = _page(params)
+    return MediaQuery(status=status, limit=limit, next_token=next_token)
 
 
 def plan_parts(size: int, part_bytes: int) -> list[tuple[int, int]]:
@@ -549,6 +542,12 @@ def parse_page_query(params: Mapping[str, str]) -> tuple[int | None, str | None]
     """``limit`` and ``next_token`` of a paginated listing (nothing else), or the ApiError that says what is wrong."""
     if unknown := set(params) - {"limit", "next_token"}:
         raise ApiError(400, "unknown_query", f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+    return _page(params)
+
+
+def _page(params: Mapping[str, str]) -> tuple[int | None, str | None]:
+    """``limit`` (1 to MAX_PAGE) and ``next_token``. A next_token that is not one this API gave out is refused where
+    it is decoded; an empty one here, before it could be taken for no token at all."""
     limit = params.get("limit")
     if limit is not None and not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_PAGE):
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
