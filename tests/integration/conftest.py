@@ -41,7 +41,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def localstack() -> Iterator[EmbeddedLocalStack]:
-    instance = EmbeddedLocalStack(port=TEST_PORT, folder=state_dir() / "test-localstack")
+    # Every request logged: the page's test counts the parts S3 took in the request log.
+    instance = EmbeddedLocalStack(port=TEST_PORT, folder=state_dir() / "test-localstack", request_log=True)
     instance.stop()  # one a killed session left running
     shutil.rmtree(instance.saved_dir, ignore_errors=True)  # every session starts from an empty stack
     instance.start()

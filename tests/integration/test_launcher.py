@@ -124,3 +124,24 @@ def test_deploy_twice_is_idempotent(stack: Stack, aws_client: Callable[[str], An
         if s["StackName"] == "photopipe" and s["StackStatus"] != "DELETE_COMPLETE"
     ]
     assert len(stacks) == 1
+
+
+def test_the_log_keeps_the_requests_that_failed_and_not_those_that_succeeded(
+    own_instance: EmbeddedLocalStack,
+) -> None:
+    own_instance.request_log = False  # the default (photopipe_infra.request_log filters what succeeded)
+    own_instance.start()
+    sqs = boto3.client(
+        "sqs", endpoint_url=own_instance.endpoint, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    )  # fmt: skip
+    url = sqs.create_queue(QueueName="logged")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="fine")
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_url(QueueName="never-made")
+    own_instance.stop()  # its log is complete once it has stopped
+
+    lines = own_instance.log_file.read_text(errors="replace").splitlines()
+
+    assert any("sqs.GetQueueUrl => 400" in line for line in lines), lines[-20:]
+    assert not any("sqs.SendMessage => 200" in line or "sqs.CreateQueue => 200" in line for line in lines)

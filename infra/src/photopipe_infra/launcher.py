@@ -36,6 +36,7 @@ START_TIMEOUT_SECONDS = 120.0
 # Long enough for the state to be saved at shutdown (seconds for thousands of photos); then it is killed.
 STOP_TIMEOUT_SECONDS = 60.0
 PERSIST_ENV = "PHOTOPIPE_PERSIST"  # "0": the state lives in memory only, as in LocalStack's own default
+REQUEST_LOG_ENV = "PHOTOPIPE_REQUEST_LOG"  # "1": every request in the log (photopipe_infra.request_log)
 
 
 def default_lambda_processes() -> int:
@@ -95,6 +96,8 @@ class EmbeddedLocalStack:
     lambda_processes: int = field(default_factory=default_lambda_processes)
     # Keep the state across restarts (photopipe_infra.persistence) in ``saved_dir``.
     persist: bool = field(default_factory=lambda: os.environ.get(PERSIST_ENV, "1") != "0")
+    # Every request in the log, not only failed ones (photopipe_infra.request_log; PHOTOPIPE_REQUEST_LOG=1).
+    request_log: bool = field(default_factory=lambda: os.environ.get(REQUEST_LOG_ENV, "") in ("1", "true", "yes"))
 
     @property
     def pid_file(self) -> Path:
@@ -138,6 +141,7 @@ class EmbeddedLocalStack:
         }
         return {
             **inherited,
+            REQUEST_LOG_ENV: "1" if self.request_log else "0",
             "GATEWAY_LISTEN": f"{HOST}:{self.port}",
             "LOCALSTACK_HOST": f"localhost:{self.port}",
             "SQS_ENDPOINT_STRATEGY": "path",

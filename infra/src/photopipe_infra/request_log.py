@@ -5,7 +5,7 @@ Upstream: ``localstack.aws.handlers.logging.ResponseLogger`` logs every response
 some thirty requests, so the log grew by about 2.5 KB a photo (24 MB in a 5,000-photo soak), and formatting and
 writing those lines took about 8 % of LocalStack's busy time (py-spy, mid-soak). A filter on both loggers drops the
 records of answers below 400; errors (4xx, 5xx) are logged as before. ``PHOTOPIPE_REQUEST_LOG=1`` in LocalStack's
-environment keeps every line (``photopipe up`` passes it through).
+environment keeps every line (the launcher's ``request_log``, from the same variable in ``photopipe up``'s).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 from localstack.runtime import hooks
 
 LOGGERS = ("localstack.request.aws", "localstack.request.http")
-KEEP_ALL_VARIABLE = "PHOTOPIPE_REQUEST_LOG"
+KEEP_ALL_VARIABLE = "PHOTOPIPE_REQUEST_LOG"  # launcher.REQUEST_LOG_ENV (this module runs in LocalStack's venv)
 
 
 class FailedRequestsOnly(logging.Filter):
