@@ -80,11 +80,12 @@ def test_the_deployed_stack_has_what_a_reviewer_asks_for(stack: Stack, aws_clien
     [statement] = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
     assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     sqs = aws_client("sqs")
-    for url in (outputs.IngestQueueUrl, outputs.IngestDLQUrl, outputs.FailedQueueUrl):
+    queues = (outputs.IngestQueueUrl, outputs.IngestDLQUrl, outputs.FailedQueueUrl, outputs.WebhookDLQUrl)
+    for url in (*queues, outputs.ReprocessQueueUrl):
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["SqsManagedSseEnabled"])["Attributes"]
         assert attributes["SqsManagedSseEnabled"] == "true"
     resources = aws_client("cloudformation").describe_stack_resources(StackName="photopipe")["StackResources"]
     declared = {r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::Logs::LogGroup"}
-    assert len(declared) == 14  # 12 functions, the state machine, the API's access log
+    assert len(declared) == 16  # 14 functions, the state machine, the API's access log
     existing = {g["logGroupName"] for g in aws_client("logs").describe_log_groups()["logGroups"]}
     assert declared <= existing
