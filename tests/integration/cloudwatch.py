@@ -15,7 +15,7 @@ def metric_sum(
     cloudwatch: Any,
     namespace: str,
     metric: str,
-    dimension: dict[str, str],
+    dimension: dict[str, str] | list[dict[str, str]],
     at_least: float | None = None,
     timeout: float = 20.0,
 ) -> float:
@@ -26,7 +26,7 @@ def metric_sum(
         points = cloudwatch.get_metric_statistics(
             Namespace=namespace,
             MetricName=metric,
-            Dimensions=[dimension],
+            Dimensions=dimension if isinstance(dimension, list) else [dimension],
             StartTime=now - timedelta(minutes=10),
             EndTime=now + timedelta(minutes=1),
             Period=3600,

@@ -9,6 +9,7 @@ import textwrap
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from photopipe_infra import venvs
@@ -44,6 +45,63 @@ def test_every_invocation_is_counted_and_every_log_line_arrives(
     printed = [message for message in messages if message.startswith(f"run {run} line")]
     assert len(printed) == 12 * 50  # every line of every invocation, none twice
     assert sum(message.startswith("REPORT RequestId:") for message in messages) == 12
+
+
+EMF_HANDLER = textwrap.dedent(
+    """
+    import json, time
+
+    def handler(event, context):
+        document = {
+            "_aws": {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [{
+                    "Namespace": event["namespace"],
+                    "Dimensions": [["service", "step"]],
+                    "Metrics": [{"Name": "processed", "Unit": "Count"}, {"Name": "took", "Unit": "Milliseconds"},
+                                {"Name": "absent", "Unit": "Count"}, {"Name": "words", "Unit": "Count"}],
+                }],
+            },
+            "service": "photopipe", "step": "resize", "processed": 1, "took": [10.0, 30.0], "words": "not a number",
+        }
+        print(json.dumps(document))
+        print('{"_aws": "not a metrics document"}')
+        print("a line that only mentions \\"_aws\\"")
+        return {"ok": True}
+    """
+)
+
+
+def test_metrics_a_function_logs_in_the_embedded_format_become_data_points(
+    aws_client: Callable[[str], Any], lambda_function: Callable[..., str]
+) -> None:
+    # Given a function that logs embedded-metric-format documents (as Powertools' Metrics does), and lines that
+    # only look like them
+    function = lambda_function({"handler.py": EMF_HANDLER})
+    lam, cloudwatch = aws_client("lambda"), aws_client("cloudwatch")
+    namespace = f"emf-{uuid.uuid4().hex[:8]}"
+
+    # When it runs three times
+    for _ in range(3):
+        result = lam.invoke(FunctionName=function, Payload=json.dumps({"namespace": namespace}).encode())
+        assert "FunctionError" not in result
+
+    # Then each metric is in CloudWatch once per run, with its dimensions and every value of a list
+    dimensions = [{"Name": "service", "Value": "photopipe"}, {"Name": "step", "Value": "resize"}]
+    assert metric_sum(cloudwatch, namespace, "processed", dimensions, at_least=3) == 3
+    assert metric_sum(cloudwatch, namespace, "took", dimensions, at_least=120) == 120
+    points = cloudwatch.get_metric_statistics(
+        Namespace=namespace,
+        MetricName="took",
+        Dimensions=dimensions,
+        StartTime=datetime.now(UTC) - timedelta(minutes=10),
+        EndTime=datetime.now(UTC) + timedelta(minutes=1),
+        Period=3600,
+        Statistics=["SampleCount", "Maximum"],
+    )["Datapoints"]
+    assert sum(p["SampleCount"] for p in points) == 6 and max(p["Maximum"] for p in points) == 30
+    listed = cloudwatch.list_metrics(Namespace=namespace)["Metrics"]
+    assert {m["MetricName"] for m in listed} == {"processed", "took"}  # no data point for missing or text members
 
 
 def test_sqs_messages_are_counted(aws_client: Callable[[str], Any]) -> None:

@@ -11,6 +11,10 @@ data points and the same log events still reach CloudWatch, in order, a fraction
   ``PutMetricData`` calls of up to 1,000 points, each with the timestamp of the event it counts;
 - a function version's log shipper, once it has an invocation's logs, waits ``LOG_LINGER_SECONDS`` for more and
   sends what it has in one ``PutLogEvents`` per stream (creating the group and stream when missing, as before);
+- the metrics a function logs in CloudWatch's embedded metric format (a JSON line with an ``_aws`` member, as
+  Powertools' ``Metrics`` prints them) become data points, as CloudWatch Logs extracts them on AWS; LocalStack
+  keeps them as log lines only, so the stack's own metrics (``processed``, ``rejected_<reason>``, the
+  reconciler's actions…) and the dashboard built on them were empty locally;
 - CloudWatch stores a ``PutMetricData`` call in one SQLite transaction. Upstream's
   ``CloudwatchDatabase.add_metric_data`` opened a connection and committed (a synced write) once per data point:
   1.6 ms a point, 1.6 s for a batch of 1,000 on this machine, about a sixth of LocalStack's busy time in a photo
@@ -27,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
+import json
 import logging
 import queue
 import sqlite3
@@ -113,6 +118,51 @@ class MetricBatcher:
                     LOG.info("Unable to put %s metric data to CloudWatch: %s", namespace, error)
 
 
+def embedded_metrics(logs: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The ``(namespace, datum)`` of every data point in the embedded-metric-format documents among ``logs``.
+
+    A document is one JSON line: ``_aws.CloudWatchMetrics`` lists directives, each a namespace, dimension sets
+    (names of the document's members) and metrics (named members holding a number or a list of numbers).
+    Lines that are not such documents, and members that are missing or not numbers, are skipped."""
+    for line in logs.split("\n"):
+        if '"_aws"' not in line:
+            continue
+        try:
+            document = json.loads(line)
+            directives = document["_aws"]["CloudWatchMetrics"]
+            when = datetime.fromtimestamp(document["_aws"]["Timestamp"] / 1000, UTC)
+        except (ValueError, TypeError, KeyError):
+            continue
+        for directive in directives if isinstance(directives, list) else []:
+            yield from _directive_data(document, directive, when)
+
+
+def _directive_data(
+    document: dict[str, Any], directive: dict[str, Any], when: datetime
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    namespace = directive.get("Namespace")
+    if not isinstance(namespace, str):
+        return
+    for names in directive.get("Dimensions") or [[]]:
+        dimensions = [{"Name": name, "Value": str(document[name])} for name in names if name in document]
+        for metric in directive.get("Metrics") or []:
+            value = document.get(metric.get("Name"))
+            values = [v for v in (value if isinstance(value, list) else [value]) if _is_number(v)]
+            if not values:
+                continue
+            datum: dict[str, Any] = {"MetricName": metric["Name"], "Dimensions": dimensions, "Timestamp": when}
+            datum["Values"] = [float(v) for v in values]
+            if metric.get("Unit"):
+                datum["Unit"] = metric["Unit"]
+            if metric.get("StorageResolution"):
+                datum["StorageResolution"] = int(metric["StorageResolution"])
+            yield namespace, datum
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _drain(handler: LogHandler, first: LogItem) -> tuple[list[tuple[LogItem, int]], bool]:
     """``first`` and whatever else arrives within the linger, each with its time; and whether to stop after."""
     items = [(first, int(time.time() * 1000))]
@@ -170,11 +220,22 @@ def run_batched_log_loop(self: LogHandler, *args: Any, **kwargs: Any) -> None:
         if isinstance(first, ShutdownPill):
             return
         items, stop = _drain(self, first)
+        _publish_embedded_metrics(self, items)
         for group, stream, events in _batches(items):
             try:
                 _put_events(logs, group, stream, events)
             except Exception as error:  # noqa: BLE001 - logs must never break invocations
                 LOG.warning("Error saving logs to group %s in region %s: %s", group, self.region, error)
+
+
+def _publish_embedded_metrics(handler: LogHandler, items: list[tuple[LogItem, int]]) -> None:
+    account_id = handler.role_arn.split(":")[4] if handler.role_arn.count(":") >= 5 else None
+    try:
+        for item, _ in items:
+            for namespace, datum in embedded_metrics(item.logs):
+                _metrics.add(account_id, handler.region, namespace, datum)
+    except Exception as error:  # noqa: BLE001 - metrics must never break the logs they come from
+        LOG.info("Unable to read embedded metrics from a function's logs: %s", error)
 
 
 def upstream_sha256() -> str:
