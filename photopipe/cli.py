@@ -24,6 +24,7 @@ from photopipe import apikeys, local
 from photopipe import backup as backups
 from photopipe import bench as benchmark
 from photopipe import soak as soak_run
+from photopipe import stats as stats_figures
 from photopipe.config import ClientSettings
 from photopipe.demo import API, DROP, contact_sheet, sample_set, unexpected, write_samples
 from photopipe.failures import Failures
@@ -290,15 +291,15 @@ def _reader(ctx: Context) -> MediaReader:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per failure.")
 @pass_context
 def failed(ctx: Context, as_json: bool) -> None:
-    """List FailedQueue (runs that failed), IngestDLQ (events that could not start a run) and WebhookDLQ (events
-    not delivered to their callback_url)."""
+    """List FailedQueue (runs that failed), IngestDLQ (events that could not start a run), WebhookDLQ (events
+    not delivered to their callback_url) and ReprocessDLQ (media `photopipe reprocess` could not render again)."""
     failures = Failures(ctx.stack, _reader(ctx).repository).pending()
     if as_json:
         for failure in failures:
             click.echo(json.dumps({"queue": failure.queue, "media_id": failure.media_id, "detail": failure.detail}))
         return
     if not failures:
-        console.print("Nothing failed: FailedQueue, IngestDLQ and WebhookDLQ are empty")
+        console.print("Nothing failed: FailedQueue, IngestDLQ, WebhookDLQ and ReprocessDLQ are empty")
         return
     table = Table("queue", "media_id", "detail")
     for failure in failures:
@@ -335,6 +336,82 @@ def reconcile(ctx: Context, grace: float, stuck_after: float, as_json: bool) -> 
     for media_id in done.failed:
         out.print(f"failed      {media_id}", soft_wrap=True, highlight=False)
     console.print("Nothing to reconcile" if not done.total else f"{done.total} loose ends tied off")
+
+
+@main.command()
+@click.option(
+    "--since", "since_text", metavar="DURATION", help="Only photos uploaded in the last DURATION (30m, 1h, 7d)."
+)
+@click.option("--owner", help="Only this owner's photos (the queues and the reconciler's work are the stack's).")
+@click.option(
+    "--sample",
+    type=click.IntRange(0),
+    default=stats_figures.DEFAULT_SAMPLE,
+    show_default=True,
+    help="Latest finished runs whose histories give the time per step.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@pass_context
+def stats(ctx: Context, since_text: str | None, owner: str | None, sample: int, as_json: bool) -> None:
+    """How the pipeline is doing: photos by status and reject reason; success, retry and failure rates; time from
+    upload to final status and per step (p50/p95); queues and dead-letter queues; the oldest photo still
+    processing; what the reconciler did. The stack's CloudWatch dashboard (output DashboardName) charts them."""
+    try:
+        since = stats_figures.parse_since(since_text) if since_text else None
+    except stats_figures.BadDuration as error:
+        raise click.BadParameter(str(error), param_hint="--since") from error
+    with console.status("reading the table, the queues and CloudWatch…"):
+        figures = stats_figures.StatsReader(ctx.stack).read(since, owner, sample)
+    if as_json:
+        click.echo(figures.model_dump_json(indent=2))
+        return
+    _print_stats(figures)
+
+
+def _print_stats(figures: stats_figures.Stats) -> None:
+    window = f"uploaded since {figures.since}" if figures.since else "all photos"
+    who = f", owner {figures.owner}" if figures.owner else ""
+    out.print(f"[bold]{figures.media} photos[/bold] ({window}{who}), {figures.finished} finished", highlight=False)
+    outcomes = Table("status", "photos", "share of finished", title="Outcomes", title_justify="left")
+    for status, count in figures.by_status.items():
+        rate = figures.rates.get(status.lower())
+        outcomes.add_row(status, str(count), _percent(rate))
+    for reason, count in figures.rejected_by_reason.items():
+        outcomes.add_row(f"  rejected: {reason}", str(count), "")
+    outcomes.add_row("retried (ran again)", "", _percent(figures.rates.get("retried")))
+    out.print(outcomes)
+    times = Table("from … to", "p50 s", "p95 s", "runs", title="Time", title_justify="left")
+    e2e = figures.end_to_end_seconds
+    times.add_row("upload → final status", _seconds(e2e.p50), _seconds(e2e.p95), str(e2e.count))
+    for step, took in figures.step_seconds.items():
+        times.add_row(f"step {step}", _seconds(took.p50), _seconds(took.p95), str(took.count))
+    out.print(times)
+    queues = Table("queue", "waiting", "being handled", title="Queues", title_justify="left")
+    for name, depth in figures.queues.items():
+        queues.add_row(name, str(depth.waiting), str(depth.in_flight))
+    out.print(queues)
+    out.print(f"in flight: {figures.in_flight}/{figures.max_in_flight}", highlight=False)
+    oldest = figures.oldest_unfinished
+    if oldest is not None:
+        out.print(
+            f"oldest still processing: {oldest.media_id}, uploaded {oldest.age_seconds:.0f} s ago", highlight=False
+        )
+    errors = ", ".join(f"{step} {count}" for step, count in figures.step_errors.items())
+    out.print(f"step errors (caught, then retried, rejected or failed): {errors}", highlight=False)
+    done = figures.reconciler
+    out.print(
+        f"reconciler: {done['resent']} originals sent again, {done['failed']} lost runs marked FAILED, "
+        f"{done['slots_swept']} in-flight slots freed",
+        highlight=False,
+    )
+
+
+def _percent(rate: float | None) -> str:
+    return "" if rate is None else f"{rate * 100:.1f} %"
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 @main.command()
@@ -378,8 +455,9 @@ def _copy(ctx: Context, run: Callable[..., backups.Summary], location: str, verb
 @click.argument("media_ids", nargs=-1)
 @pass_context
 def redrive(ctx: Context, media_ids: tuple[str, ...]) -> None:
-    """Run failed media again (all of them, or MEDIA_IDS); events in IngestDLQ go back to IngestQueue, and in
-    WebhookDLQ to WebhookQueue (delivered again from a first attempt)."""
+    """Run failed media again (all of them, or MEDIA_IDS); events in IngestDLQ go back to IngestQueue, in
+    WebhookDLQ to WebhookQueue (delivered again from a first attempt), and media ids in ReprocessDLQ to
+    ReprocessQueue."""
     with console.status("redriving…") as shown:
         results = Failures(ctx.stack, _reader(ctx).repository).redrive(list(media_ids), shown.update)
     if not results:

@@ -1,4 +1,5 @@
-"""FailedQueue, IngestDLQ and WebhookDLQ from the client side: list what failed, and run (or send) it again."""
+"""FailedQueue, IngestDLQ, WebhookDLQ and ReprocessDLQ from the client side: list what failed, and run (or send)
+it again."""
 
 from __future__ import annotations
 
@@ -102,6 +103,11 @@ def _dlq_media_id(body: dict[str, Any]) -> str | None:
         return None
 
 
+def _reprocess_media_id(body: dict[str, Any]) -> str | None:
+    media_id = body.get("media_id")
+    return media_id if isinstance(media_id, str) else None
+
+
 class Failures:
     def __init__(self, stack: Stack, repo: MediaRepository) -> None:
         self._stack = stack
@@ -138,6 +144,12 @@ class Failures:
         for message in webhooks:
             body = json.loads(message["Body"])
             failures.append(Failure("WebhookDLQ", _webhook_media_id(body), _webhook_failure(body), body))
+        renders = _drain(self._sqs, outputs.ReprocessDLQUrl, PEEK_SECONDS)
+        _release(self._sqs, outputs.ReprocessDLQUrl, renders)
+        for message in renders:
+            body = json.loads(message["Body"])
+            detail = "could not be rendered again with the current settings (its variants are the previous ones)"
+            failures.append(Failure("ReprocessDLQ", _reprocess_media_id(body), detail, body))
         return failures
 
     def redrive(
@@ -179,6 +191,9 @@ class Failures:
         results += self._send_back(outputs.IngestDLQUrl, outputs.IngestQueueUrl, _dlq_media_id, wanted, "IngestQueue")
         webhooks = self._webhook_queue_url()
         results += self._send_back(outputs.WebhookDLQUrl, webhooks, _webhook_media_id, wanted, "WebhookQueue")
+        results += self._send_back(
+            outputs.ReprocessDLQUrl, outputs.ReprocessQueueUrl, _reprocess_media_id, wanted, "ReprocessQueue"
+        )
         return results
 
     def _send_back(

@@ -31,7 +31,10 @@ class StackOutputs(BaseModel):
     UsagePlanId: str
     MediaEventBusName: str
     WebhookDLQUrl: str
+    WebhookQueueUrl: str
     ReprocessQueueUrl: str
+    ReprocessDLQUrl: str
+    DashboardName: str
 
     def execution_arn(self, name: str) -> str:
         return f"{self.PipelineStateMachineArn.replace(':stateMachine:', ':execution:')}:{name}"

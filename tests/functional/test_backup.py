@@ -33,6 +33,9 @@ class MotoStack(Stack):
             MediaEventBusName="media-events",
             WebhookDLQUrl="https://sqs.example/webhook-dlq",
             ReprocessQueueUrl="https://sqs.example/reprocess",
+            ReprocessDLQUrl="https://sqs.example/reprocess-dlq",
+            WebhookQueueUrl="https://sqs.example/webhook",
+            DashboardName="photopipe",
         )
 
 

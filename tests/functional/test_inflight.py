@@ -251,6 +251,8 @@ class MotoStack:
             IngestQueueUrl=stack["ingest_queue_url"],
             IngestDLQUrl=boto3.client("sqs").create_queue(QueueName="ingest-dlq")["QueueUrl"],
             WebhookDLQUrl=stack["webhook_dlq_url"],
+            ReprocessQueueUrl=boto3.client("sqs").create_queue(QueueName="reprocess")["QueueUrl"],
+            ReprocessDLQUrl=boto3.client("sqs").create_queue(QueueName="reprocess-dlq")["QueueUrl"],
             PipelineStateMachineArn=stack["state_machine_arn"],
         )
 

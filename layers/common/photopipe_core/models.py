@@ -180,3 +180,4 @@ class MediaItem(BaseModel):
     webhook: WebhookState | None = None
     created_at: str
     updated_at: str
+    finished_at: str | None = None  # when its run gave it its final status (`photopipe stats`)

@@ -212,7 +212,8 @@ class MediaRepository:
         try:
             response = self._table.update_item(
                 Key={"pk": media_pk(media_id), "sk": META},
-                UpdateExpression=f"SET #status = :status, updated_at = :now, gsi1pk = :gsi1pk{sets} ADD version :one",
+                UpdateExpression="SET #status = :status, updated_at = :now, finished_at = :now, "
+                f"gsi1pk = :gsi1pk{sets} ADD version :one",
                 ConditionExpression="#status = :processing AND execution_arn = :execution",
                 ExpressionAttributeNames={"#status": "status", **{f"#{k}": k for k in fields}},
                 ExpressionAttributeValues={
@@ -398,6 +399,28 @@ class MediaRepository:
             yield from items
             if not start:
                 return
+
+    def summaries(self, since: str | None = None, owner: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every media item (created at ``since`` or later, ``owner``'s, when given), with only what statistics
+        need: a scan of the table, page by page (`photopipe stats`)."""
+        names = ("media_id", "status", "owner", "created_at", "finished_at", "reason", "attempts", "execution_arn")
+        condition, values = "sk = :meta", {":meta": META}
+        if since is not None:
+            condition, values = f"{condition} AND created_at >= :since", {**values, ":since": since}
+        if owner is not None:
+            condition, values = f"{condition} AND #owner = :owner", {**values, ":owner": owner}
+        kwargs: dict[str, Any] = {
+            "FilterExpression": condition,
+            "ProjectionExpression": ", ".join(f"#{name}" for name in names),
+            "ExpressionAttributeNames": {f"#{name}": name for name in names},
+            "ExpressionAttributeValues": values,
+        }
+        while True:
+            response = self._table.scan(**kwargs)
+            yield from (plain(item) for item in response["Items"])
+            if not (start := response.get("LastEvaluatedKey")):
+                return
+            kwargs["ExclusiveStartKey"] = start
 
     def begin_retry(self, media_id: str, execution_arn: Callable[[int], str], after_attempts: int) -> int:
         """FAILED → PROCESSING for one new run, whoever else asks at the same moment; return its attempt number.
