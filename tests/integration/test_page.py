@@ -25,9 +25,15 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select
 
 from photopipe import samples
+from photopipe.apikeys import ApiKeys
+from photopipe.media import MediaReader
+from photopipe.soak import follow, upload_bytes
 from photopipe.stack import Stack
+from photopipe.upload import ApiClient
+from photopipe_core.models import Status
 from photopipe_infra.launcher import EmbeddedLocalStack
 from tests import corpus
 
@@ -325,3 +331,66 @@ def test_storage_out_of_reach_for_a_while_and_a_failed_photo_retried_from_the_pa
     )
     assert ready["media_id"] == failed["media_id"]
     wait(browser, lambda: thumb_width(browser, failing.name) > 0, 30, "its thumbnail")
+
+
+def dated_photo(seed: int, taken: str) -> bytes:
+    exif = Image.Exif()
+    exif.get_ifd(samples.EXIF_IFD)[samples.EXIF_DATETIME_ORIGINAL] = taken
+    return samples.jpeg_bytes(samples.photo(640, 480, seed=seed), exif=exif)
+
+
+def tiles(driver: WebDriver) -> list[dict[str, Any]]:
+    script = """
+        return [...document.querySelectorAll('#gallery li button')].map((tile) => ({
+          label: tile.getAttribute('aria-label'), text: tile.innerText,
+          image: tile.querySelector('img:not([hidden])')?.naturalWidth ?? 0,
+        }));
+    """
+    found: list[dict[str, Any]] = driver.execute_script(script)
+    return found
+
+
+def test_the_library_shows_the_owners_albums_and_each_albums_photos(
+    browser: WebDriver, stack: Stack, api_keys: ApiKeys
+) -> None:
+    # Given an owner with two photos taken one day and one the next
+    key = api_keys.create(f"albums-{time.time_ns()}")
+    api = ApiClient(stack.outputs.ApiUrl, key.value)
+    taken = {"1.jpg": "2026:05:01 09:00:00", "2.jpg": "2026:05:01 17:30:00", "3.jpg": "2026:05:02 10:00:00"}
+    sent = [upload_bytes(api, name, dated_photo(n, when)) for n, (name, when) in enumerate(taken.items())]
+    assert set(follow(MediaReader(stack), sent, timeout=180).values()) == {Status.READY}
+    albums = api.albums()
+    assert sorted(album["count"] for album in albums) == [1, 2]
+
+    # When they open their library's albums
+    open_with_key(browser, stack, key.value)
+    Select(browser.find_element(By.ID, "gallery-status")).select_by_value("ALBUMS")
+
+    # Then each album is there by its title, with its photo count and its cover
+    def album_tiles() -> list[dict[str, Any]]:
+        shown = tiles(browser)
+        labels = sorted(str(tile["label"]) for tile in shown)
+        wanted = sorted(f"Open album {album['title']}" for album in albums)
+        return shown if labels == wanted and all(tile["image"] > 0 for tile in shown) else []
+
+    shown = wait(browser, album_tiles, 60, "the album tiles with their covers")
+    by_label = {tile["label"]: tile["text"] for tile in shown}
+    for album in albums:
+        count = album["count"]
+        assert f"{count} photo{'s' if count > 1 else ''}" in by_label[f"Open album {album['title']}"]
+
+    # And opening the two-photo album shows its two photos, each with its image; "All albums" goes back
+    bigger = next(album for album in albums if album["count"] == 2)
+    browser.find_element(By.CSS_SELECTOR, f"#gallery button[aria-label='Open album {bigger['title']}']").click()
+
+    def album_photos() -> list[dict[str, Any]]:
+        shown = tiles(browser)
+        photos_only = all(not str(t["label"]).startswith("Open album") and t["image"] > 0 for t in shown)
+        return shown if len(shown) == 2 and photos_only else []
+
+    photos = wait(browser, album_photos, 60, "the album's photos")
+    assert sorted(str(tile["label"]) for tile in photos) == ["Open 1.jpg", "Open 2.jpg"]
+    assert browser.find_element(By.ID, "album-title").text == f"{bigger['title']} · 2 photos"
+    browser.find_element(By.ID, "all-albums").click()
+    wait(browser, album_tiles, 60, "the album tiles again")
+    assert not browser.find_element(By.ID, "all-albums").is_displayed()

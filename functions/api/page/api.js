@@ -88,6 +88,15 @@ export class Api {
     return this.request("POST", `/v1/media/${encodeURIComponent(mediaId)}/retry`);
   }
 
+  albums() {
+    return this.request("GET", "/v1/albums");
+  }
+
+  album(albumId, nextToken, limit = 24) {
+    const token = nextToken ? `&next_token=${encodeURIComponent(nextToken)}` : "";
+    return this.request("GET", `/v1/albums/${encodeURIComponent(albumId)}?limit=${limit}${token}`);
+  }
+
   list(status, nextToken, limit = 24) {
     const token = nextToken ? `&next_token=${encodeURIComponent(nextToken)}` : "";
     return this.request("GET", `/v1/media?status=${status}&limit=${limit}${token}`);

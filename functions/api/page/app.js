@@ -469,31 +469,68 @@ function refreshGallerySoon() {
   galleryTimer = setTimeout(() => refreshGallery(), 2000);
 }
 
+let galleryAlbum = null; // the album whose photos the library shows, when it shows albums
+
 async function refreshGallery(more = false) {
   const status = $("gallery-status").value;
+  const albums = status === "ALBUMS";
+  if (!albums) galleryAlbum = null;
   if (!more) galleryToken = null;
+  $("all-albums").hidden = !galleryAlbum;
+  $("album-title").hidden = !galleryAlbum;
   let page;
   try {
-    page = await api.list(status, galleryToken);
+    if (albums && !galleryAlbum) page = await api.albums();
+    else if (albums) page = await api.album(galleryAlbum, galleryToken);
+    else page = await api.list(status, galleryToken);
   } catch (error) {
     $("gallery").replaceChildren(element("li", { className: "error", textContent: error.message }));
     return;
   }
+  if (page.album) $("album-title").textContent = `${page.album.title} · ${photos(page.album.count)}`;
   galleryToken = page.next_token ?? null;
-  const tiles = page.items.map((media) => {
-    const variant = smallestVariant(media);
-    const name = media.source?.filename ?? media.media_id;
-    const open = element("button", { type: "button" });
-    open.setAttribute("aria-label", `Open ${name}`);
-    if (variant) open.append(element("img", { src: variant.url, alt: "", loading: "lazy" }));
-    open.append(element("span", { textContent: name }));
-    if (media.status !== "READY") open.append(element("span", { textContent: describe(media) ?? "Duplicate" }));
-    open.addEventListener("click", () => openMedia(media.media_id));
-    return element("li", {}, open);
-  });
+  const tiles = albums && !galleryAlbum ? page.items.map(albumTile) : page.items.map(mediaTile);
   if (more) $("gallery").append(...tiles);
   else $("gallery").replaceChildren(...(tiles.length ? tiles : [element("li", { textContent: "Nothing here yet." })]));
   $("more").hidden = !galleryToken;
+}
+
+function photos(count) {
+  return `${count} photo${count === 1 ? "" : "s"}`;
+}
+
+function mediaTile(media) {
+  const variant = smallestVariant(media);
+  const name = media.source?.filename ?? media.media_id;
+  const open = element("button", { type: "button" });
+  open.setAttribute("aria-label", `Open ${name}`);
+  if (variant) open.append(element("img", { src: variant.url, alt: "", loading: "lazy" }));
+  open.append(element("span", { textContent: name }));
+  if (media.status !== "READY") open.append(element("span", { textContent: describe(media) ?? "Duplicate" }));
+  open.addEventListener("click", () => openMedia(media.media_id));
+  return element("li", {}, open);
+}
+
+// An album: its title (day, and place), how many photos, and when; its cover is its first photo's smallest variant.
+function albumTile(album) {
+  const open = element("button", { type: "button", className: "album" });
+  open.setAttribute("aria-label", `Open album ${album.title}`);
+  const cover = element("img", { alt: "", loading: "lazy" });
+  cover.hidden = true;
+  api.media(album.cover).then(
+    (media) => {
+      const variant = smallestVariant(media);
+      if (variant) Object.assign(cover, { src: variant.url, hidden: false });
+    },
+    () => {},
+  );
+  open.append(cover, element("span", { className: "album-title", textContent: album.title }));
+  open.append(element("span", { textContent: photos(album.count) }));
+  open.addEventListener("click", () => {
+    galleryAlbum = album.album_id;
+    refreshGallery();
+  });
+  return element("li", {}, open);
 }
 
 async function openMedia(mediaId) {
@@ -625,6 +662,10 @@ function wire() {
     updateTotals();
   });
   $("gallery-status").addEventListener("change", () => refreshGallery());
+  $("all-albums").addEventListener("click", () => {
+    galleryAlbum = null;
+    refreshGallery();
+  });
   $("more").addEventListener("click", () => refreshGallery(true));
 }
 
