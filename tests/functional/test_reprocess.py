@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from photopipe import samples
+from photopipe.failures import Failures
 from photopipe_core.keys import new_media_id, upload_key
 from photopipe_core.models import Status
 from photopipe_core.repository import media_repository
@@ -18,6 +19,7 @@ from photopipe_core.settings import get_settings, render_fingerprint
 from tests.events import sqs_batch
 from tests.functional.conftest import FakeContext, load_function
 from tests.functional.pipeline import put_original, run_pipeline
+from tests.functional.test_inflight import MotoStack
 
 NEW_VARIANTS = "thumb:128,large:2048,square:300"
 
@@ -106,3 +108,22 @@ def test_an_api_upload_is_rendered_again_from_its_original_under_uploads(
     item = media_repository().get(media_id)
     assert item is not None and {n: v.width for n, v in item.variants.items()} == {"thumb": 100}
     assert set(keys(f"media/{media_id}/")) == {item.variants["thumb"].key}
+
+
+def test_a_media_that_could_not_be_rendered_again_is_listed_as_failed_and_a_redrive_queues_it_again(
+    stack: dict[str, Any],
+) -> None:
+    # Given a media id the reprocess queue gave up on (moved to ReprocessDLQ by its redrive policy)
+    moto_stack = MotoStack(stack)
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=moto_stack.outputs.ReprocessDLQUrl, MessageBody=json.dumps({"media_id": "R9"}))
+    failures = Failures(moto_stack, media_repository())  # type: ignore[arg-type]
+
+    # Then `photopipe failed` lists it, and a redrive sends it back to ReprocessQueue, once
+    [failure] = failures.pending()
+    assert (failure.queue, failure.media_id) == ("ReprocessDLQ", "R9")
+    assert "rendered again" in failure.detail
+    assert failures.redrive() == [("R9", "event sent back to ReprocessQueue")]
+    [message] = sqs.receive_message(QueueUrl=moto_stack.outputs.ReprocessQueueUrl).get("Messages", [])
+    assert json.loads(message["Body"]) == {"media_id": "R9"}
+    assert failures.pending() == []
