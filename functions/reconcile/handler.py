@@ -29,6 +29,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         aws.client("stepfunctions"),
         datetime.now(UTC),
         media_events(),
+        look_back=reconcile.SCHEDULED_LOOK_BACK,
     )
     if done.total:
         logger.warning("loose ends tied off", extra={"resent": done.resent, "failed": done.failed})

@@ -135,3 +135,50 @@ def test_the_scheduled_function_sends_a_lost_event_again_and_fails_a_run_left_wi
     assert done == {"resent": ["drop/lost.jpg"], "failed": ["P2"]}
     assert [e["detail"]["object"]["key"] for e in queued(stack["ingest_queue_url"])] == ["drop/lost.jpg"]
     assert [m["media_id"] for m in queued(stack["failed_queue_url"])] == ["P2"]
+
+
+def test_the_scheduled_function_leaves_originals_older_than_a_day_to_photopipe_reconcile(
+    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an original whose event was lost a week ago
+    boto3.client("s3").put_object(Bucket="media", Key="drop/last-week.jpg", Body=b"x")
+
+    class _AWeekLater(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> _AWeekLater:  # type: ignore[override]
+            return cls.fromtimestamp((datetime.now(UTC) + timedelta(days=7)).timestamp(), tz)
+
+    # When the schedule runs the function
+    handler = load_function("reconcile")
+    monkeypatch.setattr(handler, "datetime", _AWeekLater)
+    done = handler.lambda_handler({}, context)
+
+    # Then it looked back a day only: the old original is left alone (its run is `photopipe reconcile`'s)
+    assert done == {"resent": [], "failed": []}
+    assert queued(stack["ingest_queue_url"]) == []
+
+
+def test_a_library_of_originals_is_checked_a_hundred_media_at_a_time(stack: dict[str, Any]) -> None:
+    # Given 250 originals, of which 240 have their media and 10 lost their event
+    s3, repository = boto3.client("s3"), media_repository()
+    lost = []
+    for n in range(250):
+        key = f"drop/library/{n:03d}.jpg"
+        etag = s3.put_object(Bucket="media", Key=key, Body=f"photo {n}".encode())["ETag"].strip('"')
+        if n % 25 == 7:
+            lost.append(key)
+            continue
+        media_id = derived_media_id("media", key, etag)
+        repository._table.put_item(
+            Item={"pk": f"MEDIA#{media_id}", "sk": "META", "media_id": media_id, "status": "READY"}
+        )  # noqa: SLF001
+    requests: list[str] = []
+    client = repository._table.meta.client  # noqa: SLF001 - counting the reconciler's reads of the table
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: requests.append(model.name))
+
+    # When the reconciler runs
+    done = run()
+
+    # Then exactly the lost ones are sent again, from three batched reads of the table (not one per original)
+    assert sorted(done.resent) == lost
+    assert requests == ["BatchGetItem"] * 3 + ["Query"]  # and the one page of PROCESSING media (none)

@@ -15,8 +15,9 @@ The scheduled function and ``photopipe reconcile`` run this same function.
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from urllib.parse import quote
 from photopipe_core.events import MediaEvents
 from photopipe_core.keys import INGEST_PREFIXES, NotAnIngestKey, media_id_for_object
 from photopipe_core.models import MediaItem, Status
-from photopipe_core.repository import InvalidTransition, MediaRepository
+from photopipe_core.repository import BATCH_GET, InvalidTransition, MediaRepository
 from photopipe_core.storage import MessageQueue, ObjectStore, StoredObject
 
 # How long a run may take before the reconciler looks at it (the longest step is Resize: 120 s, with retries).
@@ -84,19 +85,13 @@ def reconcile(
     originals written within that time are checked (the scheduled run: its cost stays that of the recent uploads,
     not of the whole library)."""
     done = Reconciled()
-    for obj in originals:
-        if now - obj.last_modified < grace:
-            continue  # its event may still be on its way
-        if look_back is not None and now - obj.last_modified > look_back:
-            continue
-        try:
-            media_id = media_id_for_object(bucket, obj.key, obj.etag)
-        except NotAnIngestKey:
-            continue
-        item = repo.get(media_id)
-        if item is None or item.status is Status.PENDING_UPLOAD:
-            resend(object_created_event(bucket, obj))
-            done.resent.append(obj.key)
+    candidates = (obj for obj in originals if _may_be_lost(obj, now, look_back, grace))
+    for chunk in _chunks(((obj, _media_id(bucket, obj)) for obj in candidates), BATCH_GET):
+        known = repo.statuses([media_id for _, media_id in chunk if media_id])
+        for obj, media_id in chunk:
+            if media_id and known.get(media_id, Status.PENDING_UPLOAD) is Status.PENDING_UPLOAD:
+                resend(object_created_event(bucket, obj))
+                done.resent.append(obj.key)
     for item in repo.list_all_by_status(Status.PROCESSING):
         if now - _parse(item.updated_at) < stuck_after or not item.execution_arn:
             continue
@@ -108,6 +103,26 @@ def reconcile(
             continue  # it finished meanwhile
         done.failed.append(item.media_id)
     return done
+
+
+def _may_be_lost(obj: StoredObject, now: datetime, look_back: timedelta | None, grace: timedelta) -> bool:
+    """Whether an original is old enough for its event to have come (and within ``look_back``, when given)."""
+    age = now - obj.last_modified
+    return age >= grace and (look_back is None or age <= look_back)
+
+
+def _media_id(bucket: str, obj: StoredObject) -> str | None:
+    try:
+        return media_id_for_object(bucket, obj.key, obj.etag)
+    except NotAnIngestKey:
+        return None
+
+
+def _chunks[T](items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), read lazily."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _parse(timestamp: str | None) -> datetime:

@@ -527,18 +527,28 @@ class MediaRepository:
 
     def get_many(self, media_ids: list[str]) -> dict[str, MediaItem]:
         """The media of these ids that exist (at most 100 at once: one BatchGetItem, and again for what it left)."""
+        return {media.media_id: media for media in map(to_media_item, self._batch_get(media_ids))}
+
+    def statuses(self, media_ids: list[str]) -> dict[str, Status]:
+        """The status of each of these media that exists (at most 100 at once), reading nothing else of them."""
+        found = self._batch_get(media_ids, {"ProjectionExpression": "media_id, #status"})
+        return {str(item["media_id"]): Status(item["status"]) for item in found}
+
+    def _batch_get(self, media_ids: list[str], projection: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """The items of these media, in one BatchGetItem and again for what it left."""
         assert len(media_ids) <= BATCH_GET, f"at most {BATCH_GET} media at once"
         client = self._table.meta.client
         keys = [{"pk": media_pk(media_id), "sk": META} for media_id in dict.fromkeys(media_ids)]
-        found: dict[str, MediaItem] = {}
-        request = {self._table.name: {"Keys": keys, "ConsistentRead": True}}
+        if not keys:
+            return []
+        names = {"ExpressionAttributeNames": {"#status": "status"}} if projection else {}
+        request = {self._table.name: {"Keys": keys, "ConsistentRead": True, **(projection or {}), **names}}
+        found: list[dict[str, Any]] = []
         for _ in range(20):
             if not request:
                 break
             response = client.batch_get_item(RequestItems=request)
-            for item in response["Responses"].get(self._table.name, []):
-                media = to_media_item(item)
-                found[media.media_id] = media
+            found += response["Responses"].get(self._table.name, [])
             request = response.get("UnprocessedKeys") or {}
             time.sleep(0.05 if request else 0)
         if request:
