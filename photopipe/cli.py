@@ -48,6 +48,7 @@ from photopipe.upload import (
 )
 from photopipe_core.models import WebhookState
 from photopipe_core.owners import OwnerExists, drop_folder
+from photopipe_infra.deploy import BadParameter, parse_parameters, template_parameters
 
 # Wide enough for media ids and keys when the output is a file or a pipe (rich assumes 80 columns there).
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -133,17 +134,35 @@ def _fail(message: str) -> click.ClickException:
 @click.option(
     "--fresh", is_flag=True, help="Set the saved state aside (in a dated folder) and start with an empty stack."
 )
+@click.option(
+    "--parameter",
+    "parameters",
+    metavar="NAME=VALUE",
+    multiple=True,
+    help="Deploy with this template parameter (Variants, WebpQuality, MaxInFlight…); kept by later `up`s.",
+)
 @pass_context
-def up(ctx: Context, docker: bool, fresh: bool) -> None:
-    """Start LocalStack with the state it saved, and deploy the stack if needed (idempotent); print the endpoints."""
-    _bring_up(ctx, docker, fresh=fresh)
+def up(ctx: Context, docker: bool, fresh: bool, parameters: tuple[str, ...]) -> None:
+    """Start LocalStack with the state it saved, and deploy the stack if needed (idempotent); print the endpoints.
+    `--parameter Variants=thumb:256,medium:1024,xl:3000` updates the stack in place, keeping the library."""
+    try:
+        given = parse_parameters(list(parameters), template_parameters())
+    except BadParameter as error:
+        raise click.BadParameter(str(error), param_hint="--parameter") from error
+    _bring_up(ctx, docker, fresh=fresh, parameters=given)
 
 
-def _bring_up(ctx: Context, docker: bool = False, outputs_to: Console = out, fresh: bool = False) -> None:
+def _bring_up(
+    ctx: Context,
+    docker: bool = False,
+    outputs_to: Console = out,
+    fresh: bool = False,
+    parameters: dict[str, str] | None = None,
+) -> None:
     """Start LocalStack and deploy if needed; the stack outputs go to stdout unless another console is named."""
     try:
         with console.status("Starting LocalStack and deploying the stack ..."):
-            result = local.up(ctx.settings, docker=docker, fresh=fresh)
+            result = local.up(ctx.settings, docker=docker, fresh=fresh, parameters=parameters)
     except RuntimeError as error:
         raise _fail(str(error)) from error
     if result.set_aside is not None:

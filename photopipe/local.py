@@ -54,9 +54,12 @@ def docker_engine_error() -> str | None:
     return None
 
 
-def up(settings: ClientSettings, docker: bool = False, fresh: bool = False) -> UpResult:
+def up(
+    settings: ClientSettings, docker: bool = False, fresh: bool = False, parameters: dict[str, str] | None = None
+) -> UpResult:
     """Start LocalStack (or reuse the one running) and deploy the stack; safe to run again. The embedded one
-    loads the state it saved when it stopped; ``fresh`` sets that aside first and starts empty."""
+    loads the state it saved when it stopped; ``fresh`` sets that aside first and starts empty. ``parameters``
+    (template parameters by name) are deployed with the stack, and kept by later deploys."""
     began = time.monotonic()
     started: Started | None = None
     set_aside: Path | None = None
@@ -72,7 +75,7 @@ def up(settings: ClientSettings, docker: bool = False, fresh: bool = False) -> U
             set_aside = embedded.set_saved_state_aside()
         started = embedded.start()
         runtime = "embedded"
-    deployed = deploy(settings.endpoint_url, settings.stack_name)
+    deployed = deploy(settings.endpoint_url, settings.stack_name, parameters=parameters)
     stack = Stack(settings)
     reconciled = None
     if started is not None and started.recovered:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,6 +27,10 @@ LOG = logging.getLogger(__name__)
 SAM_CONFIG_ENV = "local"
 SOURCES = ("template.yaml", "samconfig.toml", "statemachine", "functions", "layers")
 SOURCE_TAG = "photopipe:source"
+# The template parameters set with `photopipe up --parameter NAME=VALUE`, by name: they are kept on later deploys.
+PARAMETERS_TAG = "photopipe:parameters"
+# Set by the deploy itself for this machine (the endpoint, the page's origins…), never by a --parameter.
+MANAGED_PARAMETERS = frozenset({"Target", "LocalEndpoint", "PresignEndpoint", "PageOrigins", "WebhookPrivateNetworks"})
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -68,6 +73,57 @@ def source_fingerprint(root: Path = PROJECT_ROOT) -> str:
     return digest.hexdigest()[:32]
 
 
+class BadParameter(DeployError):
+    pass
+
+
+def template_parameters(root: Path = PROJECT_ROOT) -> list[str]:
+    """The names of the template's parameters (the ``Parameters:`` section's keys, in order)."""
+    names: list[str] = []
+    inside = False
+    for line in (root / "template.yaml").read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line.startswith(" "):
+            inside = line.rstrip() == "Parameters:"
+        elif inside and (match := re.match(r"^  ([A-Za-z0-9]+):\s*$", line)):
+            names.append(match.group(1))
+    return names
+
+
+def parse_parameters(assignments: list[str], allowed: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` assignments of the template's parameters (those the deploy sets itself excepted)."""
+    parameters: dict[str, str] = {}
+    settable = [name for name in allowed if name not in MANAGED_PARAMETERS]
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name:
+            raise BadParameter(f"{assignment!r} is not NAME=VALUE (as in Variants=thumb:256,medium:1024,xl:3000)")
+        if name not in settable:
+            raise BadParameter(f"{name!r} is not a parameter that can be set here; these can: {', '.join(settable)}")
+        if any(c in value for c in " \"'"):
+            raise BadParameter(f"the value of {name} may not contain spaces or quotes: {value!r}")
+        parameters[name] = value
+    return parameters
+
+
+def kept_parameters(stack: dict[str, Any] | None) -> dict[str, str]:
+    """The parameters a deployed stack was given with --parameter (named in its tag; values as deployed)."""
+    if stack is None:
+        return {}
+    named = next((t["Value"] for t in stack.get("Tags", []) if t["Key"] == PARAMETERS_TAG), "")
+    values = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+    return {name: values[name] for name in named.split(",") if name in values}
+
+
+def deploy_fingerprint(sources: str, parameters: dict[str, str]) -> str:
+    """What a deployed stack is tagged with: its sources' fingerprint, and the parameters it was given."""
+    if not parameters:
+        return sources
+    given = "&".join(f"{name}={value}" for name, value in sorted(parameters.items()))
+    return f"{sources}-{hashlib.sha256(given.encode()).hexdigest()[:12]}"
+
+
 def local_environment(endpoint: str) -> dict[str, str]:
     """The environment for the SAM CLI and boto3 against LocalStack (aws cloudformation package needs the variable)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -98,6 +154,18 @@ def deployed_fingerprint(endpoint: str, stack_name: str) -> str | None:
     return next((t["Value"] for t in stack.get("Tags", []) if t["Key"] == SOURCE_TAG), None)
 
 
+def local_parameters(endpoint: str) -> dict[str, str]:
+    """The parameters every local deploy has: LocalStack's endpoint, the page's origins, this machine's limit."""
+    return {
+        "Target": "localstack",
+        "LocalEndpoint": endpoint,
+        "PresignEndpoint": endpoint,
+        "MaxInFlight": str(local_max_in_flight()),
+        "PageOrigins": ",".join(page_origins(endpoint)),
+        "WebhookPrivateNetworks": "allow",
+    }
+
+
 def local_max_in_flight() -> int:
     """Photos in the pipeline at once on this machine: four per core (at least eight), enough to keep every Lambda
     process busy while others wait on S3 or DynamoDB; more only wait inside LocalStack, each holding threads."""
@@ -115,14 +183,19 @@ def page_origins(endpoint: str) -> list[str]:
     return origins
 
 
-def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) -> Deployed:
-    """``sam build`` + ``sam deploy`` unless the stack is already deployed from the same sources.
+def deploy(
+    endpoint: str, stack_name: str = "photopipe", force: bool = False, parameters: dict[str, str] | None = None
+) -> Deployed:
+    """``sam build`` + ``sam deploy`` unless the stack is already deployed from the same sources and parameters.
 
+    ``parameters`` (template parameters by name) are added to those the stack was given before, which it keeps.
     LocalStack cannot update some resources in place (an API Gateway stage, notably); when an update rolls
     back, a stack whose bucket is empty is deleted and created afresh. One that holds a library is never deleted
     (that would take the photos with it): the deploy fails, saying how to move the library to the new version.
     """
-    fingerprint = source_fingerprint()
+    current = describe(cloudformation(endpoint), stack_name)
+    given = {**kept_parameters(current), **(parameters or {})}
+    fingerprint = deploy_fingerprint(source_fingerprint(), given)
     if not force and deployed_fingerprint(endpoint, stack_name) == fingerprint:
         return Deployed(stack_name=stack_name, changed=False)
     sam = venvs.ensure(venvs.SAM)
@@ -148,10 +221,10 @@ def deploy(endpoint: str, stack_name: str = "photopipe", force: bool = False) ->
         "--stack-name",
         stack_name,
         "--parameter-overrides",
-        f"Target=localstack LocalEndpoint={endpoint} PresignEndpoint={endpoint} MaxInFlight={local_max_in_flight()} "
-        f"PageOrigins={','.join(page_origins(endpoint))} WebhookPrivateNetworks=allow",
+        " ".join(f"{name}={value}" for name, value in {**local_parameters(endpoint), **given}.items()),
         "--tags",
         f"{SOURCE_TAG}={fingerprint}",
+        *([f"{PARAMETERS_TAG}={','.join(sorted(given))}"] if given else []),
         "--no-progressbar",
     ]
     cfn = cloudformation(endpoint)
