@@ -64,4 +64,11 @@ class Stack:
             raise StackNotFound(
                 f"Stack '{self.settings.stack_name}' not found at {self.settings.endpoint_url}; run `photopipe up`"
             ) from error
-        return StackOutputs(**{o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])})
+        found = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        missing = sorted(set(StackOutputs.model_fields) - set(found))
+        if missing:
+            raise StackNotFound(
+                f"Stack '{self.settings.stack_name}' was deployed from an older template (no output "
+                f"{', '.join(missing)}): deploy it again (`photopipe up`, or `sam deploy` on AWS)"
+            )
+        return StackOutputs(**found)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from photopipe.load import stack_slots
 from photopipe.stack import Stack
-from photopipe_core.models import Status
+from photopipe_core.models import OPERATOR, Status
 from photopipe_core.repository import MediaRepository
 
 # How many of the latest finished runs' histories per-step latency is read from (one request each).
@@ -40,7 +40,10 @@ def parse_since(text: str) -> timedelta:
     match = DURATION.match(text.strip())
     if not match:
         raise BadDuration(f"{text!r} is not a duration: a number and a unit, s, m, h or d (as in 30m, 1h, 7d)")
-    return timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        return timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+    except OverflowError:
+        raise BadDuration(f"{text!r} is longer than any time photos could have been uploaded in") from None
 
 
 class MediaRecord(BaseModel):
@@ -50,7 +53,7 @@ class MediaRecord(BaseModel):
 
     media_id: str
     status: Status
-    owner: str
+    owner: str = OPERATOR
     created_at: str
     finished_at: str | None = None
     reason: str | None = None
@@ -85,7 +88,7 @@ class Stats(BaseModel):
     rejected_by_reason: dict[str, int]
     finished: int  # of the media counted, those with a final status
     rates: dict[str, float | None]  # of the finished: ready, duplicate, rejected, failed; retried: ran more than once
-    end_to_end_seconds: Latency  # upload (or arrival in the drop folder) to final status
+    end_to_end_seconds: Latency  # API upload granted (a drop-folder photo: its run started) to final status
     step_seconds: dict[str, Latency]  # per state of the pipeline, from the latest runs' histories
     sampled_runs: int
     queues: dict[str, QueueDepth]
@@ -113,7 +116,14 @@ def _rounded(value: float | None) -> float | None:
 
 
 def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def metric_period(start: datetime, end: datetime) -> int:
+    """One CloudWatch period (seconds) covering ``start`` to ``end``: sums need no finer one, and a multiple of an
+    hour is what CloudWatch accepts however far back ``start`` is (60 s up to 15 days, 300 s up to 63, then 3,600)."""
+    return max(1, math.ceil((end - start).total_seconds() / 3600)) * 3600
 
 
 def media_figures(records: Iterable[MediaRecord], now: datetime) -> dict[str, Any]:
@@ -270,14 +280,14 @@ class StatsReader:
     def _metric_sum(
         self, namespace: str, metric: str, dimensions: list[dict[str, str]], start: datetime, end: datetime
     ) -> float:
-        period = max(60, math.ceil((end - start).total_seconds() / 60 / 1440) * 60)  # at most 1,440 data points
+        end += timedelta(minutes=1)
         points = self._stack.client("cloudwatch").get_metric_statistics(
             Namespace=namespace,
             MetricName=metric,
             Dimensions=dimensions,
             StartTime=start,
-            EndTime=end + timedelta(minutes=1),
-            Period=period,
+            EndTime=end,
+            Period=metric_period(start, end),
             Statistics=["Sum"],
         )["Datapoints"]
         return float(sum(point["Sum"] for point in points))

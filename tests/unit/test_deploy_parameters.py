@@ -30,7 +30,9 @@ def test_a_parameter_is_name_equals_value_of_the_template_and_not_one_the_deploy
         ("=3", "is not NAME=VALUE"),
         ("Varients=thumb:256", "is not a parameter that can be set here"),
         ("LocalEndpoint=http://elsewhere:4566", "is not a parameter that can be set here"),
-        ("Variants=thumb:256, xl:3000", "may not contain spaces or quotes"),
+        ("Variants=thumb:256, xl:3000", "without spaces or quotes"),
+        ("Variants=thumb:256,\txl:3000", "without spaces or quotes"),
+        ("AlarmTopicArn=", "must be given"),
     ):
         with pytest.raises(BadParameter, match=message):
             parse_parameters([wrong], allowed)
@@ -41,7 +43,7 @@ def test_a_stack_keeps_the_parameters_it_was_given_and_they_are_part_of_its_fing
         "Tags": [{"Key": "photopipe:source", "Value": "abc"}, {"Key": "photopipe:parameters", "Value": "Variants"}],
         "Parameters": [
             {"ParameterKey": "Variants", "ParameterValue": "thumb:256,xl:3000"},
-            {"ParameterKey": "WebpQuality", "ParameterValue": "82"},  # the template's default: not kept
+            {"ParameterKey": "WebpQuality", "ParameterValue": "82"},  # not named in the tag: not kept
         ],
     }
     assert kept_parameters(stack) == {"Variants": "thumb:256,xl:3000"}

@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from photopipe.stats import BadDuration, MediaRecord, media_figures, parse_since, percentile, step_figures
+from photopipe.stats import (
+    BadDuration,
+    MediaRecord,
+    media_figures,
+    metric_period,
+    parse_since,
+    percentile,
+    step_figures,
+)
 from photopipe_core.models import Status
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -100,3 +108,11 @@ def test_since_takes_a_number_and_a_unit() -> None:
     for wrong in ("1 week", "h", "-1h", "10"):
         with pytest.raises(BadDuration, match="not a duration"):
             parse_since(wrong)
+    with pytest.raises(BadDuration, match="longer than"):
+        parse_since("99999999999d")
+
+
+def test_one_period_covers_the_whole_window_in_whole_hours_as_cloudwatch_accepts_for_any_age() -> None:
+    for window in (timedelta(minutes=1), timedelta(hours=1, minutes=1), timedelta(days=14, minutes=1)):
+        period = metric_period(NOW - window, NOW)
+        assert period % 3600 == 0 and period >= window.total_seconds() > period - 3600

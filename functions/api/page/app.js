@@ -511,19 +511,32 @@ function mediaTile(media) {
   return element("li", {}, open);
 }
 
+// Each cover photo's smallest variant, asked for once: the library is drawn again as uploads finish, and an owner
+// with many albums would otherwise ask for every cover each time. A failed read is asked again next time.
+const covers = new Map();
+function coverUrl(mediaId) {
+  if (!covers.has(mediaId)) {
+    const url = api.media(mediaId).then(
+      (media) => smallestVariant(media)?.url ?? null,
+      () => {
+        covers.delete(mediaId);
+        return null;
+      },
+    );
+    covers.set(mediaId, url);
+  }
+  return covers.get(mediaId);
+}
+
 // An album: its title (day, and place), how many photos, and when; its cover is its first photo's smallest variant.
 function albumTile(album) {
   const open = element("button", { type: "button", className: "album" });
   open.setAttribute("aria-label", `Open album ${album.title}`);
   const cover = element("img", { alt: "", loading: "lazy" });
   cover.hidden = true;
-  api.media(album.cover).then(
-    (media) => {
-      const variant = smallestVariant(media);
-      if (variant) Object.assign(cover, { src: variant.url, hidden: false });
-    },
-    () => {},
-  );
+  coverUrl(album.cover).then((url) => {
+    if (url) Object.assign(cover, { src: url, hidden: false });
+  });
   open.append(cover, element("span", { className: "album-title", textContent: album.title }));
   open.append(element("span", { textContent: photos(album.count) }));
   open.addEventListener("click", () => {

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from localstack.aws.api.cloudwatch import StandardUnit
 from localstack.aws.connect import connect_to
 from localstack.runtime import hooks
 from localstack.services.cloudwatch.cloudwatch_database_helper import CloudwatchDatabase
@@ -122,41 +123,46 @@ def embedded_metrics(logs: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """The ``(namespace, datum)`` of every data point in the embedded-metric-format documents among ``logs``.
 
     A document is one JSON line: ``_aws.CloudWatchMetrics`` lists directives, each a namespace, dimension sets
-    (names of the document's members) and metrics (named members holding a number or a list of numbers).
-    Lines that are not such documents, and members that are missing or not numbers, are skipped."""
+    (names of the document's members) and metrics (named members holding a number or a list of numbers). A line
+    that is not such a document is skipped, as is a directive naming a dimension the document lacks (CloudWatch
+    rejects those) and a metric whose member is missing or not numbers; one bad line costs no other line's data."""
     for line in logs.split("\n"):
         if '"_aws"' not in line:
             continue
         try:
-            document = json.loads(line)
-            directives = document["_aws"]["CloudWatchMetrics"]
-            when = datetime.fromtimestamp(document["_aws"]["Timestamp"] / 1000, UTC)
-        except (ValueError, TypeError, KeyError):
+            yield from _document_data(json.loads(line))
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
             continue
-        for directive in directives if isinstance(directives, list) else []:
-            yield from _directive_data(document, directive, when)
 
 
-def _directive_data(
-    document: dict[str, Any], directive: dict[str, Any], when: datetime
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    namespace = directive.get("Namespace")
-    if not isinstance(namespace, str):
-        return
-    for names in directive.get("Dimensions") or [[]]:
-        dimensions = [{"Name": name, "Value": str(document[name])} for name in names if name in document]
-        for metric in directive.get("Metrics") or []:
-            value = document.get(metric.get("Name"))
-            values = [v for v in (value if isinstance(value, list) else [value]) if _is_number(v)]
-            if not values:
-                continue
-            datum: dict[str, Any] = {"MetricName": metric["Name"], "Dimensions": dimensions, "Timestamp": when}
-            datum["Values"] = [float(v) for v in values]
-            if metric.get("Unit"):
-                datum["Unit"] = metric["Unit"]
-            if metric.get("StorageResolution"):
-                datum["StorageResolution"] = int(metric["StorageResolution"])
-            yield namespace, datum
+def _document_data(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A document's data points, all or none (built whole before any is given out)."""
+    when = datetime.fromtimestamp(document["_aws"]["Timestamp"] / 1000, UTC)
+    data = []
+    for directive in document["_aws"]["CloudWatchMetrics"]:
+        namespace = directive["Namespace"]
+        dimension_sets = directive.get("Dimensions") or [[]]
+        if not isinstance(namespace, str) or any(name not in document for names in dimension_sets for name in names):
+            continue
+        for names in dimension_sets:
+            dimensions = [{"Name": name, "Value": str(document[name])} for name in names]
+            for metric in directive.get("Metrics") or []:
+                name, value = metric["Name"], document.get(metric["Name"])
+                values = [v for v in (value if isinstance(value, list) else [value]) if _is_number(v)]
+                if not isinstance(name, str) or not values:
+                    continue
+                datum: dict[str, Any] = {"MetricName": name, "Dimensions": dimensions, "Timestamp": when}
+                datum["Values"] = [float(v) for v in values]
+                if metric.get("Unit") in UNITS:
+                    datum["Unit"] = metric["Unit"]
+                if metric.get("StorageResolution") in (1, 60):
+                    datum["StorageResolution"] = metric["StorageResolution"]
+                data.append((namespace, datum))
+    return data
+
+
+# CloudWatch's units (a data point with another is refused, and with it the whole PutMetricData call).
+UNITS = frozenset(unit.value for unit in StandardUnit)
 
 
 def _is_number(value: Any) -> bool:

@@ -101,8 +101,8 @@ def parse_parameters(assignments: list[str], allowed: list[str]) -> dict[str, st
             raise BadParameter(f"{assignment!r} is not NAME=VALUE (as in Variants=thumb:256,medium:1024,xl:3000)")
         if name not in settable:
             raise BadParameter(f"{name!r} is not a parameter that can be set here; these can: {', '.join(settable)}")
-        if any(c in value for c in " \"'"):
-            raise BadParameter(f"the value of {name} may not contain spaces or quotes: {value!r}")
+        if not value or any(c.isspace() or c in "\"'" for c in value):
+            raise BadParameter(f"the value of {name} must be given, without spaces or quotes: {value!r}")
         parameters[name] = value
     return parameters
 
