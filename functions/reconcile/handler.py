@@ -30,6 +30,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         datetime.now(UTC),
         media_events(),
         look_back=reconcile.SCHEDULED_LOOK_BACK,
+        wait_for_queue=True,
     )
     if done.total:
         logger.warning("loose ends tied off", extra={"resent": done.resent, "failed": done.failed})

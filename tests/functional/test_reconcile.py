@@ -182,3 +182,23 @@ def test_a_library_of_originals_is_checked_a_hundred_media_at_a_time(stack: dict
     # Then exactly the lost ones are sent again, from three batched reads of the table (not one per original)
     assert sorted(done.resent) == lost
     assert requests == ["BatchGetItem"] * 3 + ["Query"]  # and the one page of PROCESSING media (none)
+
+
+def test_the_scheduled_function_sends_nothing_again_while_events_wait_in_the_ingest_queue(
+    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an original whose media is not made yet, and an event waiting in the ingest queue (a burst waiting for
+    # in-flight slots: its photos' originals are older than the grace, their events not lost)
+    boto3.client("s3").put_object(Bucket="media", Key="drop/waiting.jpg", Body=b"x")
+    boto3.client("sqs").send_message(QueueUrl=stack["ingest_queue_url"], MessageBody=json.dumps({"waiting": True}))
+    handler = load_function("reconcile")
+    monkeypatch.setattr(handler, "datetime", _AnHourLater)
+
+    # When the schedule runs the function, nothing is sent again
+    assert handler.lambda_handler({}, context) == {"resent": [], "failed": []}
+
+    # Then, once the queue has drained, the next run sends the lost original's event again
+    assert [m for m in queued(stack["ingest_queue_url"]) if m == {"waiting": True}]
+    sqs = boto3.client("sqs")
+    sqs.purge_queue(QueueUrl=stack["ingest_queue_url"])
+    assert handler.lambda_handler({}, context) == {"resent": ["drop/waiting.jpg"], "failed": []}

@@ -80,12 +80,15 @@ def reconcile(
     look_back: timedelta | None = None,
     grace: timedelta = PENDING_GRACE,
     stuck_after: timedelta = PROCESSING_MAX_AGE,
+    events_waiting: bool = False,
 ) -> Reconciled:
     """Tie off every loose end (see the module's description); return what was done. With ``look_back``, only
     originals written within that time are checked (the scheduled run: its cost stays that of the recent uploads,
-    not of the whole library)."""
+    not of the whole library). While ``events_waiting`` (the ingest queue holds messages), no original is sent
+    again: in a burst, photos wait there for an in-flight slot far longer than the grace, and an event that is
+    waiting is not lost; a lost one is found by the first run after the queue has drained."""
     done = Reconciled()
-    candidates = (obj for obj in originals if _may_be_lost(obj, now, look_back, grace))
+    candidates = (obj for obj in originals if not events_waiting and _may_be_lost(obj, now, look_back, grace))
     for chunk in _chunks(((obj, _media_id(bucket, obj)) for obj in candidates), BATCH_GET):
         known = repo.statuses([media_id for _, media_id in chunk if media_id])
         for obj, media_id in chunk:
@@ -143,8 +146,10 @@ def run(
     look_back: timedelta | None = None,
     grace: timedelta = PENDING_GRACE,
     stuck_after: timedelta = PROCESSING_MAX_AGE,
+    wait_for_queue: bool = False,
 ) -> Reconciled:
-    """``reconcile`` wired to the stack's own adapters (the scheduled function and ``photopipe reconcile``)."""
+    """``reconcile`` wired to the stack's own adapters (the scheduled function and ``photopipe reconcile``); with
+    ``wait_for_queue`` (the scheduled function), no original is sent again while the ingest queue holds messages."""
 
     def is_running(execution_arn: str) -> bool:
         try:
@@ -161,7 +166,10 @@ def run(
         events.published(failing)
 
     originals = (obj for prefix in INGEST_PREFIXES for obj in store.objects(prefix))
-    return reconcile(store.bucket, originals, repo, ingest.send, is_running, fail, now, look_back, grace, stuck_after)
+    waiting = wait_for_queue and ingest.waiting() > 0
+    return reconcile(
+        store.bucket, originals, repo, ingest.send, is_running, fail, now, look_back, grace, stuck_after, waiting
+    )
 
 
 def failed_message(item: MediaItem, reason: str) -> dict[str, Any]:

@@ -226,6 +226,16 @@ class MessageQueue:
             MessageAttributes={WAITS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(waits)}},
         )
 
+    def waiting(self) -> int:
+        """Messages in the queue: visible, delayed and being handled (SQS's approximate counts)."""
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesDelayed",
+            "ApproximateNumberOfMessagesNotVisible",
+        ]
+        attributes = self._client.get_queue_attributes(QueueUrl=self.url, AttributeNames=names)["Attributes"]
+        return sum(int(attributes.get(name, 0)) for name in names)
+
     def hide(self, receipt_handle: str, seconds: int) -> None:
         """Keep a received message out of sight for ``seconds`` (at most 12 hours): when it is tried next."""
         self._client.change_message_visibility(
