@@ -345,7 +345,9 @@ def failed(ctx: Context, as_json: bool) -> None:
 @pass_context
 def reconcile(ctx: Context, grace: float, stuck_after: float, as_json: bool) -> None:
     """Tie off loose ends: originals whose event never became a run are sent again, and media whose run ended without
-    a final status are marked FAILED (then `photopipe redrive` runs them again). The stack runs it every 10 min."""
+    a final status are marked FAILED (then `photopipe redrive` runs them again). The stack runs it every 10 min, over
+    the last day's originals and sending none again while events wait in the ingest queue; this command looks at
+    every original."""
     done = reconcile_stack(ctx.stack, timedelta(seconds=grace), timedelta(seconds=stuck_after))
     if as_json:
         click.echo(json.dumps({"resent": done.resent, "failed": done.failed}))
