@@ -193,6 +193,7 @@ class StatsReader:
     def __init__(self, stack: Stack) -> None:
         self._stack = stack
         self._repository = MediaRepository(stack.resource("dynamodb").Table(stack.outputs.MediaTableName))
+        self._sfn, self._cloudwatch = stack.client("stepfunctions"), stack.client("cloudwatch")
 
     def read(self, since: timedelta | None = None, owner: str | None = None, sample: int = DEFAULT_SAMPLE) -> Stats:
         now = datetime.now(UTC)
@@ -230,7 +231,7 @@ class StatsReader:
         )
 
     def _history(self, execution_arn: str) -> list[dict[str, Any]]:
-        sfn = self._stack.client("stepfunctions")
+        sfn = self._sfn
         try:
             pages = sfn.get_paginator("get_execution_history").paginate(
                 executionArn=execution_arn, includeExecutionData=False
@@ -281,7 +282,7 @@ class StatsReader:
         self, namespace: str, metric: str, dimensions: list[dict[str, str]], start: datetime, end: datetime
     ) -> float:
         end += timedelta(minutes=1)
-        points = self._stack.client("cloudwatch").get_metric_statistics(
+        points = self._cloudwatch.get_metric_statistics(
             Namespace=namespace,
             MetricName=metric,
             Dimensions=dimensions,

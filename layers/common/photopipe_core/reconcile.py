@@ -88,7 +88,8 @@ def reconcile(
     again: in a burst, photos wait there for an in-flight slot far longer than the grace, and an event that is
     waiting is not lost; a lost one is found by the first run after the queue has drained."""
     done = Reconciled()
-    candidates = (obj for obj in originals if not events_waiting and _may_be_lost(obj, now, look_back, grace))
+    # while events wait, the originals are not even listed (a burst is when listing them costs most)
+    candidates = () if events_waiting else (obj for obj in originals if _may_be_lost(obj, now, look_back, grace))
     for chunk in _chunks(((obj, _media_id(bucket, obj)) for obj in candidates), BATCH_GET):
         known = repo.statuses([media_id for _, media_id in chunk if media_id])
         for obj, media_id in chunk:
