@@ -17,7 +17,7 @@ load them again:
   the service is pickled into its own file only when its journal has grown as large as that file (``Journal``);
   every execution Step Functions starts is journaled too, so a run the table knows of is never missing after a
   kill, and every message sent to or deleted from a standard SQS queue (folded into the next snapshot). A closed
-  execution, which never changes again, is pickled once into an append-only archive that snapshots refer to
+  execution, which never changes again, is pickled once into an append-only archive and kept out of the snapshots
   (``ClosedExecutions``). Saving therefore costs the same per photo however large the library is.
 - **Loading** happens in ``on_infra_start``, before the gateway serves a request: the containers' contents are
   replaced in place (other modules hold references to them), then the journals are replayed over them. In
@@ -70,7 +70,8 @@ from localstack.services.plugins import SERVICE_PLUGINS
 from localstack.services.s3.models import KeyStore, S3DeleteMarker, S3Object, VersionedKeyStore, s3_stores
 from localstack.services.sqs.models import StandardQueue, sqs_stores
 from localstack.services.stepfunctions.backend.execution import Execution
-from localstack.services.stepfunctions.backend.store import sfn_stores
+from localstack.services.stepfunctions.backend.store import SFNStore, sfn_stores
+from localstack.services.stores import LOCAL_ATTR_PREFIX
 from localstack.state import pickle as state_pickle
 from localstack.utils.aws.arns import parse_arn
 from moto.dynamodb.models import dynamodb_backends
@@ -208,8 +209,8 @@ def _reduce_condition(obj: Any) -> tuple[Any, ...]:
 
 
 def _reduce_execution(obj: Any) -> tuple[Any, ...]:
-    """A Step Functions execution: a closed one whose history is on disk (it never changes again) by reference to
-    its copy in the archive of closed executions, any other whole."""
+    """A Step Functions execution met outside its store's own list (which keeps archived ones out): a closed one
+    whose history is on disk (it never changes again) by reference to its copy in the archive, any other whole."""
     if _closed is not None and isinstance(obj.__dict__.get("exec_worker"), ClosedWorker):
         return _closed.reference(obj)
     return _reduce_execution_whole(obj)
@@ -312,6 +313,7 @@ def reducers() -> dict[type, Any]:
         threading.Condition: _reduce_condition,
     }
     table.update(dict.fromkeys(_subclasses(Execution), _reduce_execution))
+    table[SFNStore] = _reduce_sfn_store
     table.update({DynamoType: _reduce_dynamo_type, Item: _reduce_item})
     table.update({KeyStore: _reduce_key_store, VersionedKeyStore: _reduce_key_store})
     table.update({cls: _reduce_declared for cls in (S3Object, S3DeleteMarker) if _declared(cls) is not None})
@@ -374,11 +376,18 @@ def _dumps_whole(state: Any, attempts: int = 20) -> bytes:
 
 # --- closed Step Functions executions: pickled once each ------------------------------------------------------
 CLOSED_FILE = "stepfunctions-closed"
+EXECUTIONS = LOCAL_ATTR_PREFIX + "executions"  # where a store keeps its executions (a LocalAttribute)
 
 
 def read_records(path: Path) -> Iterator[Any]:
     """The records of an append-only file (each a length and a pickle); a last record that a kill cut short is cut
     off the file, so that what is appended next follows the last whole record."""
+    for _end, record in read_records_at(path):
+        yield record
+
+
+def read_records_at(path: Path) -> Iterator[tuple[int, Any]]:
+    """``read_records``, each with the file's length up to its end."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -388,17 +397,19 @@ def read_records(path: Path) -> Iterator[Any]:
         (size,) = struct.unpack_from(">Q", data, offset)
         if offset + 8 + size > len(data):
             break
-        yield _loads(data[offset + 8 : offset + 8 + size])
+        yield offset + 8 + size, _loads(data[offset + 8 : offset + 8 + size])
         offset += 8 + size
     if offset < len(data):
         LOG.warning("The last record of %s was cut short (LocalStack was killed writing it): cut off", path)
         os.truncate(path, offset)
 
 
-def append_record(file: BinaryIO, record: Any) -> None:
+def append_record(file: BinaryIO, record: Any) -> int:
+    """Append one record; the bytes it took."""
     data = _dumps_whole(record)
     file.write(struct.pack(">Q", len(data)) + data)
     file.flush()  # in the kernel's hands: a killed LocalStack loses none of it
+    return 8 + len(data)
 
 
 class _ArchivePickler(pickle.Pickler):
@@ -428,67 +439,150 @@ class _ArchiveUnpickler(pickle.Unpickler):
 
 class ClosedExecutions:
     """Closed Step Functions executions whose history is on disk never change again; each is pickled once, into
-    an append-only file, and snapshots refer to it by ARN (a library's every run otherwise made every snapshot
-    larger and slower: six hundred bytes a photo, pickled again every few seconds). Their state machines, the same
-    for thousands of runs, are in the file once each."""
+    an append-only file, and kept out of the snapshots, which hold only the file's length when they were taken
+    (a library's every run otherwise made every snapshot larger and slower: pickled again, or referred to, every
+    few seconds). Their state machines, the same for thousands of runs, are in the file once each.
+
+    Loading puts back every execution the file held at that length; what was appended after it is of runs that
+    closed after the snapshot: they are run again (their start is journaled), so it is cut off. A snapshot of the
+    format before refers to its closed executions by ARN (``reference``); the file is then rewritten with just
+    those."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / CLOSED_FILE
         self._lock = threading.Lock()
         self._archived: set[str] = set()
-        self._loading: dict[str, bytes] = {}
+        self._loading: dict[str, list[tuple[int, bytes]]] = {}  # ARN → its records (end in the file, pickle)
+        self._restored: dict[str, Any] = {}
         self._machines: dict[str, Any] = {}
+        self._machine_ends: dict[str, int] = {}
         self._keys: dict[int, tuple[str, Any]] = {}  # id of a machine → its key (and the machine, kept alive)
         self._file: BinaryIO | None = None
         self._unsynced = False
+        self._end = 0
+        self._mark: int | None = None  # the length of the file the loaded snapshot went with
 
     def read(self) -> None:
-        """The file's records, before the snapshot that refers to them is loaded."""
-        for record in read_records(self.path):
+        """The file's records, before the snapshot that goes with them is loaded."""
+        for end, record in read_records_at(self.path):
             for kind, key, data in record:
                 if kind == "machine":
                     machine = _loads(data)
                     self._machines[key] = machine
+                    self._machine_ends.setdefault(key, end)
                     self._keys[id(machine)] = (key, machine)
                 else:
-                    self._loading[key] = data
-                    self._archived.add(key)
+                    self._loading.setdefault(key, []).append((end, data))
+            self._end = end
+
+    def seen_mark(self, mark: int) -> None:
+        """A loaded snapshot's store went with the file at this length."""
+        self._mark = max(self._mark or 0, mark)
 
     def loaded(self) -> None:
-        """Forget the records the loaded snapshot did not refer to: archived just before a kill that came before
-        the snapshot, their run is running again and is archived afresh when it closes (a later record of an ARN
-        replaces an earlier one when read)."""
-        self._archived -= self._loading.keys()
+        """Put back the closed executions the loaded snapshot went with, and cut off the rest."""
+        if self._mark is None:
+            self._keep_referenced()
+        else:
+            self._put_back(self._mark)
         self._loading.clear()
+        self._restored.clear()
+
+    def _put_back(self, mark: int) -> None:
+        touched = set()
+        for arn, records in self._loading.items():
+            data = next((data for end, data in reversed(records) if end <= mark), None)
+            if data is None:
+                continue
+            arn_parts = parse_arn(arn)
+            executions = sfn_stores[arn_parts["account"]][arn_parts["region"]].executions
+            if arn not in executions:  # a snapshot that holds it whole knows better
+                executions[arn] = self._unpickle(data)
+                touched.add(id(executions))
+            self._archived.add(arn)
+        for _account, _region, store in sfn_stores.iter_stores():
+            if id(store.executions) in touched:  # in the order they started, as they were
+                ordered = sorted(store.executions.items(), key=lambda pair: _started(pair[1]))
+                store.executions.clear()
+                store.executions.update(ordered)
+        if self._end > mark:
+            LOG.info("Cut off %d B of %s archived after the snapshot (run again)", self._end - mark, self.path)
+            os.truncate(self.path, mark)
+            self._end = mark
+            cut = {key for key, end in self._machine_ends.items() if end > mark}
+            for key in cut:
+                del self._machines[key], self._machine_ends[key]
+            self._keys = {ident: known for ident, known in self._keys.items() if known[0] not in cut}
+
+    def _keep_referenced(self) -> None:
+        """After a snapshot that referred to its closed executions by ARN: the file holds just those from now on
+        (the others were archived before a kill that came before the snapshot: their runs run again)."""
+        self._archived = set(self._restored)
+        if not self._end:
+            return
+        keep = [[("machine", key, _dumps(machine))] for key, machine in self._machines.items()]
+        keep += [[("execution", arn, self._loading[arn][-1][1])] for arn in self._restored]
+        partial = self.path.with_name(self.path.name + ".tmp")
+        with partial.open("wb") as file:
+            self._end = sum(append_record(file, record) for record in keep)
+            os.fsync(file.fileno())
+        partial.replace(self.path)
+        self._machine_ends = dict.fromkeys(self._machines, self._end)
 
     def execution(self, arn: str) -> Any:
-        try:
-            data = self._loading.pop(arn)
-        except KeyError:
-            raise SnapshotError(f"the closed execution {arn} is missing from {self.path}") from None
+        """A closed execution a snapshot of the format before referred to by ARN."""
+        if arn not in self._restored:
+            try:
+                data = self._loading[arn][-1][1]
+            except KeyError:
+                raise SnapshotError(f"the closed execution {arn} is missing from {self.path}") from None
+            self._restored[arn] = self._unpickle(data)
+        return self._restored[arn]
+
+    def _unpickle(self, data: bytes) -> Any:
         execution = _ArchiveUnpickler(io.BytesIO(data), self._machines).load()
         share_what_is_shared(execution)
         return execution
 
-    def reference(self, execution: Any) -> tuple[Any, ...]:
-        arn = execution.exec_arn
+    def keep_out(self, executions: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """What a snapshot holds of a store's executions: those not archived, once the ones that closed since are;
+        and the file's length that goes with it."""
+        kept = type(executions)()
         with self._lock:
-            if arn not in self._archived:
-                machine = execution.state_machine
-                try:
-                    key, records = self._records(execution, machine)
-                except (pickle.PicklingError, TypeError, AttributeError):
-                    LOG.warning("The closed execution %s is saved whole, not in %s", arn, self.path, exc_info=True)
-                    return _reduce_execution_whole(execution)
-                if self._file is None:
-                    self._file = self.path.open("ab")
-                append_record(self._file, records)
-                self._unsynced = True
-                self._archived.add(arn)
-                # known only once written: a later execution refers to its machine by key
-                self._machines.setdefault(key, machine)
-                self._keys[id(machine)] = (key, machine)
-        return _archived_execution, (arn,)
+            for arn, execution in list(executions.items()):  # one C call: atomic under the GIL
+                if arn in self._archived:
+                    continue
+                if isinstance(execution.__dict__.get("exec_worker"), ClosedWorker) and self._archive(execution):
+                    continue
+                kept[arn] = execution
+            return kept, self._end
+
+    def reference(self, execution: Any) -> tuple[Any, ...]:
+        """A closed execution met elsewhere than in its store: by ARN."""
+        with self._lock:
+            if execution.exec_arn not in self._archived and not self._archive(execution):
+                return _reduce_execution_whole(execution)
+        return _archived_execution, (execution.exec_arn,)
+
+    def _archive(self, execution: Any) -> bool:
+        """Append a closed execution (False: it cannot be pickled, and is saved whole)."""
+        arn, machine = execution.exec_arn, execution.state_machine
+        try:
+            key, records = self._records(execution, machine)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            LOG.warning("The closed execution %s is saved whole, not in %s", arn, self.path, exc_info=True)
+            return False
+        if self._file is None:
+            self._file = self.path.open("ab")
+        self._end += append_record(self._file, records)
+        self._unsynced = True
+        self._archived.add(arn)
+        # known only once written: a later execution refers to its machine by key
+        if key not in self._machines:
+            self._machines[key] = machine
+            self._machine_ends[key] = self._end
+        self._keys[id(machine)] = (key, machine)
+        return True
 
     def _records(self, execution: Any, machine: Any) -> tuple[str, list[tuple[str, str, bytes]]]:
         """The machine's key, and the records to append: the machine unless the file has it, the execution."""
@@ -514,7 +608,28 @@ class ClosedExecutions:
                 self._unsynced = False
 
 
+def _started(execution: Any) -> tuple[Any, ...]:
+    started = getattr(execution, "start_date", None)
+    return (0, started) if started is not None else (1,)
+
+
 _closed: ClosedExecutions | None = None
+
+
+def _reduce_sfn_store(obj: SFNStore) -> tuple[Any, ...]:
+    """A Step Functions store without its archived executions, and the archive's length that goes with it."""
+    state = dict(obj.__dict__)
+    executions = state.get(EXECUTIONS)
+    if _closed is None or executions is None:
+        return _restore_sfn_store, (type(obj), state, None)
+    state[EXECUTIONS], mark = _closed.keep_out(executions)
+    return _restore_sfn_store, (type(obj), state, mark)
+
+
+def _restore_sfn_store(cls: type, state: dict[str, Any], mark: int | None) -> Any:
+    if mark is not None and _closed is not None:
+        _closed.seen_mark(mark)
+    return _restore_object(cls, state)
 
 
 def _archived_execution(arn: str) -> Any:
