@@ -34,7 +34,7 @@ from typing import Any
 
 from localstack.aws.api.dynamodb import DynamodbApi
 from localstack.aws.api.dynamodbstreams import DynamodbstreamsApi
-from localstack.services.moto import MotoFallbackDispatcher
+from localstack.services.moto import MotoFallbackDispatcher, dispatch_to_moto
 from localstack.services.plugins import Service, ServiceLifecycleHook, aws_provider
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
@@ -56,8 +56,18 @@ def upstream_sha256() -> str:
 BACKEND_LOCK = threading.RLock()
 
 
+# Reads whose answer is moto's own: LocalStack would parse moto's JSON into a response (botocore's parser) and
+# serialize it again (its own serializer), both walking the items shape by shape — 2.6 ms of every hundred items,
+# where moto's JSON costs 0.2. A near-duplicate lookup reads up to seven hundred. The parse and the serializing
+# are skipped.
+PASSED_THROUGH = frozenset({"Query", "Scan", "GetItem", "BatchGetItem"})
+# What a passed-through answer leaves as the request's parsed response (the response handlers parse one otherwise).
+PASSED = {"PassedThrough": True}
+
+
 def one_at_a_time(provider: object) -> dict[str, Any]:
-    """moto's fallthrough dispatch table, with every operation run under the backend lock."""
+    """moto's fallthrough dispatch table, with every operation run under the backend lock, and the reads in
+    ``PASSED_THROUGH`` answered with moto's answer as it is (an error is parsed as before)."""
 
     def locked(handler: Any) -> Any:
         def call(context: Any, request: Any) -> Any:
@@ -66,7 +76,20 @@ def one_at_a_time(provider: object) -> dict[str, Any]:
 
         return call
 
-    return {operation: locked(handler) for operation, handler in MotoFallbackDispatcher(provider).items()}
+    def passed_through(context: Any, _request: Any) -> Any:
+        with BACKEND_LOCK:
+            response = dispatch_to_moto(context)
+        if response.status_code == 200:  # noqa: PLR2004
+            context.service_response = PASSED
+        return response
+
+    table = MotoFallbackDispatcher(provider)
+    return {
+        operation: passed_through
+        if operation in PASSED_THROUGH and isinstance(provider, DynamodbApi)
+        else locked(handler)
+        for operation, handler in table.items()
+    }
 
 
 class OnePartition:
