@@ -188,3 +188,37 @@ def lambda_function(aws_client: Callable[[str], Any]) -> Iterator[Callable[..., 
     for name in created:
         with contextlib.suppress(lam.exceptions.ResourceNotFoundException):  # a test may have deleted it
             lam.delete_function(FunctionName=name)
+
+
+@pytest.fixture
+def ddb(aws_client: Callable[[str], Any]) -> Any:
+    return aws_client("dynamodb")
+
+
+@pytest.fixture
+def table(ddb: Any) -> Iterator[str]:
+    """A scratch table (a key of two strings and a GSI on ``status``), deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "status", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-status",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "pk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    yield name
+    ddb.delete_table(TableName=name)

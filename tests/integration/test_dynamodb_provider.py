@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,39 +17,6 @@ from botocore.exceptions import ClientError
 from photopipe.stack import Stack
 from photopipe_core.models import OPERATOR
 from photopipe_core.repository import MediaRepository
-
-
-@pytest.fixture
-def ddb(aws_client: Callable[[str], Any]) -> Any:
-    return aws_client("dynamodb")
-
-
-@pytest.fixture
-def table(ddb: Any) -> Iterator[str]:
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    ddb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "status", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by-status",
-                "KeySchema": [
-                    {"AttributeName": "status", "KeyType": "HASH"},
-                    {"AttributeName": "pk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
-    ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
-    yield name
-    ddb.delete_table(TableName=name)
 
 
 def item(pk: str, status: str = "NEW") -> dict[str, Any]:
@@ -221,6 +188,42 @@ def test_reads_answered_with_motos_own_json_carry_every_attribute_type_and_error
     with pytest.raises(ClientError) as invalid:
         ddb.get_item(TableName=table, Key={"pk": {"S": "types"}})  # half a key
     assert invalid.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_an_update_expression_used_again_gives_each_item_its_own_result(ddb: Any, table: str) -> None:
+    """Update expressions are parsed once and their tree copied from a pickle: the same expression on new and
+    existing items, with other values, gives what moto's own parse and copy gave; one that does not parse is
+    refused every time."""
+    expression = (
+        "SET #s = :s, n = if_not_exists(n, :zero) + :one, l = list_append(if_not_exists(l, :empty), :l) "
+        "REMOVE gone ADD version :one"
+    )
+    results = []
+    for round_ in range(4):
+        results.append(
+            ddb.update_item(
+                TableName=table,
+                Key={"pk": {"S": f"u{round_ % 2}"}, "sk": {"S": "META"}},
+                UpdateExpression=expression,
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":s": {"S": f"S{round_}"},
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                    ":empty": {"L": []},
+                    ":l": {"L": [{"S": f"x{round_}"}]},
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        )
+    assert [r["status"]["S"] for r in results] == ["S0", "S1", "S2", "S3"]
+    assert [r["version"]["N"] for r in results] == ["1", "1", "2", "2"]
+    assert results[3]["l"]["L"] == [{"S": "x1"}, {"S": "x3"}]
+    assert results[2]["n"] == {"N": "2"}
+    for _ in range(2):
+        with pytest.raises(ClientError) as refused:
+            ddb.update_item(TableName=table, Key={"pk": {"S": "u0"}, "sk": {"S": "META"}}, UpdateExpression="SET = x")
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
 
 
 def test_step_functions_dynamodb_put_item_task(aws_client: Callable[[str], Any], ddb: Any, table: str) -> None:
