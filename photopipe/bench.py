@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import platform
+import re
 import resource
 import statistics
 import tempfile
@@ -31,9 +32,10 @@ from unittest import mock
 
 import PIL
 import psutil
+import requests
 from PIL import Image, ImageDraw, ImageOps
 
-from photopipe import samples
+from photopipe import bill, samples
 from photopipe.config import ClientSettings
 from photopipe.local import launcher
 from photopipe.soak import cpu_seconds
@@ -321,20 +323,31 @@ def run_pipeline(
     concurrency: int | None,
     timeout: float,
     stack_processes: Callable[[], list[psutil.Process]] | None = None,
+    meter: Meter | None = None,
 ) -> dict[str, Any]:
     """Upload through the API and follow every photo to a final status; latency is PUT accepted → READY.
     Given what lists the embedded stack's processes (LocalStack first), also where the CPU went meanwhile, per
-    photo and by process role (listed again at the end: a Lambda pool that grew during the run counts too)."""
+    photo and by process role (listed again at the end: a Lambda pool that grew during the run counts too).
+    Given a meter, what the run used is metered (``Meter.usage``, once the logs are shipped)."""
     list_processes = stack_processes or list
     processes = list_processes()
     cpu_before, host_before = cpu_snapshot(processes), psutil.cpu_times()
+    if meter is not None:
+        meter.start()
     started = time.time()
     results = Uploader(api, concurrency=concurrency, wait=True, wait_timeout=timeout).run(paths)
+    if meter is not None:
+        meter.stop([r.media_id for r in results if r.media_id], sum(path.stat().st_size for path in paths))
     cpu = {}
     if processes:  # an embedded stack (none to list when the stack is elsewhere)
         after = cpu_snapshot(list_processes())
+        per_photo = cpu_per_photo(cpu_before, after, len(paths), psutil.cpu_count() or 1)
         cpu = {
-            "cpu_s_per_photo": cpu_per_photo(cpu_before, after, len(paths), psutil.cpu_count() or 1),
+            "cpu_s_per_photo": per_photo,
+            # the imaging kernel runs in Resize: its share of all the CPU the pipeline spent
+            "kernel_share": round(per_photo.get("ResizeFunction", 0.0) / per_photo["total"], 3)
+            if per_photo["total"]
+            else None,
             "host_busy": host_busy(host_before, psutil.cpu_times()),
         }
     finished = [r for r in results if r.status == "READY" and r.sent_at and r.updated_at]
@@ -451,3 +464,115 @@ def stack_rss_mb(settings: ClientSettings) -> dict[str, float]:
         "lambdas_total": round(sum(lambdas), 1),
         "lambda_max": round(max(lambdas, default=0.0), 1),
     }
+
+
+# --- what it costs on AWS -----------------------------------------------------------------------------------------
+REPORT_LINE = re.compile(r"Billed Duration: (\d+) ms\s+Memory Size: (\d+) MB")
+COUNTS_PATH = "/_photopipe/requests"
+
+
+class Meter:
+    """What a run used, counted where AWS counts it: the requests the embedded runtime answered (its counts before
+    and after), the states each run entered and how long it ran (their histories), each Lambda invocation's billed
+    duration and memory (the REPORT lines its function logged during the run), the bytes stored per photo."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        self._before: dict[str, Any] = {}
+        self._counts: dict[str, Any] = {}
+        self._window = (0.0, 0.0)
+        self._media_ids: list[str] = []
+        self._original_bytes = 0
+
+    def counts(self) -> dict[str, Any]:
+        url = f"{self._stack.settings.endpoint_url.rstrip('/')}{COUNTS_PATH}"
+        response = requests.get(url, timeout=30)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def start(self) -> None:
+        self._before = self.counts()
+        self._window = (time.time(), 0.0)
+
+    def stop(self, media_ids: list[str], original_bytes: int) -> None:
+        self._counts = bill.counts_between(self._before, self.counts())
+        self._window = (self._window[0], time.time())
+        self._media_ids, self._original_bytes = media_ids, original_bytes
+
+    def usage(self) -> bill.Usage:
+        transitions, run_seconds = self._runs()
+        invocations, gb_seconds = self._invocations()
+        units = self._counts.get("dynamodb_units") or {}
+        return bill.Usage(
+            photos=len(self._media_ids),
+            transitions=transitions,
+            run_seconds=run_seconds,
+            lambda_invocations=invocations,
+            lambda_gb_seconds=gb_seconds,
+            requests=self._counts.get("requests") or {},
+            internal=self._counts.get("internal") or {},
+            api_requests=int((self._counts.get("api") or {}).get("requests", 0)),
+            dynamodb_read_units=float(units.get("read", 0.0)),
+            dynamodb_write_units=float(units.get("write", 0.0)),
+            stored_bytes=self._original_bytes + self._variant_bytes(),
+        )
+
+    def architecture(self) -> str:
+        """The stack's Lambda architecture (its functions share one)."""
+        name = next(iter(self._functions()), None)
+        if name is None:
+            return "x86_64"
+        return str(self._stack.client("lambda").get_function_configuration(FunctionName=name)["Architectures"][0])
+
+    def _runs(self) -> tuple[int, list[float]]:
+        sfn = self._stack.client("stepfunctions")
+        transitions, seconds = 0, []
+        for media_id in self._media_ids:
+            pages = sfn.get_paginator("get_execution_history").paginate(
+                executionArn=self._stack.outputs.execution_arn(media_id)
+            )
+            events = [event for page in pages for event in page["events"]]
+            transitions += sum(1 for event in events if event["type"].endswith("StateEntered"))
+            if events:
+                seconds.append((events[-1]["timestamp"] - events[0]["timestamp"]).total_seconds())
+        return transitions, seconds
+
+    def _functions(self) -> list[str]:
+        pages = (
+            self._stack.client("cloudformation")
+            .get_paginator("list_stack_resources")
+            .paginate(StackName=self._stack.settings.stack_name)
+        )
+        return [
+            resource["PhysicalResourceId"]
+            for page in pages
+            for resource in page["StackResourceSummaries"]
+            if resource["ResourceType"] == "AWS::Lambda::Function"
+        ]
+
+    def _invocations(self) -> tuple[int, float]:
+        logs = self._stack.client("logs")
+        start, end = (int(moment * 1000) for moment in self._window)
+        count, gb_seconds = 0, 0.0
+        for name in self._functions():
+            try:
+                pages = logs.get_paginator("filter_log_events").paginate(
+                    logGroupName=f"/aws/lambda/{name}", startTime=start, endTime=end, filterPattern="REPORT"
+                )
+                lines = [event["message"] for page in pages for event in page["events"]]
+            except logs.exceptions.ResourceNotFoundException:  # a function not invoked yet has no log group
+                continue
+            for match in filter(None, (REPORT_LINE.search(line) for line in lines)):
+                count += 1
+                gb_seconds += int(match[1]) / 1000 * int(match[2]) / 1024
+        return count, gb_seconds
+
+    def _variant_bytes(self) -> int:
+        s3 = self._stack.client("s3")
+        total = 0
+        for media_id in self._media_ids:
+            pages = s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._stack.outputs.MediaBucketName, Prefix=f"media/{media_id}/"
+            )
+            total += sum(item["Size"] for page in pages for item in page.get("Contents", []))
+        return total

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 
-from photopipe import apikeys, local
+from photopipe import apikeys, bill, local
 from photopipe import backup as backups
 from photopipe import bench as benchmark
 from photopipe import soak as soak_run
@@ -619,6 +619,7 @@ def bench(
             for name in ("photopipe", "naive_pillow", "pyvips", "floor")
         },
         "pipeline": None,
+        "bill": None,
         "rss_mb": {f"kernel_{name}": round(row["peak_rss_mb"], 1) for name, row in kernel.items()},
         "quality": {"ssim_medium_vs_naive": round(ssim, 4)},
         "bomb_400mp": {k: round(v, 3) if isinstance(v, float) else v for k, v in bomb.items()},
@@ -636,14 +637,20 @@ def bench(
         try:
             paths = benchmark.stamped_copies(corpus[:photos], folder, run)
             singles = benchmark.stamped_copies(corpus[: benchmark.ONE_AT_A_TIME], folder, f"{run} single", "single-")
+            processes = local.launcher(ctx.settings).processes
+            meter = benchmark.Meter(ctx.stack) if processes() else None  # the runtime's counts: embedded only
             with console.status(f"Pipeline: {photos} photos through the API and the stack ..."):
                 report["pipeline"] = benchmark.run_pipeline(
-                    ctx.stack, ctx.api(), paths, None, max(600.0, photos * 3.0), local.launcher(ctx.settings).processes
+                    ctx.stack, ctx.api(), paths, None, max(600.0, photos * 3.0), processes, meter
                 )
             with console.status(f"Pipeline: {len(singles)} photos one at a time on the warm stack ..."):
                 report["pipeline"]["one_at_a_time"] = benchmark.run_one_at_a_time(
                     ctx.stack, ctx.api(), singles, timeout=120.0
                 )
+            if meter is not None:  # after the photos one at a time: the batch's logs are shipped by then
+                with console.status("Bill: what the batch would cost on AWS ..."):
+                    prices = bill.load_prices(ctx.settings.region)
+                    report["bill"] = bill.report(meter.usage(), prices, meter.architecture())
         finally:
             shutil.rmtree(folder.parent, ignore_errors=True)
         report["rss_mb"]["stack"] = benchmark.stack_rss_mb(ctx.settings)
@@ -657,7 +664,7 @@ def bench(
         click.echo(json.dumps(report))
         return
     table = Table("measure", "value", title="photopipe bench")
-    for section in ("kernel", "pipeline", "rss_mb", "quality", "bomb_400mp", "placeholder_ms"):
+    for section in ("kernel", "pipeline", "bill", "rss_mb", "quality", "bomb_400mp", "placeholder_ms"):
         for key, value in (report[section] or {}).items():
             table.add_row(f"{section}.{key}", json.dumps(value))
     out.print(table)
