@@ -254,8 +254,9 @@ class EmbeddedLocalStack:
                 f"Port {self.port} is already taken by {holder}, which photopipe did not start. "
                 f"Stop it (or point photopipe at it with --endpoint-url) and run again."
             )
-        localstack = venvs.ensure(venvs.LOCALSTACK)
-        venvs.ensure(venvs.LAMBDA_PYTHON)
+        # the deploy's SAM venv too: a first start sets them all up at once
+        venvs.ensure_all(venvs.LOCALSTACK, venvs.LAMBDA_PYTHON, venvs.SAM)
+        localstack = venvs.LOCALSTACK
         # The deadline is for LocalStack's start, not for a first set-up of its venvs (minutes of downloads).
         began = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
