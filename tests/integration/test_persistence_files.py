@@ -249,3 +249,30 @@ def test_a_bucket_receiving_uploads_is_pickled_at_the_first_try_with_every_objec
     python = venvs.ensure(venvs.LOCALSTACK).python
     result = subprocess.run([str(python), "-c", BUSY_BUCKET], capture_output=True, text=True, timeout=300, check=False)  # noqa: S603
     assert result.stdout.split() == ["True"] * 4, result.stdout + result.stderr[-2000:]
+
+
+STARTED_TWICE = textwrap.dedent(
+    """
+    from photopipe_infra import persistence
+    from photopipe_infra.persistence import apply_started_execution
+
+    arn = "arn:aws:states:us-east-1:000000000000:execution:machine:run-1"
+    machine = "arn:aws:states:us-east-1:000000000000:stateMachine:machine"
+    # the journal of a start that was killed while it ran its interrupted runs again holds each start twice:
+    # the original one, and the one that ran it again
+    apply_started_execution("000000000000", "us-east-1", arn, machine, "run-1", "{}")
+    apply_started_execution("000000000000", "us-east-1", arn, machine, "run-1", "{}")
+    print([run.arn for run in persistence._started_after_snapshot] == [arn])
+    """
+)
+
+
+def test_a_run_journaled_as_started_twice_is_run_again_once() -> None:
+    """Killed while it ran the interrupted runs again, a start left each of them twice in the journal of started
+    runs; the next start ran each twice, the second start taking the first one's run out of the store: two runs of
+    one media, which ended FAILED (a kill drill in CI, seed 271287)."""
+    python = venvs.ensure(venvs.LOCALSTACK).python
+    result = subprocess.run(
+        [str(python), "-c", STARTED_TWICE], check=False, capture_output=True, text=True, timeout=120
+    )  # noqa: S603
+    assert result.stdout.split() == ["True"], result.stdout + result.stderr[-3000:]

@@ -984,11 +984,17 @@ def apply_sqs_change(account_id: str, region: str, name: str, message_id: str, m
 
 
 _started_after_snapshot: list[Interrupted] = []
+_started_arns: set[str] = set()
 
 
 def apply_started_execution(account_id: str, region: str, arn: str, machine: str, name: str, data: str) -> None:
-    if arn not in sfn_stores[account_id][region].executions:  # started after the snapshot: run when ready
-        _started_after_snapshot.append(Interrupted(account_id, region, arn, machine, name, data))
+    """A run started after the snapshot is run again when ready, once: a start killed while it ran the interrupted
+    runs again journaled each a second time (run twice, the second start took the first one's run out of the
+    store, and two runs of one media ended one FAILED)."""
+    if arn in _started_arns or arn in sfn_stores[account_id][region].executions:
+        return
+    _started_arns.add(arn)
+    _started_after_snapshot.append(Interrupted(account_id, region, arn, machine, name, data))
 
 
 @dataclass(frozen=True)
@@ -1300,7 +1306,8 @@ def load_saved_state() -> None:
         # Starting empty would save an empty library over the snapshot at the first change.
         os._exit(LOAD_FAILED_EXIT_CODE)
     _loaded = loaded is not None
-    _interrupted = interrupted_executions() + _started_after_snapshot
+    started = {run.arn for run in _started_after_snapshot}
+    _interrupted = [run for run in interrupted_executions() if run.arn not in started] + _started_after_snapshot
     saver.keep_started = bool(_started_after_snapshot)
     saver.listen()
     _saver = saver
