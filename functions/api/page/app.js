@@ -470,8 +470,12 @@ function refreshGallerySoon() {
 }
 
 let galleryAlbum = null; // the album whose photos the library shows, when it shows albums
+// Each read of the library is numbered: an answer that arrives after a later read was asked for (the view was
+// changed, or drawn again, meanwhile) is dropped, and does not replace what the later read shows.
+let galleryRead = 0;
 
 async function refreshGallery(more = false) {
+  const read = ++galleryRead;
   const status = $("gallery-status").value;
   const albums = status === "ALBUMS";
   if (!albums) galleryAlbum = null;
@@ -484,9 +488,12 @@ async function refreshGallery(more = false) {
     else if (albums) page = await api.album(galleryAlbum, galleryToken);
     else page = await api.list(status, galleryToken);
   } catch (error) {
-    $("gallery").replaceChildren(element("li", { className: "error", textContent: error.message }));
+    if (read === galleryRead) {
+      $("gallery").replaceChildren(element("li", { className: "error", textContent: error.message }));
+    }
     return;
   }
+  if (read !== galleryRead) return;
   if (page.album) $("album-title").textContent = `${page.album.title} · ${photos(page.album.count)}`;
   galleryToken = page.next_token ?? null;
   const tiles = albums && !galleryAlbum ? page.items.map(albumTile) : page.items.map(mediaTile);
