@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 import uuid
@@ -131,6 +132,50 @@ def test_a_limited_query_of_a_large_partition_pages_through_it_in_key_order(ddb:
             assert len(page["Items"]) == 100
             start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
         assert seen == sorted(keys, reverse=not forward) and pages == 3
+
+
+def test_limited_queries_follow_a_partition_whose_items_come_and_go(ddb: Any, table: str) -> None:
+    """A limited query keeps the partition's keys in order from then on (``Partition``): items put, deleted, put
+    again and batch-written between queries are where they belong in the next one, both ways."""
+    rng = random.Random(20)
+    stored: set[str] = set()
+
+    def first(count: int, forward: bool) -> list[str]:
+        page = ddb.query(
+            TableName=table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": "churn"}},
+            ScanIndexForward=forward,
+            Limit=count,
+        )
+        return [i["sk"]["S"] for i in page["Items"]]
+
+    def put(key: str) -> None:
+        ddb.put_item(TableName=table, Item={"pk": {"S": "churn"}, "sk": {"S": key}, "v": {"N": "1"}})
+        stored.add(key)
+
+    for _ in range(120):
+        put(f"K{rng.randrange(1000):03d}")
+    for _ in range(150):
+        choice = rng.random()
+        key = f"K{rng.randrange(1000):03d}" if rng.random() < 0.8 else rng.choice(["A", "Z", "K", "K999z"])
+        if choice < 0.4:
+            put(key)
+        elif choice < 0.7:
+            doomed = rng.choice(sorted(stored)[:3] + sorted(stored)[-3:]) if rng.random() < 0.5 else key
+            ddb.delete_item(TableName=table, Key={"pk": {"S": "churn"}, "sk": {"S": doomed}})
+            stored.discard(doomed)
+        elif choice < 0.8:
+            batch = [f"K{rng.randrange(1000):03d}" for _ in range(5)]
+            ddb.batch_write_item(
+                RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": "churn"}, "sk": {"S": k}}}} for k in batch]}
+            )
+            stored.update(batch)
+        else:
+            count = rng.randrange(1, 12)
+            assert first(count, True) == sorted(stored)[:count]
+            assert first(count, False) == sorted(stored, reverse=True)[:count]
+    assert first(len(stored) + 5, False) == sorted(stored, reverse=True)
 
 
 def test_reads_answered_with_motos_own_json_carry_every_attribute_type_and_error(ddb: Any, table: str) -> None:

@@ -29,10 +29,10 @@ and a fresh tree, and each validator's copy, is unpickled from it (0.3 ms).
 
 from __future__ import annotations
 
+import bisect
 import copy
 import functools
 import hashlib
-import heapq
 import inspect
 import pickle
 import threading
@@ -135,9 +135,80 @@ class OnePartition:
             return [stored]
         if self._first is None:
             return list(stored.values())
-        count, forward = self._first
-        pick = heapq.nsmallest if forward else heapq.nlargest
-        return pick(count, stored.values(), key=lambda item: item.range_key.cast_value)
+        if not isinstance(stored, Partition):  # moto's own dict: from here on, one that keeps its keys in order
+            stored = self._table.items[self._hash_key] = Partition(stored)
+        return stored.first(*self._first)
+
+
+def _range_order(key: DynamoType) -> Any:
+    return key.cast_value
+
+
+class Partition(dict):  # type: ignore[type-arg]
+    """A partition's items by sort key (what moto keeps in a plain dict), with its keys kept in order once a limited
+    query asked for its first items: picking a hundred of ten thousand (``heapq``) still compared every item with
+    Python-level keys, 14 ms for each of the near-duplicate lookup's seven band queries in a library of 10,000
+    look-alikes, and growing with it. A new key is placed by bisection and a removed one taken out the same way;
+    any other change (``update``, ``clear`` …) sorts again when next asked. Pickled and copied as the plain dict moto
+    made: snapshots hold only moto's objects, and a loaded partition is converted again on its first limited query."""
+
+    __slots__ = ("_order",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._order: list[Any] | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return dict, (dict(self),)
+
+    def first(self, count: int, forward: bool) -> list[Any]:
+        """The items of the ``count`` lowest sort keys (``forward``), or of the highest."""
+        if self._order is None:
+            self._order = sorted(self, key=_range_order)
+        keys = self._order[:count] if forward else self._order[: -count - 1 : -1]
+        return [self[key] for key in keys]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if self._order is not None and key not in self:
+            bisect.insort(self._order, key, key=_range_order)
+        super().__setitem__(key, value)
+
+    def _forget(self, key: Any) -> None:
+        if self._order is None or key not in self:
+            return
+        at = bisect.bisect_left(self._order, _range_order(key), key=_range_order)
+        if at < len(self._order) and self._order[at] == key:
+            del self._order[at]
+        else:  # keys of equal order that are not equal (numbers such as 1 and 1.0): sorted again when next asked
+            self._order = None
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self._forget(key)
+        return super().pop(key, *default)
+
+    def __delitem__(self, key: Any) -> None:
+        self._forget(key)
+        super().__delitem__(key)
+
+    def _unordered(self, change: str, *args: Any, **kwargs: Any) -> Any:
+        self._order = None
+        return getattr(super(), change)(*args, **kwargs)
+
+    def clear(self) -> None:
+        self._unordered("clear")
+
+    def popitem(self) -> tuple[Any, Any]:
+        return self._unordered("popitem")  # type: ignore[no-any-return]
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        return self._unordered("setdefault", key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._unordered("update", *args, **kwargs)
+
+    def __ior__(self, other: Any) -> Partition:
+        self._unordered("__ior__", other)
+        return self
 
 
 _moto_query = Table.query
