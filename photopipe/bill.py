@@ -110,12 +110,22 @@ class Usage(BaseModel):
 def counts_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """The embedded runtime's request counts (``GET /_photopipe/requests``) of a run: after minus before."""
 
-    def minus(key: str) -> dict[str, float]:
-        later, earlier = after.get(key) or {}, before.get(key) or {}
+    def minus(later: dict[str, float], earlier: dict[str, float]) -> dict[str, float]:
         spent = {name: later[name] - earlier.get(name, 0) for name in later}
         return {name: value for name, value in sorted(spent.items()) if value}
 
-    return {key: minus(key) for key in ("requests", "internal", "api", "dynamodb_units")}
+    spent: dict[str, Any] = {
+        key: minus(after.get(key) or {}, before.get(key) or {})
+        for key in ("requests", "internal", "api", "dynamodb_units")
+    }
+    tables_before = before.get("dynamodb_tables") or {}
+    spent["dynamodb_tables"] = {}
+    for table, later in sorted((after.get("dynamodb_tables") or {}).items()):
+        earlier = tables_before.get(table) or {}
+        used = {part: minus(later.get(part) or {}, earlier.get(part) or {}) for part in ("requests", "units")}
+        if used["requests"]:
+            spent["dynamodb_tables"][table] = used
+    return spent
 
 
 def _by_service(counts: dict[str, int], service: str) -> dict[str, int]:

@@ -126,10 +126,21 @@ def test_a_runs_counts_are_the_difference_of_the_runtimes_counts_before_and_afte
         "internal": {"sqs.ReceiveMessage": 4},
         "api": {"requests": 7},
         "dynamodb_units": {"read": 4.0, "write": 2.0},
+        "dynamodb_tables": {
+            "media": {"requests": {"GetItem": 3, "PutItem": 2}, "units": {"read": 4.0, "write": 2.0}},
+            "idle": {"requests": {"GetItem": 1}, "units": {"read": 0.5}},
+        },
+    }
+    before["dynamodb_tables"] = {
+        "media": {"requests": {"GetItem": 1}, "units": {"read": 1.5}},
+        "idle": {"requests": {"GetItem": 1}, "units": {"read": 0.5}},
     }
     assert counts_between(before, after) == {
         "requests": {"s3.GetObject": 3, "s3.PutObject": 4},
         "internal": {"sqs.ReceiveMessage": 4},
         "api": {"requests": 5},
         "dynamodb_units": {"read": 2.5, "write": 2.0},
+        "dynamodb_tables": {
+            "media": {"requests": {"GetItem": 2, "PutItem": 2}, "units": {"read": 2.5, "write": 2.0}},
+        },
     }

@@ -10,7 +10,9 @@
   and written (moto's item size): a write takes a unit per KB of the item (after the write; the item before it for a
   delete), a transactional one twice; a read a unit per 4 KB of what it read in all (a Query's or Scan's items
   together), half of that when eventually consistent, twice when transactional. A conditional write that failed
-  takes one unit, a read that found nothing half of one.
+  takes one unit, a read that found nothing half of one;
+- ``dynamodb_tables``: the same requests and units by table (``{table: {"requests": {operation: n}, "units": {...}}}``),
+  so a reader can tell one stack's or one test's table from the others sharing the runtime.
 
 A reader takes the counts before and after a run and subtracts. Counting is a response handler; no request waits
 for anything but a lock held for a few dictionary updates.
@@ -46,6 +48,7 @@ class RequestCounts:
         self.internal: Counter[str] = Counter()
         self.api: Counter[str] = Counter()
         self.units: dict[str, float] = {}
+        self.tables: dict[str, dict[str, Any]] = {}
 
     def on_response(self, _chain: Any, context: Any, response: Response) -> None:
         if context.service is None or context.operation is None:
@@ -56,11 +59,19 @@ class RequestCounts:
             return
         service, operation = context.service.service_name, context.operation.name
         name = f"{service}.{operation}"
-        units = dynamodb_units(context, response) if service == "dynamodb" else None
+        tables = dynamodb_tables(context.service_request or {}) if service == "dynamodb" else []
+        units = dynamodb_units(context, response) if tables else None
         with self._lock:
             (self.internal if context.is_internal_call else self.requests)[name] += 1
+            for table in tables:
+                counts = self.tables.setdefault(table, {"requests": Counter(), "units": {}})
+                counts["requests"][operation] += 1
             if units is not None:
-                self.units[units[0]] = self.units.get(units[0], 0.0) + units[1]
+                kind, by_table = units
+                self.units[kind] = self.units.get(kind, 0.0) + sum(by_table.values())
+                for table, value in by_table.items():
+                    table_units = self.tables.setdefault(table, {"requests": Counter(), "units": {}})["units"]
+                    table_units[kind] = table_units.get(kind, 0.0) + value
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -68,8 +79,31 @@ class RequestCounts:
                 "requests": dict(self.requests),
                 "internal": dict(self.internal),
                 "api": dict(self.api),
-                "dynamodb_units": {kind: round(value, 1) for kind, value in self.units.items()},
+                "dynamodb_units": _rounded(self.units),
+                "dynamodb_tables": {
+                    table: {"requests": dict(counts["requests"]), "units": _rounded(counts["units"])}
+                    for table, counts in self.tables.items()
+                },
             }
+
+
+def _rounded(units: dict[str, float]) -> dict[str, float]:
+    return {kind: round(value, 1) for kind, value in units.items()}
+
+
+def dynamodb_tables(request: dict[str, Any]) -> list[str]:
+    """The tables a DynamoDB request names: its TableName, a batch's RequestItems, a transaction's items."""
+    if request.get("TableName"):
+        return [str(request["TableName"])]
+    if request.get("RequestItems"):
+        return sorted(request["RequestItems"])
+    named = {
+        str(part["TableName"])
+        for transact in request.get("TransactItems") or []
+        for part in transact.values()
+        if isinstance(part, dict) and part.get("TableName")
+    }
+    return sorted(named)
 
 
 def item_size(attributes: dict[str, Any]) -> int:
@@ -88,20 +122,25 @@ def read_units(sizes: list[int], consistent: bool, per_item: bool = False, trans
     return blocks * factor
 
 
-def dynamodb_units(context: Any, response: Response) -> tuple[str, float] | None:
-    """("read" | "write", units) of an answered DynamoDB request; None for the table-level operations."""
+def dynamodb_units(context: Any, response: Response) -> tuple[str, dict[str, float]] | None:
+    """("read" | "write", units by table) of an answered DynamoDB request; None for the table-level operations."""
     operation, request = context.operation.name, context.service_request or {}
     if operation in WRITES:
+        table = str(request.get("TableName"))
         if response.status_code >= 400:  # noqa: PLR2004 - a failed condition still takes a unit
-            return "write", 1.0
-        return "write", float(
-            _write_blocks(context, request.get("TableName"), request.get("Key") or request.get("Item"))
-        )
+            return "write", {table: 1.0}
+        return "write", {table: float(_write_blocks(context, table, request.get("Key") or request.get("Item")))}
     if operation == "BatchWriteItem":
-        writes = [w for table_writes in (request.get("RequestItems") or {}).values() for w in table_writes]
-        return "write", float(sum(_put_or_delete_blocks(w) for w in writes))
+        return "write", {
+            table: float(sum(_put_or_delete_blocks(w) for w in writes))
+            for table, writes in (request.get("RequestItems") or {}).items()
+        }
     if operation == "TransactWriteItems":
-        return "write", 2.0 * sum(_transact_blocks(context, t) for t in request.get("TransactItems") or [])
+        spent: dict[str, float] = {}
+        for transact in request.get("TransactItems") or []:
+            table, blocks = _transact_blocks(context, transact)
+            spent[table] = spent.get(table, 0.0) + 2.0 * blocks
+        return "write", spent
     if operation not in {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}:
         return None
     if response.status_code >= 400:  # noqa: PLR2004
@@ -109,14 +148,27 @@ def dynamodb_units(context: Any, response: Response) -> tuple[str, float] | None
     body = json.loads(response.get_data() or b"{}")
     consistent = bool(request.get("ConsistentRead"))
     if operation == "GetItem":
-        return "read", read_units([item_size(body["Item"])] if "Item" in body else [0], consistent)
+        sizes = [item_size(body["Item"])] if "Item" in body else [0]
+        return "read", {str(request.get("TableName")): read_units(sizes, consistent)}
     if operation == "BatchGetItem":
-        sizes = [item_size(item) for items in (body.get("Responses") or {}).values() for item in items]
-        return "read", read_units(sizes, consistent, per_item=True)
+        responses = body.get("Responses") or {}
+        return "read", {
+            table: read_units(
+                [item_size(item) for item in responses.get(table) or []],
+                bool(asked.get("ConsistentRead")),
+                per_item=True,
+            )
+            for table, asked in (request.get("RequestItems") or {}).items()
+        }
     if operation == "TransactGetItems":
-        sizes = [item_size(r["Item"]) for r in body.get("Responses") or [] if "Item" in r]
-        return "read", read_units(sizes, True, per_item=True, transactional=True)
-    return "read", read_units([item_size(item) for item in body.get("Items") or []], consistent)
+        spent = {}
+        for asked, answered in zip(request.get("TransactItems") or [], body.get("Responses") or [], strict=False):
+            table = str(asked["Get"]["TableName"])
+            size = [item_size(answered["Item"])] if "Item" in answered else []
+            spent[table] = spent.get(table, 0.0) + read_units(size, True, per_item=True, transactional=True)
+        return "read", spent
+    items = [item_size(item) for item in body.get("Items") or []]
+    return "read", {str(request.get("TableName")): read_units(items, consistent)}
 
 
 def _blocks(size: int) -> int:
@@ -129,13 +181,15 @@ def _put_or_delete_blocks(write: dict[str, Any]) -> int:
     return 1
 
 
-def _transact_blocks(context: Any, transact: dict[str, Any]) -> int:
+def _transact_blocks(context: Any, transact: dict[str, Any]) -> tuple[str, int]:
+    """(table, write blocks) of one item of a transaction."""
     if "Put" in transact:
-        return _blocks(item_size(transact["Put"]["Item"]))
+        return str(transact["Put"]["TableName"]), _blocks(item_size(transact["Put"]["Item"]))
     for kind in ("Update", "Delete", "ConditionCheck"):
         if kind in transact:
-            return _write_blocks(context, transact[kind].get("TableName"), transact[kind].get("Key"))
-    return 1
+            table = transact[kind].get("TableName")
+            return str(table), _write_blocks(context, table, transact[kind].get("Key"))
+    return "", 1
 
 
 def _write_blocks(context: Any, table_name: str | None, key: dict[str, Any] | None) -> int:
