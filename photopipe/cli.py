@@ -685,6 +685,8 @@ def _soak(ctx: Context, photos: int, burst: int, as_json: bool, out_dir: Path) -
         "localstack_mappings",
         "localstack_rss_mb",
         "localstack_cpu_ms_per_photo",
+        "machine_cpu_ms_per_photo",
+        "machine_busy",
         "lambda_processes",
         "lambdas_rss_mb",
         "statuses",

@@ -96,6 +96,8 @@ class Sample:
     localstack_mappings: int
     localstack_rss_mb: float
     localstack_cpu_ms_per_photo: float  # the burst's CPU time in LocalStack's own process, per photo
+    machine_cpu_ms_per_photo: float  # every process's (LocalStack, its Lambda processes, this client, the rest)
+    machine_busy: float  # the share of the machine's cores busy during the burst (1.0: every core, all the time)
     lambda_processes: int
     lambdas_rss_mb: float
     lambda_max_rss_mb: float
@@ -105,6 +107,12 @@ class Sample:
 def cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (every core, everything but idle and waiting for I/O)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 def sample_stack(processes: list[psutil.Process]) -> dict[str, Any]:
@@ -145,12 +153,13 @@ def run(
         count = min(burst, photos - done)
         batch = [(f"soak-{done + n:06d}.jpg", tiny_photo(done + n, run_id)) for n in range(count)]
         began = time.monotonic()
-        cpu_before = cpu_seconds(stack_processes()[0])
+        cpu_before, machine_before = cpu_seconds(stack_processes()[0]), machine_busy_seconds()
         media_ids = send_burst(api, batch, clients)
         statuses = follow(reader, media_ids, timeout_per_burst)
         seconds = time.monotonic() - began
         processes = stack_processes()
         cpu_ms = (cpu_seconds(processes[0]) - cpu_before) * 1000 / count
+        machine_seconds = machine_busy_seconds() - machine_before
         done += count
         counts: dict[str, int] = {}
         for status in statuses.values():
@@ -162,6 +171,8 @@ def run(
             img_s=round(count / seconds, 2),
             statuses=counts,
             localstack_cpu_ms_per_photo=round(cpu_ms, 1),
+            machine_cpu_ms_per_photo=round(machine_seconds * 1000 / count, 1),
+            machine_busy=round(machine_seconds / (seconds * (psutil.cpu_count() or 1)), 2),
             **sample_stack(processes),
         )
 
@@ -183,6 +194,7 @@ def summary(samples: list[Sample], sent: int) -> dict[str, Any]:
         "rss_growth_mb_per_1000_after_first": round(per_thousand, 1),
         "throughput_last_vs_first": round(last.img_s / first.img_s, 3) if first.img_s else None,
         "localstack_cpu_ms_per_photo_first_last": [first.localstack_cpu_ms_per_photo, last.localstack_cpu_ms_per_photo],
+        "machine_cpu_ms_per_photo_first_last": [first.machine_cpu_ms_per_photo, last.machine_cpu_ms_per_photo],
         "samples": [asdict(s) for s in samples],
     }
 

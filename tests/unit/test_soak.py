@@ -19,6 +19,8 @@ def sample(photos: int, img_s: float, rss: float, statuses: dict[str, int]) -> S
         localstack_mappings=850,
         localstack_rss_mb=rss,
         localstack_cpu_ms_per_photo=img_s * 100,
+        machine_cpu_ms_per_photo=img_s * 250,
+        machine_busy=0.9,
         lambda_processes=19,
         lambdas_rss_mb=1270.0,
         lambda_max_rss_mb=90.0,
@@ -38,6 +40,7 @@ def test_summary_counts_lost_photos_and_growth_after_the_first_burst() -> None:
     assert report["throughput_last_vs_first"] == 0.9
     assert report["mappings_first_last"] == [850, 850]
     assert report["localstack_cpu_ms_per_photo_first_last"] == [200.0, 180.0]
+    assert report["machine_cpu_ms_per_photo_first_last"] == [500.0, 450.0]
 
 
 def test_chart_is_a_png_with_both_panels(tmp_path: Path) -> None:
