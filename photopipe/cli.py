@@ -176,9 +176,14 @@ def _bring_up(
     started = result.started
     how = "reused" if started and started.reused else "started"
     pid = f" (PID {started.pid})" if started else ""
+    deployed = result.deployed
+    phases = [f"LocalStack {started.seconds:.1f} s"] if started and not started.reused else []
+    if deployed.changed:
+        phases += [f"sam build {deployed.build_seconds:.1f} s", f"sam deploy {deployed.deploy_seconds:.1f} s"]
     console.print(
         f"LocalStack {result.runtime} {how}{pid}; stack "
-        f"{'deployed' if result.deployed.changed else 'already up to date'} in {result.seconds:.1f} s"
+        f"{'deployed' if deployed.changed else 'already up to date'} in {result.seconds:.1f} s"
+        + (f" ({', '.join(phases)})" if phases else "")
     )
     for key, value in result.outputs.model_dump().items():
         outputs_to.print(f"{key:<24} {value}", soft_wrap=True, highlight=False)

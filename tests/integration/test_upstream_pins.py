@@ -19,6 +19,7 @@ PATCHES = [
     "photopipe_infra.apigateway",  # API Gateway: OpenAPI import, gateway-exception handler, request payload
     "photopipe_infra.dynamodb_provider",  # moto DynamoDB: Table.query, DynamoType and Item (deep copies)
     "photopipe_infra.cloudwatch_batching",  # Lambda/SQS metric publishers, Lambda log loop, CloudWatch metric store
+    "photopipe_infra.cloudformation_polling",  # CloudFormation's ResourceProviderExecutor.deploy_loop
     "photopipe_infra.persistence",  # SQS queues and receipt handles, CloudFormation stacks, Lambda version states
 ]
 

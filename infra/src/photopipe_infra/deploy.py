@@ -58,6 +58,8 @@ class DeployError(RuntimeError):
 class Deployed:
     stack_name: str
     changed: bool
+    build_seconds: float = 0.0  # `sam build`
+    deploy_seconds: float = 0.0  # `sam deploy`: the change set and CloudFormation's resources
 
 
 def source_fingerprint(root: Path = PROJECT_ROOT) -> str:
@@ -199,6 +201,7 @@ def deploy(
     if not force and deployed_fingerprint(endpoint, stack_name) == fingerprint:
         return Deployed(stack_name=stack_name, changed=False)
     sam = venvs.ensure(venvs.SAM)
+    began = time.monotonic()
     env = local_environment(endpoint)
     # SAM's Python builder looks for `python3.13` on PATH; the SAM venv's own interpreter is one.
     env["PATH"] = f"{sam.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
@@ -213,6 +216,7 @@ def deploy(
     )
     if build.returncode != 0:
         raise DeployError(f"`sam build` failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}")
+    built = time.monotonic()
     command = [
         str(sam.bin("sam")),
         "deploy",
@@ -240,7 +244,7 @@ def deploy(
         failure = _sam_deploy(command, env, cfn, stack_name)
     if failure:
         raise DeployError(failure)
-    return Deployed(stack_name=stack_name, changed=True)
+    return Deployed(stack_name, True, built - began, time.monotonic() - built)
 
 
 def _sam_deploy(command: list[str], env: dict[str, str], cfn: Any, stack_name: str) -> str | None:
@@ -259,7 +263,8 @@ def _sam_deploy(command: list[str], env: dict[str, str], cfn: Any, stack_name: s
                 process.wait()
                 reason = stack["StackStatus"] if stack else "timeout"
                 return f"`sam deploy` did not complete ({reason}): {stack_failure(cfn, stack_name)}"
-            time.sleep(2)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # back at once when it ends
+                process.wait(timeout=2)
         output = process.stdout.read() if process.stdout else ""
     if process.returncode != 0:
         return f"`sam deploy` failed:\n{output[-4000:]}\n{stack_failure(cfn, stack_name)}"
