@@ -3,13 +3,15 @@ names — what tests/functional/test_least_privilege.py holds the template's pol
 
 A botocore handler on every client (``before-parameter-build``: API calls and presigned URLs alike) records the call
 under the function whose handler is on the stack: the outermost frame in ``functions/<dir>/`` names it, matched to the
-template's ``CodeUri`` and ``Handler``.
+template's ``CodeUri`` and ``Handler``. A call made in a pool thread is the handler's that submitted the work.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,7 @@ class CallRecorder:
     def __init__(self) -> None:
         self.calls: dict[tuple[str, str], set[Call]] = defaultdict(set)
         self.settings: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.submitted_by = threading.local()  # a pool thread's: the handler whose work it runs
 
     def setting_read(self, name: str) -> None:
         handler = self._handler_on_stack()
@@ -110,9 +113,8 @@ class CallRecorder:
             service = model.service_model.service_name
             self.calls[handler] |= permissions(service, model.name, params)
 
-    @staticmethod
-    def _handler_on_stack() -> tuple[str, str] | None:
-        found = None
+    def _handler_on_stack(self) -> tuple[str, str] | None:
+        found = getattr(self.submitted_by, "handler", None)
         frame = sys._getframe(1)
         while frame is not None:
             path = Path(frame.f_code.co_filename)
@@ -132,9 +134,26 @@ def _settings_read(self: Settings, name: str) -> Any:
     return object.__getattribute__(self, name)
 
 
+_submit = ThreadPoolExecutor.submit
+
+
+def _submit_for_handler(pool: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    handler = RECORDER._handler_on_stack()
+
+    def run_for_handler() -> Any:
+        RECORDER.submitted_by.handler = handler
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            RECORDER.submitted_by.handler = None
+
+    return _submit(pool, run_for_handler)
+
+
 def install() -> None:
     """Every botocore session made from now on records through RECORDER (moto installs its own stub this way), and
-    so does every read of a Settings field."""
+    so does every read of a Settings field and every call a handler's pool thread makes."""
     if ("before-parameter-build", RECORDER) not in BUILTIN_HANDLERS:
         BUILTIN_HANDLERS.append(("before-parameter-build", RECORDER))
     Settings.__getattribute__ = _settings_read  # type: ignore[method-assign,assignment]
+    ThreadPoolExecutor.submit = _submit_for_handler  # type: ignore[method-assign]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -558,19 +559,31 @@ class MediaRepository:
     def similar(self, owner: str, media_id: str, phash: str, max_distance: int = SIMILAR_MAX_DISTANCE) -> list[str]:
         """The owner's other media whose perceptual hash is within ``max_distance`` bits: the ``SIMILAR_LIMIT``
         closest among the last ``SIMILAR_READ_PER_BAND`` entries of each band by media id, closest first, then by id
-        descending (an upload's id sorts by time; a drop-folder object's id is derived from the object)."""
-        found: dict[str, int] = {}
-        for band, bits in phash_bands(phash):
-            response = self._table.query(
+        descending (an upload's id sorts by time; a drop-folder object's id is derived from the object).
+
+        The bands are read at once (the client is thread-safe): one after the other, the seven queries were most
+        of Finalize's time, each waiting its turn in a busy DynamoDB endpoint."""
+        client, table = self._table.meta.client, self._table.name  # the table's own: it speaks Python values too
+
+        def band_entries(band_key: str) -> list[dict[str, Any]]:
+            response = client.query(
+                TableName=table,
                 KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": f"PHASH#{owner}#{band}#{bits}"},
+                ExpressionAttributeValues={":pk": band_key},
+                ProjectionExpression="sk, phash",
                 ScanIndexForward=False,
                 Limit=SIMILAR_READ_PER_BAND,
             )
-            for item in response["Items"]:
-                other = str(item["sk"])
-                if other != media_id and (distance := hamming(phash, str(item["phash"]))) <= max_distance:
-                    found[other] = distance
+            return list(response["Items"])
+
+        band_keys = [f"PHASH#{owner}#{band}#{bits}" for band, bits in phash_bands(phash)]
+        with ThreadPoolExecutor(len(band_keys)) as pool:
+            bands = list(pool.map(band_entries, band_keys))
+        found: dict[str, int] = {}
+        for item in (item for entries in bands for item in entries):
+            other = str(item["sk"])
+            if other != media_id and (distance := hamming(phash, str(item["phash"]))) <= max_distance:
+                found[other] = distance
         most_recent_first = sorted(found, reverse=True)
         return sorted(most_recent_first, key=lambda other: found[other])[:SIMILAR_LIMIT]
 
