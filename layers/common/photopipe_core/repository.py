@@ -562,7 +562,8 @@ class MediaRepository:
         descending (an upload's id sorts by time; a drop-folder object's id is derived from the object).
 
         The bands are read at once (the client is thread-safe): one after the other, the seven queries were most
-        of Finalize's time, each waiting its turn in a busy DynamoDB endpoint."""
+        of Finalize's time, each waiting its turn in a busy DynamoDB endpoint. Whole items are read: DynamoDB bills
+        a projection as the whole item, and the entries are only their key and hash."""
         client, table = self._table.meta.client, self._table.name  # the table's own: it speaks Python values too
 
         def band_entries(band_key: str) -> list[dict[str, Any]]:
@@ -570,7 +571,6 @@ class MediaRepository:
                 TableName=table,
                 KeyConditionExpression="pk = :pk",
                 ExpressionAttributeValues={":pk": band_key},
-                ProjectionExpression="sk, phash",
                 ScanIndexForward=False,
                 Limit=SIMILAR_READ_PER_BAND,
             )
