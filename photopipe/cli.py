@@ -690,6 +690,7 @@ def _soak(ctx: Context, photos: int, burst: int, as_json: bool, out_dir: Path) -
         "localstack_mappings",
         "localstack_rss_mb",
         "localstack_cpu_ms_per_photo",
+        "localstack_gc_ms_per_photo",
         "machine_cpu_ms_per_photo",
         "machine_busy",
         "lambda_processes",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import requests
 from PIL import Image, ImageDraw
 
 from photopipe.media import MediaReader
@@ -27,6 +28,7 @@ from photopipe.upload import ApiClient, UploadFailed, describe
 from photopipe_core.models import Status
 
 CLIENTS = 32
+GC_PATH = "/_photopipe/gc"  # the embedded runtime's garbage collection clock (photopipe_infra.gc_tuning)
 TERMINAL_NAMES = frozenset(status.value for status in Status if status.is_terminal)
 
 
@@ -98,6 +100,7 @@ class Sample:
     localstack_cpu_ms_per_photo: float  # the burst's CPU time in LocalStack's own process, per photo
     machine_cpu_ms_per_photo: float  # every process's (LocalStack, its Lambda processes, this client, the rest)
     machine_busy: float  # the share of the machine's cores busy during the burst (1.0: every core, all the time)
+    localstack_gc_ms_per_photo: float  # of LocalStack's CPU: its Python's collections of cyclic garbage
     lambda_processes: int
     lambdas_rss_mb: float
     lambda_max_rss_mb: float
@@ -135,6 +138,16 @@ def sample_stack(processes: list[psutil.Process]) -> dict[str, Any]:
     }
 
 
+def collected_seconds(endpoint: str) -> float:
+    """Seconds LocalStack's Python has spent collecting cyclic garbage since it started (0 when it cannot say)."""
+    try:
+        response = requests.get(f"{endpoint.rstrip('/')}{GC_PATH}", timeout=10)
+        response.raise_for_status()
+        return float(sum(response.json()["seconds"]))
+    except (requests.RequestException, KeyError, TypeError, ValueError):
+        return 0.0
+
+
 def run(
     stack: Stack,
     api: ApiClient,
@@ -154,12 +167,14 @@ def run(
         batch = [(f"soak-{done + n:06d}.jpg", tiny_photo(done + n, run_id)) for n in range(count)]
         began = time.monotonic()
         cpu_before, machine_before = cpu_seconds(stack_processes()[0]), machine_busy_seconds()
+        gc_before = collected_seconds(stack.settings.endpoint_url)
         media_ids = send_burst(api, batch, clients)
         statuses = follow(reader, media_ids, timeout_per_burst)
         seconds = time.monotonic() - began
         processes = stack_processes()
         cpu_ms = (cpu_seconds(processes[0]) - cpu_before) * 1000 / count
         machine_seconds = machine_busy_seconds() - machine_before
+        gc_ms = (collected_seconds(stack.settings.endpoint_url) - gc_before) * 1000 / count
         done += count
         counts: dict[str, int] = {}
         for status in statuses.values():
@@ -173,6 +188,7 @@ def run(
             localstack_cpu_ms_per_photo=round(cpu_ms, 1),
             machine_cpu_ms_per_photo=round(machine_seconds * 1000 / count, 1),
             machine_busy=round(machine_seconds / (seconds * (psutil.cpu_count() or 1)), 2),
+            localstack_gc_ms_per_photo=round(gc_ms, 1),
             **sample_stack(processes),
         )
 
@@ -195,6 +211,7 @@ def summary(samples: list[Sample], sent: int) -> dict[str, Any]:
         "throughput_last_vs_first": round(last.img_s / first.img_s, 3) if first.img_s else None,
         "localstack_cpu_ms_per_photo_first_last": [first.localstack_cpu_ms_per_photo, last.localstack_cpu_ms_per_photo],
         "machine_cpu_ms_per_photo_first_last": [first.machine_cpu_ms_per_photo, last.machine_cpu_ms_per_photo],
+        "localstack_gc_ms_per_photo_first_last": [first.localstack_gc_ms_per_photo, last.localstack_gc_ms_per_photo],
         "samples": [asdict(s) for s in samples],
     }
 

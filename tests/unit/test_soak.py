@@ -21,6 +21,7 @@ def sample(photos: int, img_s: float, rss: float, statuses: dict[str, int]) -> S
         localstack_cpu_ms_per_photo=img_s * 100,
         machine_cpu_ms_per_photo=img_s * 250,
         machine_busy=0.9,
+        localstack_gc_ms_per_photo=img_s * 5,
         lambda_processes=19,
         lambdas_rss_mb=1270.0,
         lambda_max_rss_mb=90.0,

@@ -48,6 +48,9 @@ FAILED_STATES = frozenset(
 )
 BUILD_TIMEOUT_SECONDS = 1800
 DEPLOY_TIMEOUT_SECONDS = 900
+# Where `sam deploy` uploads the built code. samconfig's `resolve_s3` would have the SAM CLI create its managed stack
+# for a bucket first, and it waits for that stack in steps of 15 s: 15 s of every first deploy to a fresh LocalStack.
+ARTIFACTS_BUCKET = "photopipe-deploy-artifacts"
 
 
 class DeployError(RuntimeError):
@@ -205,6 +208,9 @@ def deploy(
     env = local_environment(endpoint)
     # SAM's Python builder looks for `python3.13` on PATH; the SAM venv's own interpreter is one.
     env["PATH"] = f"{sam.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    fast = venvs.uv()
+    if fast is not None:
+        env["UV"] = fast  # layers/common/Makefile installs the layer's packages with it
     build = subprocess.run(  # noqa: S603
         [str(sam.bin("sam")), "build", "--config-env", SAM_CONFIG_ENV],
         check=False,
@@ -229,6 +235,11 @@ def deploy(
         "--tags",
         f"{SOURCE_TAG}={fingerprint}",
         *([f"{PARAMETERS_TAG}={','.join(sorted(given))}"] if given else []),
+        "--no-resolve-s3",
+        "--s3-bucket",
+        artifacts_bucket(endpoint),
+        "--s3-prefix",
+        stack_name,
         "--no-progressbar",
     ]
     cfn = cloudformation(endpoint)
@@ -339,6 +350,17 @@ def local_session() -> boto3.Session:
 
 def local_s3(endpoint: str) -> Any:
     return local_session().resource("s3", endpoint_url=endpoint)
+
+
+def artifacts_bucket(endpoint: str) -> str:
+    """The bucket `sam deploy` uploads the built code to, made if it is not there yet."""
+    bucket = local_s3(endpoint).Bucket(ARTIFACTS_BUCKET)
+    try:
+        bucket.create()
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+            raise
+    return ARTIFACTS_BUCKET
 
 
 def delete_stack(cfn: Any, endpoint: str, stack_name: str) -> None:
