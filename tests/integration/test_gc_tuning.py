@@ -4,25 +4,44 @@ made full collections of the whole library come ever more often as it grew."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import json
+import subprocess
+import textwrap
 
 import requests
 
+from photopipe_infra import venvs
 
-def test_the_runtime_collects_its_young_garbage_every_hundred_thousand_allocations_and_times_it(
-    endpoint: str, aws_client: Callable[[str], Any]
-) -> None:
-    def clock() -> dict[str, Any]:
-        answer = requests.get(f"{endpoint}/_photopipe/gc", timeout=10)
-        assert answer.status_code == 200
-        return dict(answer.json())
+CLOCK_SCRIPT = textwrap.dedent(
+    """
+    import gc, json
+    from photopipe_infra.gc_tuning import CollectionClock
 
-    before = clock()
-    assert before["threshold"] == [100_000, 20, 10]
-    sqs = aws_client("sqs")
-    for _ in range(300):  # each request allocates thousands of objects in the runtime
-        sqs.list_queues()
-    after = clock()
-    assert after["collections"][0] > before["collections"][0]
-    assert after["seconds"][0] >= before["seconds"][0]
+    clock = CollectionClock()
+    gc.callbacks.append(clock)
+    garbage = [[] for _ in range(10_000)]
+    for a, b in zip(garbage, garbage[1:]):
+        a.append(b), b.append(a)  # cycles: only the collector frees them
+    del garbage, a, b
+    gc.collect(0)
+    gc.collect(2)
+    print(json.dumps(clock.as_dict()))
+    """
+)
+
+
+def test_the_runtime_collects_its_young_garbage_every_hundred_thousand_allocations(endpoint: str) -> None:
+    answer = requests.get(f"{endpoint}/_photopipe/gc", timeout=10)
+    assert answer.status_code == 200
+    clock = answer.json()
+    assert clock["threshold"] == [100_000, 20, 10]
+    assert len(clock["collections"]) == len(clock["seconds"]) == 3
+
+
+def test_the_clock_counts_and_times_each_generations_collections() -> None:
+    python = venvs.ensure(venvs.LOCALSTACK).python
+    result = subprocess.run([str(python), "-c", CLOCK_SCRIPT], capture_output=True, text=True, timeout=120, check=True)  # noqa: S603
+    clock = json.loads(result.stdout.strip().splitlines()[-1])
+    assert clock["collections"][0] >= 1
+    assert clock["collections"][2] >= 1
+    assert clock["seconds"][2] > 0
