@@ -100,7 +100,7 @@ class Sample:
     localstack_cpu_ms_per_photo: float  # the burst's CPU time in LocalStack's own process, per photo
     machine_cpu_ms_per_photo: float  # every process's (LocalStack, its Lambda processes, this client, the rest)
     machine_busy: float  # the share of the machine's cores busy during the burst (1.0: every core, all the time)
-    localstack_gc_ms_per_photo: float  # of LocalStack's CPU: its Python's collections of cyclic garbage
+    localstack_gc_ms_per_photo: float  # LocalStack's Python collecting cyclic garbage (wall time of the collections)
     lambda_processes: int
     lambdas_rss_mb: float
     lambda_max_rss_mb: float
@@ -113,9 +113,11 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (every core, everything but idle and waiting for I/O)."""
+    """CPU seconds the whole machine has spent busy (every core, everything but idle and waiting for I/O; Linux
+    counts a guest's time in ``user`` as well, so it is not added twice)."""
     times = psutil.cpu_times()
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+    not_busy = ("idle", "iowait", "guest", "guest_nice")
+    return float(sum(times) - sum(getattr(times, name, 0.0) for name in not_busy))
 
 
 def sample_stack(processes: list[psutil.Process]) -> dict[str, Any]:
@@ -139,7 +141,8 @@ def sample_stack(processes: list[psutil.Process]) -> dict[str, Any]:
 
 
 def collected_seconds(endpoint: str) -> float:
-    """Seconds LocalStack's Python has spent collecting cyclic garbage since it started (0 when it cannot say)."""
+    """Seconds LocalStack's Python has spent in collections of cyclic garbage since it started, as wall time (a
+    finalizer run by a collection may let other threads run meanwhile); 0 when it cannot say."""
     try:
         response = requests.get(f"{endpoint.rstrip('/')}{GC_PATH}", timeout=10)
         response.raise_for_status()

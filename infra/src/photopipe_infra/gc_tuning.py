@@ -15,7 +15,9 @@ With the youngest generation collected every ``THRESHOLDS[0]`` allocations and t
 a second here): a request's objects are gone by then. Cyclic garbage still goes at the next young collection.
 
 ``GET /_photopipe/gc`` answers the collections and the seconds spent in them by generation since LocalStack
-started (``gc.callbacks``), which ``photopipe bench --soak`` samples per burst.
+started (``gc.callbacks``), which ``photopipe bench --soak`` samples per burst. The seconds are wall time from a
+collection's start to its end: a finalizer it runs may let other threads have the GIL meanwhile, so they are an
+upper bound of the collector's own CPU.
 """
 
 from __future__ import annotations
