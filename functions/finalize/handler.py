@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from photopipe_core import steps
 from photopipe_core.events import media_events
+from photopipe_core.inflight import in_flight_slots
 from photopipe_core.models import StepInput
 from photopipe_core.repository import media_repository
 from photopipe_core.storage import object_store
@@ -24,7 +25,7 @@ metrics = Metrics()
 @event_parser(model=StepInput)
 def lambda_handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(media_id=event.media.media_id, step="finalize", execution=event.execution_arn)
-    item = media_events().published(steps.finalize(event, object_store(), media_repository()))
+    item = media_events().published(steps.finalize(event, object_store(), media_repository(), in_flight_slots()))
     metrics.add_metric(name="processed", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="bytes_out", unit=MetricUnit.Bytes, value=sum(v.bytes for v in item.variants.values()))
     return {"media_id": item.media_id, "status": item.status.value}

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from photopipe_core import steps
 from photopipe_core.events import media_events
+from photopipe_core.inflight import in_flight_slots
 from photopipe_core.models import MediaItem, OutcomeInput
 from photopipe_core.repository import media_repository
 from photopipe_core.storage import failed_queue, object_store
@@ -34,7 +35,7 @@ def _result(item: MediaItem) -> dict[str, Any]:
 @event_parser(model=OutcomeInput)
 def reject_handler(event: OutcomeInput, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(media_id=event.media.media_id, step="reject", execution=event.execution_arn)
-    item = media_events().published(steps.reject(event, object_store(), media_repository()))
+    item = media_events().published(steps.reject(event, object_store(), media_repository(), in_flight_slots()))
     metrics.add_metric(name=f"rejected_{item.reason}", unit=MetricUnit.Count, value=1)
     return _result(item)
 
@@ -44,7 +45,7 @@ def reject_handler(event: OutcomeInput, context: LambdaContext) -> dict[str, Any
 @event_parser(model=OutcomeInput)
 def duplicate_handler(event: OutcomeInput, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(media_id=event.media.media_id, step="duplicate", execution=event.execution_arn)
-    item = media_events().published(steps.mark_duplicate(event, media_repository()))
+    item = media_events().published(steps.mark_duplicate(event, media_repository(), in_flight_slots()))
     metrics.add_metric(name="duplicates", unit=MetricUnit.Count, value=1)
     return _result(item)
 
@@ -54,7 +55,7 @@ def duplicate_handler(event: OutcomeInput, context: LambdaContext) -> dict[str, 
 @event_parser(model=OutcomeInput)
 def fail_handler(event: OutcomeInput, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(media_id=event.media.media_id, step="fail", execution=event.execution_arn)
-    item = media_events().published(steps.fail(event, media_repository(), failed_queue()))
+    item = media_events().published(steps.fail(event, media_repository(), failed_queue(), in_flight_slots()))
     logger.error("media failed", extra={"error": item.error})
     metrics.add_metric(name="failed", unit=MetricUnit.Count, value=1)
     return _result(item)

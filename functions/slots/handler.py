@@ -32,7 +32,10 @@ def release_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, 
 @metrics.log_metrics
 def sweep_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Scheduled: give back the slots of holders whose execution is not running (lost events, crashed ingests)."""
-    freed = sweep(in_flight_slots(), pipeline_starter().is_running, time.time(), SWEEP_GRACE_SECONDS)
+    starter = pipeline_starter()
+    # An EXPRESS run cannot be asked about: its slot is swept once the run must have ended.
+    grace = SWEEP_GRACE_SECONDS + starter.longest_run_seconds
+    freed = sweep(in_flight_slots(), starter.is_running, time.time(), grace)
     if freed:
         logger.warning("slots of closed runs given back", extra={"runs": freed})
     metrics.add_metric(name="SlotsSwept", unit=MetricUnit.Count, value=len(freed))

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from photopipe_core import steps
+from photopipe_core.inflight import in_flight_slots
 from photopipe_core.models import StepInput
 from photopipe_core.repository import media_repository
 from photopipe_core.settings import get_settings
@@ -21,5 +22,5 @@ logger = Logger()
 @event_parser(model=StepInput)
 def lambda_handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(media_id=event.media.media_id, step="validate", execution=event.execution_arn)
-    result = steps.validate(event, object_store(), media_repository(), get_settings())
+    result = steps.validate(event, object_store(), media_repository(), get_settings(), in_flight_slots())
     return result.model_dump(mode="json")

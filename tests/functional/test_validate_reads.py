@@ -16,6 +16,7 @@ from PIL import Image
 
 from photopipe import samples
 from photopipe_core import errors, steps
+from photopipe_core.inflight import in_flight_slots
 from photopipe_core.models import PipelineInput, StepInput
 from photopipe_core.repository import media_repository
 from photopipe_core.settings import get_settings
@@ -58,7 +59,9 @@ def put(key: str, body: bytes, content_type: str) -> PipelineInput:
 
 
 def validate(media: PipelineInput, store: ObjectStore) -> StepInput:
-    return steps.validate(StepInput(media=media, execution_arn=EXECUTION), store, media_repository(), get_settings())
+    return steps.validate(
+        StepInput(media=media, execution_arn=EXECUTION), store, media_repository(), get_settings(), in_flight_slots()
+    )
 
 
 def big_jpeg(**save: Any) -> bytes:

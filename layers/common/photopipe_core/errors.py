@@ -54,3 +54,8 @@ REJECTION_BY_REASON: dict[str, type[RejectedInput]] = {cls.reason: cls for cls i
 
 class TransientError(Exception):
     """A fault that may pass on its own (throttling, a timeout); the state machine retries it with backoff."""
+
+
+class Superseded(Exception):
+    """This run may not process the media: it is finished, or another run holds it (a second EXPRESS run of the
+    same event — EXPRESS starts are not idempotent by name). The run ends without changing anything."""

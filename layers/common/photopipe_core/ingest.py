@@ -77,10 +77,14 @@ def ingest_object_created(bucket: str, key: str, etag: str, size: int, deadline:
         return IngestOutcome.ALREADY_STARTED
     slots = in_flight_slots()
     taken = wait_for_slot(slots, media_id, deadline)
+    starter = pipeline_starter()
+    if taken is Take.HELD and starter.express:
+        # Its run holds the slot: started, or being started by the delivery that took it. STANDARD would collapse
+        # a second start onto that run; EXPRESS would run it twice.
+        logger.info("pipeline start", extra={"key": key, "outcome": "already_started", "slot": taken.value})
+        return IngestOutcome.ALREADY_STARTED
     try:
-        outcome = pipeline_starter().start(
-            PipelineInput(media_id=media_id, bucket=bucket, key=key, etag=etag, size=size)
-        )
+        outcome = starter.start(PipelineInput(media_id=media_id, bucket=bucket, key=key, etag=etag, size=size))
     except Exception:
         if taken is Take.ACQUIRED:
             slots.release(media_id)

@@ -104,6 +104,20 @@ class Placeholder(BaseModel):
     color: str  # the dominant colour, #rrggbb
 
 
+def run_name(execution_arn: str) -> str:
+    """An execution's name from its ARN: a STANDARD run's is its last part (``…:execution:<machine>:<name>``), an
+    EXPRESS run's the one before its unique suffix (``…:express:<machine>:<name>:<id>``)."""
+    if is_express(execution_arn):
+        return execution_arn.split(":")[7]
+    return execution_arn.rsplit(":", 1)[-1]
+
+
+def is_express(execution_arn: str) -> bool:
+    """Whether the ARN is an EXPRESS run's (which cannot be described or have its history read)."""
+    parts = execution_arn.split(":")
+    return len(parts) == 9 and parts[5] == "express"
+
+
 class StepInput(BaseModel):
     """What every pipeline step receives: the media, the execution, and what earlier steps found."""
 
@@ -115,6 +129,11 @@ class StepInput(BaseModel):
     placeholder: Placeholder | None = None
     facts: PhotoFacts | None = None
     rendered_with: str | None = None  # settings.render_fingerprint of the Resize that rendered the variants
+
+    @property
+    def run(self) -> str:
+        """The execution's name (``media_id``, or ``media_id-<attempt>`` for a redrive): see ``run_name``."""
+        return run_name(self.execution_arn)
 
 
 class StepError(BaseModel):

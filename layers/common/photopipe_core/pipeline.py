@@ -26,15 +26,22 @@ class AtCapacity(Exception):
     """Every in-flight slot is taken, so no run may start now; ask again in a moment."""
 
 
+# An EXPRESS run lasts five minutes at most (Step Functions stops it then).
+EXPRESS_LONGEST_RUN_SECONDS = 300.0
+
+
 class PipelineStarter:
-    def __init__(self, client: Any, state_machine_arn: str) -> None:
+    def __init__(self, client: Any, state_machine_arn: str, workflow_type: str = "STANDARD") -> None:
         self._client = client
         self._arn = state_machine_arn
+        self.express = workflow_type == "EXPRESS"
 
     def start(self, media: PipelineInput, attempt: int = 0) -> StartOutcome:
         """Start the execution named ``media_id`` (``media_id-<attempt>`` for a redrive).
 
-        A repeat (same name) is 'already started', never a second run.
+        STANDARD: a repeat (same name) is 'already started', never a second run. EXPRESS starts are not idempotent:
+        a caller must not start a name twice (ingest starts only with a slot newly taken for it), and a second run
+        that starts anyway is ended by Validate (``steps.validate``: Superseded).
         """
         name = media.media_id if attempt == 0 else f"{media.media_id}-{attempt}"
         try:
@@ -87,7 +94,10 @@ class PipelineStarter:
         return f"{self._arn.replace(':stateMachine:', ':execution:')}:{name}"
 
     def is_running(self, name: str) -> bool:
-        """Whether the execution called ``name`` exists and is still running."""
+        """Whether the execution called ``name`` exists and is still running. An EXPRESS run cannot be asked for:
+        False (callers ask only about runs older than ``longest_run_seconds``)."""
+        if self.express:
+            return False
         try:
             return bool(self._client.describe_execution(executionArn=self.execution_arn(name))["status"] == "RUNNING")
         except ClientError as error:
@@ -95,10 +105,16 @@ class PipelineStarter:
                 return False
             raise
 
+    @property
+    def longest_run_seconds(self) -> float:
+        """How old a run may be and still be running, as far as callers that cannot ask can tell (0: ask)."""
+        return EXPRESS_LONGEST_RUN_SECONDS if self.express else 0.0
+
     def is_reachable(self) -> bool:
         return bool(self._client.describe_state_machine(stateMachineArn=self._arn)["status"])
 
 
 @lru_cache(maxsize=1)
 def pipeline_starter() -> PipelineStarter:
-    return PipelineStarter(aws.client("stepfunctions"), get_settings().require("pipeline_arn"))
+    settings = get_settings()
+    return PipelineStarter(aws.client("stepfunctions"), settings.require("pipeline_arn"), settings.workflow_type)

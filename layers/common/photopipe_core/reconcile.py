@@ -25,7 +25,8 @@ from urllib.parse import quote
 
 from photopipe_core.events import MediaEvents
 from photopipe_core.keys import INGEST_PREFIXES, NotAnIngestKey, media_id_for_object
-from photopipe_core.models import MediaItem, Status
+from photopipe_core.models import MediaItem, Status, is_express
+from photopipe_core.pipeline import EXPRESS_LONGEST_RUN_SECONDS
 from photopipe_core.repository import BATCH_GET, InvalidTransition, MediaRepository
 from photopipe_core.storage import MessageQueue, ObjectStore, StoredObject
 
@@ -97,8 +98,11 @@ def reconcile(
                 resend(object_created_event(bucket, obj))
                 done.resent.append(obj.key)
     for item in repo.list_all_by_status(Status.PROCESSING):
-        if now - _parse(item.updated_at) < stuck_after or not item.execution_arn:
+        age = now - _parse(item.updated_at)
+        if age < stuck_after or not item.execution_arn:
             continue
+        if is_express(item.execution_arn) and age.total_seconds() < EXPRESS_LONGEST_RUN_SECONDS:
+            continue  # it may still be running, and an EXPRESS run cannot be asked about
         if is_running(item.execution_arn):
             continue
         try:
@@ -153,6 +157,8 @@ def run(
     ``wait_for_queue`` (the scheduled function), no original is sent again while the ingest queue holds messages."""
 
     def is_running(execution_arn: str) -> bool:
+        if is_express(execution_arn):
+            return False  # reconcile() asks only once it must have ended
         try:
             return bool(sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING")
         except sfn.exceptions.ExecutionDoesNotExist:

@@ -39,6 +39,7 @@ from photopipe_core.models import (
     Status,
     Variant,
     WebhookState,
+    run_name,
     utc_now,
 )
 from photopipe_core.owners import Owners
@@ -113,7 +114,8 @@ class MediaRepository:
         upload's is recorded; a drop-folder object's follows the drop-folder rule, ``Owners.owner_of_drop_key``).
 
         Safe to repeat: the history gets one PROCESSING entry per execution. A media being processed no longer
-        expires (the TTL only clears abandoned PENDING_UPLOAD items).
+        expires (the TTL only clears abandoned PENDING_UPLOAD items). A redrive's run is known by its name
+        (``begin_retry``): an EXPRESS run's ARN is only known once it has started.
         """
         now = utc_now()
         current = self.get(media.media_id)
@@ -132,16 +134,21 @@ class MediaRepository:
                     ":owner), gsi1pk = :gsi1pk, gsi1sk = if_not_exists(gsi1sk, :gsi1sk), gsi2pk = :gsi2pk "
                     "REMOVE reason, reason_detail, #error, expires_at"
                 ),
-                ConditionExpression=("attribute_not_exists(pk) OR #status IN (:s0, :s1) OR execution_arn = :execution"),
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR #status IN (:s0, :s1) OR execution_arn = :execution "
+                    "OR (#status = :status AND #run = :run)"
+                ),
                 ExpressionAttributeNames={
                     "#status": "status",
                     "#error": "error",
                     "#owner": "owner",
+                    "#run": "run",
                     **{f"#{k}": k for k in values},
                 },
                 ExpressionAttributeValues={
                     ":status": Status.PROCESSING.value,
                     ":execution": execution_arn,
+                    ":run": run_name(execution_arn),
                     ":now": now,
                     ":gsi1pk": f"STATUS#{Status.PROCESSING}",
                     ":gsi2pk": f"KEY#{media.key}",
@@ -157,7 +164,8 @@ class MediaRepository:
                 raise InvalidTransition(f"media {media.media_id} is already finished") from error
             raise
         old = response.get("Attributes", {})
-        if old.get("status") != Status.PROCESSING.value or old.get("execution_arn") != execution_arn:
+        same_run = old.get("execution_arn") == execution_arn or old.get("run") == run_name(execution_arn)
+        if old.get("status") != Status.PROCESSING.value or not same_run:
             self._append_history(media.media_id, Status.PROCESSING, now, step="validate", execution_arn=execution_arn)
         return SourceObject.model_validate(plain(source)), str(old.get("owner") or owner)
 
@@ -428,8 +436,9 @@ class MediaRepository:
 
         The move is one conditional write (only a FAILED media that has had exactly ``after_attempts`` retries moves,
         so of concurrent callers exactly one wins; the others get InvalidTransition), then the run it is for —
-        ``execution_arn(attempt)`` — is bound to it, so that run, and only it, may process the media. The history
-        records the retry.
+        ``execution_arn(attempt)``, and its name — is bound to it, so that run, and only it, may process the media
+        (an EXPRESS run is matched by its name: its ARN ends with an id given when it starts). The history records
+        the retry.
         """
         now = utc_now()
         key = {"pk": media_pk(media_id), "sk": META}
@@ -461,10 +470,15 @@ class MediaRepository:
         run = execution_arn(attempt)
         self._table.update_item(
             Key=key,
-            UpdateExpression="SET execution_arn = :run",
+            UpdateExpression="SET execution_arn = :arn, #run = :run",
             ConditionExpression="#status = :processing AND attempts = :attempt",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":run": run, ":processing": Status.PROCESSING.value, ":attempt": attempt},
+            ExpressionAttributeNames={"#status": "status", "#run": "run"},
+            ExpressionAttributeValues={
+                ":arn": run,
+                ":run": run_name(run),
+                ":processing": Status.PROCESSING.value,
+                ":attempt": attempt,
+            },
         )
         self._append_history(media_id, Status.PROCESSING, now, step="retry", execution_arn=run)
         return attempt

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     aws_endpoint_url: str = ""
     # Photos between "execution started" and a terminal status at once; more wait in the ingest queue.
     max_in_flight: int = Field(default=100, gt=0)
+    # The pipeline's Step Functions workflow type: an EXPRESS run cannot be described by name and may start twice.
+    workflow_type: Literal["STANDARD", "EXPRESS"] = "STANDARD"
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     # Uploads larger than this get a multipart upload (presigned part URLs) instead of one PUT.
     multipart_threshold_bytes: int = Field(default=16 * MIB, ge=5 * MIB, le=5 * 1024 * MIB)

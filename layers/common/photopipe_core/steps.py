@@ -2,6 +2,11 @@
 
 Validate → Dedupe → Resize (decode once, every variant rendered and written as WebP) → Finalize, plus the outcome
 steps Reject, Duplicate and Fail. Steps pass S3 keys, never image bytes; every step is safe to run again.
+
+The step that gives a media its final status also gives back the run's in-flight slot (``inflight``), right after
+the status is written: an EXPRESS workflow sends no event when a run closes, and a STANDARD one frees the slot a
+moment sooner. The slot of a run that closes without such a step (stopped, timed out) is given back by the
+execution's status-change event (STANDARD) or by the sweeper once an EXPRESS run must have ended.
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ from photopipe_core.errors import (
     REJECTION_BY_REASON,
     REJECTIONS,
     CorruptImage,
+    Superseded,
     TooLarge,
     TooManyFrames,
     TransientError,
 )
+from photopipe_core.inflight import InFlightSlots
 from photopipe_core.keys import media_prefix, variant_key
 from photopipe_core.models import MediaItem, OutcomeInput, SourceFacts, Status, StepInput, Variant, VariantRef
-from photopipe_core.repository import MediaRepository
+from photopipe_core.repository import InvalidTransition, MediaRepository
 from photopipe_core.settings import CACHE_CONTROL, Settings
 from photopipe_core.storage import MessageQueue, ObjectHead, ObjectStore
 
@@ -39,10 +46,19 @@ def _encoder() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
 
 
-def validate(step: StepInput, store: ObjectStore, repo: MediaRepository, settings: Settings) -> StepInput:
-    """Check the original by content and limits (a RejectedInput ends the run as REJECTED); mark it PROCESSING."""
+def validate(
+    step: StepInput, store: ObjectStore, repo: MediaRepository, settings: Settings, slots: InFlightSlots
+) -> StepInput:
+    """Check the original by content and limits (a RejectedInput ends the run as REJECTED); mark it PROCESSING.
+
+    A run that may not process the media (finished meanwhile, or processed by another run) gives back its slot and
+    raises Superseded: the state machine ends it with nothing changed."""
     media = step.media
-    recorded, owner = repo.mark_processing(media, step.execution_arn)
+    try:
+        recorded, owner = repo.mark_processing(media, step.execution_arn)
+    except InvalidTransition as error:
+        slots.release(step.run)
+        raise Superseded(str(error)) from error
     head = store.head(media.key)
     if head.size > settings.limits.max_bytes:  # refused before a byte is downloaded
         raise TooLarge(f"{head.size} bytes is over the limit of {settings.limits.max_bytes} bytes")
@@ -205,8 +221,8 @@ def rerender(media_id: str, store: ObjectStore, repo: MediaRepository, settings:
     return f"rendered {', '.join(sorted(variants))}" + (f"; removed {len(stale)} old variant(s)" if stale else "")
 
 
-def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> MediaItem:
-    """Record READY with the variants, hashes and facts; index the perceptual hash."""
+def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository, slots: InFlightSlots) -> MediaItem:
+    """Record READY with the variants, hashes and facts; index the perceptual hash; give back the slot."""
     assert step.source is not None and step.phash is not None, "finalize runs after resize"
     media_id = step.media.media_id
     variants = {v.name: Variant(key=v.key, width=v.width, height=v.height, bytes=v.bytes or 0) for v in step.variants}
@@ -226,6 +242,7 @@ def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository) -> Medi
         width=step.facts.width if step.facts else step.source.width,
         height=step.facts.height if step.facts else step.source.height,
     )
+    slots.release(step.run)
     repo.index_ready(step.source.owner, media_id, step.phash, album_photo_of(item))
     return item
 
@@ -254,14 +271,14 @@ def error_cause(outcome: OutcomeInput) -> dict[str, Any]:
     return cause if isinstance(cause, dict) else {"errorMessage": str(cause)}
 
 
-def reject(outcome: OutcomeInput, store: ObjectStore, repo: MediaRepository) -> MediaItem:
+def reject(outcome: OutcomeInput, store: ObjectStore, repo: MediaRepository, slots: InFlightSlots) -> MediaItem:
     """REJECTED with the reason code of the RejectedInput that was raised; nothing is left under media/."""
     assert outcome.error is not None, "reject is reached through a Catch"
     reason = REJECTIONS[outcome.error.Error].reason
     detail = error_cause(outcome).get("errorMessage", "")
     media_id = outcome.media.media_id
     store.delete_prefix(media_prefix(media_id))
-    return repo.finish(
+    item = repo.finish(
         media_id,
         outcome.execution_arn,
         Status.REJECTED,
@@ -270,17 +287,21 @@ def reject(outcome: OutcomeInput, store: ObjectStore, repo: MediaRepository) -> 
         reason_detail=detail,
         sha256=outcome.source.sha256 if outcome.source else None,
     )
+    slots.release(outcome.run)
+    return item
 
 
-def mark_duplicate(outcome: OutcomeInput, repo: MediaRepository) -> MediaItem:
+def mark_duplicate(outcome: OutcomeInput, repo: MediaRepository, slots: InFlightSlots) -> MediaItem:
     """DUPLICATE of the media that owns the same bytes (its variants are that media's)."""
     assert outcome.duplicate_of is not None, "mark_duplicate needs duplicate_of"
-    return repo.finish(
+    item = repo.finish(
         outcome.media.media_id, outcome.execution_arn, Status.DUPLICATE, "dedupe", duplicate_of=outcome.duplicate_of
     )
+    slots.release(outcome.run)
+    return item
 
 
-def fail(outcome: OutcomeInput, repo: MediaRepository, queue: MessageQueue) -> MediaItem:
+def fail(outcome: OutcomeInput, repo: MediaRepository, queue: MessageQueue, slots: InFlightSlots) -> MediaItem:
     """FAILED with the step and cause, and a message in FailedQueue so it can be redriven."""
     cause = error_cause(outcome)
     step = outcome.failed_step or "unknown"
@@ -298,4 +319,5 @@ def fail(outcome: OutcomeInput, repo: MediaRepository, queue: MessageQueue) -> M
             "cause": message,
         }
     )
+    slots.release(outcome.run)
     return item
