@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -38,12 +38,14 @@ from PIL import Image, ImageDraw, ImageOps
 from photopipe import bill, samples
 from photopipe.config import ClientSettings
 from photopipe.local import launcher
+from photopipe.runs import RunEvents
 from photopipe.soak import cpu_seconds
 from photopipe.stack import Stack
 from photopipe.upload import ApiClient, Uploader
 from photopipe_core import imaging
 from photopipe_core.errors import TooManyPixels
 from photopipe_core.placeholder import placeholder
+from photopipe_core.repository import MediaRepository
 from photopipe_core.rules import Limits, VariantSpec, WebpSettings
 
 VARIANTS = [VariantSpec("large", 2048), VariantSpec("medium", 1024), VariantSpec("thumb", 256)]
@@ -388,13 +390,11 @@ def run_one_at_a_time(stack: Stack, api: ApiClient, paths: list[Path], timeout: 
 
 
 def step_durations(stack: Stack, media_ids: list[str]) -> dict[str, float]:
-    """Mean seconds per state (entered → exited) over these photos' executions."""
-    sfn = stack.client("stepfunctions")
+    """Mean seconds per state (entered → exited) over these photos' runs."""
     spans: dict[str, list[float]] = {}
-    for media_id in media_ids:
+    for events in runs_of(stack, media_ids).values():
         entered: dict[str, datetime] = {}
-        pages = sfn.get_paginator("get_execution_history").paginate(executionArn=stack.outputs.execution_arn(media_id))
-        for event in (e for page in pages for e in page["events"]):
+        for event in events:
             kind = event["type"]
             details = event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails")
             if details is None or not kind.endswith(("StateEntered", "StateExited")):
@@ -406,6 +406,16 @@ def step_durations(stack: Stack, media_ids: list[str]) -> dict[str, float]:
                     (event["timestamp"] - entered.pop(details["name"])).total_seconds()
                 )
     return {name: round(statistics.fmean(values), 3) for name, values in spans.items()}
+
+
+def runs_of(stack: Stack, media_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The events of each photo's last run (from its media item: an EXPRESS run's ARN is known only there)."""
+    repository = MediaRepository(stack.resource("dynamodb").Table(stack.outputs.MediaTableName))
+    items = [repository.get(media_id) for media_id in media_ids]
+    arns = [item.execution_arn for item in items if item is not None and item.execution_arn]
+    # a drop-folder media's item is made by its run's first step; an EXPRESS run lasts five minutes at most
+    made = [datetime.fromisoformat(item.created_at.replace("Z", "+00:00")) for item in items if item is not None]
+    return RunEvents(stack).of_many(arns, since=min(made) - timedelta(minutes=5) if made else None)
 
 
 # --- where the CPU goes -----------------------------------------------------------------------------------------
@@ -525,16 +535,10 @@ class Meter:
         return str(self._stack.client("lambda").get_function_configuration(FunctionName=name)["Architectures"][0])
 
     def _runs(self) -> tuple[int, list[float]]:
-        sfn = self._stack.client("stepfunctions")
         transitions, seconds = 0, []
-        for media_id in self._media_ids:
-            pages = sfn.get_paginator("get_execution_history").paginate(
-                executionArn=self._stack.outputs.execution_arn(media_id)
-            )
-            events = [event for page in pages for event in page["events"]]
+        for events in runs_of(self._stack, self._media_ids).values():
             transitions += sum(1 for event in events if event["type"].endswith("StateEntered"))
-            if events:
-                seconds.append((events[-1]["timestamp"] - events[0]["timestamp"]).total_seconds())
+            seconds.append((events[-1]["timestamp"] - events[0]["timestamp"]).total_seconds())
         return transitions, seconds
 
     def _functions(self) -> list[str]:

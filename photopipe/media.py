@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from photopipe.runs import RunEvents, run_of
 from photopipe.stack import Stack
 from photopipe_core.events import MediaEvents
-from photopipe_core.models import MediaItem
+from photopipe_core.models import MediaItem, run_name
 from photopipe_core.reconcile import Reconciled
 from photopipe_core.reconcile import run as reconcile_run
 from photopipe_core.repository import MediaRepository
@@ -49,13 +50,22 @@ class MediaReader:
     def history(self, media_id: str) -> list[dict[str, Any]]:
         return self.repository.history(media_id)
 
-    def execution(self, media_id: str) -> Execution | None:
-        arn = self._stack.outputs.execution_arn(media_id)
-        try:
-            described = self._sfn.describe_execution(executionArn=arn)
-        except self._sfn.exceptions.ExecutionDoesNotExist:
+    def execution(self, name: str) -> Execution | None:
+        """The run called ``name`` (``media_id``, or ``media_id-<attempt>``), if it started. An EXPRESS run cannot be
+        described: it is found through its media item, which holds its ARN, and read from the state machine's log."""
+        if self._stack.workflow_type != "EXPRESS":
+            arn = self._stack.outputs.execution_arn(name)
+            try:
+                described = self._sfn.describe_execution(executionArn=arn)
+            except self._sfn.exceptions.ExecutionDoesNotExist:
+                return None
+            return Execution(name, arn, described["status"], described["startDate"], described.get("stopDate"))
+        item = self.get(name.split("-", 1)[0])
+        if item is None or not item.execution_arn or run_name(item.execution_arn) != name:
             return None
-        return Execution(media_id, arn, described["status"], described["startDate"], described.get("stopDate"))
+        since = datetime.fromisoformat(item.updated_at.replace("Z", "+00:00")) - timedelta(minutes=5)
+        run = run_of(RunEvents(self._stack).of(item.execution_arn, since))
+        return Execution(name, item.execution_arn, run.status, run.start, run.stop) if run else None
 
     def wait_for_terminal(
         self,

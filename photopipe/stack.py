@@ -35,6 +35,7 @@ class StackOutputs(BaseModel):
     ReprocessQueueUrl: str
     ReprocessDLQUrl: str
     DashboardName: str
+    PipelineLogGroupName: str
 
     def execution_arn(self, name: str) -> str:
         return f"{self.PipelineStateMachineArn.replace(':stateMachine:', ':execution:')}:{name}"
@@ -55,6 +56,13 @@ class Stack:
         if self.settings.is_local:
             kwargs |= LOCAL_CREDENTIALS
         return kwargs
+
+    @cached_property
+    def workflow_type(self) -> str:
+        """The pipeline's workflow type: STANDARD or EXPRESS (the WorkflowType parameter)."""
+        sfn = self.client("stepfunctions")
+        machine = sfn.describe_state_machine(stateMachineArn=self.outputs.PipelineStateMachineArn)
+        return str(machine.get("type") or "STANDARD")
 
     @cached_property
     def outputs(self) -> StackOutputs:

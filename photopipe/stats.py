@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from photopipe.load import stack_slots
+from photopipe.runs import RunEvents
 from photopipe.stack import Stack
 from photopipe_core.models import OPERATOR, Status
 from photopipe_core.repository import MediaRepository
@@ -193,7 +194,7 @@ class StatsReader:
     def __init__(self, stack: Stack) -> None:
         self._stack = stack
         self._repository = MediaRepository(stack.resource("dynamodb").Table(stack.outputs.MediaTableName))
-        self._sfn, self._cloudwatch = stack.client("stepfunctions"), stack.client("cloudwatch")
+        self._cloudwatch = stack.client("cloudwatch")
 
     def read(self, since: timedelta | None = None, owner: str | None = None, sample: int = DEFAULT_SAMPLE) -> Stats:
         now = datetime.now(UTC)
@@ -205,7 +206,10 @@ class StatsReader:
             key=lambda r: r.finished_at or "",
             reverse=True,
         )[:sample]
-        histories = [events for r in latest if (events := self._history(r.execution_arn or ""))]
+        finished = [_time(r.finished_at) for r in latest if r.finished_at]
+        # an EXPRESS run's events are read from the log: from a run's longest before the oldest of these ended
+        logged_since = min(finished) - timedelta(minutes=5) if finished else None
+        histories = list(RunEvents(self._stack).of_many([r.execution_arn or "" for r in latest], logged_since).values())
         slots = stack_slots(self._stack)
         metrics_start = start or now - timedelta(days=14)
         return Stats(
@@ -229,16 +233,6 @@ class StatsReader:
             },
             **figures,
         )
-
-    def _history(self, execution_arn: str) -> list[dict[str, Any]]:
-        sfn = self._sfn
-        try:
-            pages = sfn.get_paginator("get_execution_history").paginate(
-                executionArn=execution_arn, includeExecutionData=False
-            )
-            return [event for page in pages for event in page["events"]]
-        except sfn.exceptions.ExecutionDoesNotExist:
-            return []
 
     def _queues(self) -> dict[str, QueueDepth]:
         sqs = self._stack.client("sqs")

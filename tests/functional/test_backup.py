@@ -36,6 +36,7 @@ class MotoStack(Stack):
             ReprocessDLQUrl="https://sqs.example/reprocess-dlq",
             WebhookQueueUrl="https://sqs.example/webhook",
             DashboardName="photopipe",
+            PipelineLogGroupName="pipeline-log-group",
         )
 
 

@@ -25,7 +25,7 @@ from photopipe.stack import Stack
 from photopipe.upload import ApiClient
 from photopipe_core.keys import media_id_for_object
 from photopipe_core.owners import OPERATOR
-from photopipe_infra.deploy import deploy
+from photopipe_infra.deploy import cloudformation, deploy
 from photopipe_infra.launcher import EmbeddedLocalStack
 from photopipe_infra.paths import state_dir
 
@@ -222,3 +222,25 @@ def table(ddb: Any) -> Iterator[str]:
     ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
     yield name
     ddb.delete_table(TableName=name)
+
+
+@pytest.fixture
+def own_stack(endpoint: str) -> Iterator[Callable[..., Stack]]:
+    """Deploys a stack of its own in the test LocalStack (template parameters as keywords); deleted afterwards, with
+    the objects of its bucket."""
+    names: list[str] = []
+
+    def make(**parameters: str) -> Stack:
+        name = f"own-{uuid.uuid4().hex[:6]}"
+        names.append(name)
+        deploy(endpoint, name, parameters=parameters or None)
+        return Stack(ClientSettings(endpoint_url=endpoint, stack_name=name))
+
+    yield make
+    cfn = cloudformation(endpoint)
+    for name in names:
+        stack = Stack(ClientSettings(endpoint_url=endpoint, stack_name=name))
+        with contextlib.suppress(Exception):  # a deploy that failed has no bucket to empty
+            stack.resource("s3").Bucket(stack.outputs.MediaBucketName).object_versions.delete()
+        cfn.delete_stack(StackName=name)
+        cfn.get_waiter("stack_delete_complete").wait(StackName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 150})
