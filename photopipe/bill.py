@@ -216,9 +216,11 @@ def emulator_requests_per_photo(usage: Usage) -> dict[str, float]:
     }
 
 
-def report(usage: Usage, prices: Prices, architecture: str = "x86_64") -> dict[str, Any]:
-    """The bill for both workflow types, the counts behind it and what it leaves out."""
+def report(usage: Usage, prices: Prices, architecture: str = "x86_64", measured_on: str = "STANDARD") -> dict[str, Any]:
+    """The bill for both workflow types, the counts behind it and what it leaves out; ``measured_on``: the workflow
+    type of the stack the runs went through (an EXPRESS stack's transitions are counted from its log)."""
     return {
+        "measured_on": measured_on,
         "per_1000_photos_usd": {workflow: bill(usage, prices, workflow, architecture) for workflow in WORKFLOW_TYPES},
         "counts_per_1000_photos": counts_per_thousand(usage),
         "emulator_requests_per_photo": emulator_requests_per_photo(usage),

@@ -655,7 +655,9 @@ def bench(
             if meter is not None:  # after the photos one at a time: the batch's logs are shipped by then
                 with console.status("Bill: what the batch would cost on AWS ..."):
                     prices = bill.load_prices(ctx.settings.region)
-                    report["bill"] = bill.report(meter.usage(), prices, meter.architecture())
+                    report["bill"] = bill.report(
+                        meter.usage(), prices, meter.architecture(), measured_on=ctx.stack.workflow_type
+                    )
         finally:
             shutil.rmtree(folder.parent, ignore_errors=True)
         report["rss_mb"]["stack"] = benchmark.stack_rss_mb(ctx.settings)

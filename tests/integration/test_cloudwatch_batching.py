@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,8 @@ from typing import Any
 
 from photopipe_infra import venvs
 from tests.integration.cloudwatch import log_messages, metric_sum
+from tests.integration.conftest import LAMBDA_ROLE
+from tests.integration.test_request_counts import counts
 
 HANDLER = textwrap.dedent(
     """
@@ -151,3 +154,61 @@ def test_a_batch_of_metric_data_is_stored_as_upstream_stores_it_point_by_point()
     python = venvs.ensure(venvs.LOCALSTACK).python
     result = subprocess.run([str(python), "-c", SAME_ROWS], capture_output=True, text=True, timeout=120, check=True)  # noqa: S603
     assert result.stdout.split() == ["305", "1", "True"], result.stderr[-2000:]
+
+
+def test_every_event_of_every_express_run_is_logged_in_order_in_fewer_requests(
+    endpoint: str, aws_client: Callable[[str], Any]
+) -> None:
+    # Given an EXPRESS state machine logging every event (level ALL) to a log group
+    sfn, logs = aws_client("stepfunctions"), aws_client("logs")
+    name = f"logged-{uuid.uuid4().hex[:8]}"
+    logs.create_log_group(logGroupName=name)
+    group_arn = logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"][0]["arn"]
+    steps = {f"Step{n}": {"Type": "Pass", "Next": f"Step{n + 1}"} for n in range(4)}
+    steps["Step4"] = {"Type": "Succeed"}
+    machine = sfn.create_state_machine(
+        name=name,
+        type="EXPRESS",
+        roleArn=LAMBDA_ROLE,
+        definition=json.dumps({"StartAt": "Step0", "States": steps}),
+        loggingConfiguration={
+            "level": "ALL",
+            "includeExecutionData": False,
+            "destinations": [{"cloudWatchLogsLogGroup": {"logGroupArn": group_arn}}],
+        },
+    )["stateMachineArn"]
+    before = counts(endpoint)
+    # When twelve runs go through it at once
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(
+            pool.map(lambda n: sfn.start_execution(stateMachineArn=machine, name=f"run{n}")["executionArn"], range(12))
+        )
+
+    # Then each run's events are all in the log group, once each and in order
+    def logged() -> dict[str, list[dict[str, Any]]]:
+        pages = logs.get_paginator("filter_log_events").paginate(logGroupName=name)
+        found: dict[str, list[dict[str, Any]]] = {}
+        for event in (json.loads(e["message"]) for page in pages for e in page["events"]):
+            found.setdefault(event["execution_arn"], []).append(event)
+        return found
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(
+        any(e["type"] == "ExecutionSucceeded" for e in events) for events in logged().values()
+    ) < len(runs):
+        time.sleep(0.5)
+    found = logged()
+    assert set(found) == set(runs)
+    for events in found.values():
+        assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+        assert events[0]["type"] == "ExecutionStarted" and events[-1]["type"] == "ExecutionSucceeded"
+        assert [e["details"]["name"] for e in events if e["type"] == "PassStateEntered"] == list(steps)[:4]
+    # in fewer PutLogEvents requests than events
+    events_logged = sum(len(events) for events in found.values())
+    put = put_log_events(counts(endpoint)) - put_log_events(before)
+    assert 0 < put < events_logged / 4, f"{put} PutLogEvents for {events_logged} events"
+
+
+def put_log_events(counted: dict[str, Any]) -> int:
+    """PutLogEvents requests answered: by clients and by the services themselves."""
+    return sum(int((counted.get(kind) or {}).get("logs.PutLogEvents", 0)) for kind in ("requests", "internal"))

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from photopipe_infra.launcher import EmbeddedLocalStack
 
@@ -37,13 +38,13 @@ def sfn(aws_client: Callable[[str], Any]) -> Any:
 
 
 @pytest.fixture
-def state_machine(sfn: Any) -> Iterator[Callable[[dict[str, Any]], str]]:
+def state_machine(sfn: Any) -> Iterator[Callable[..., str]]:
     created: list[str] = []
 
-    def create(definition: dict[str, Any]) -> str:
+    def create(definition: dict[str, Any], kind: str = "STANDARD") -> str:
         arn = str(
             sfn.create_state_machine(
-                name=f"test-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=SFN_ROLE
+                name=f"test-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=SFN_ROLE, type=kind
             )["stateMachineArn"]
         )
         created.append(arn)
@@ -155,6 +156,25 @@ def test_a_closed_execution_keeps_its_whole_history_on_disk(
     ]
     assert [e["id"] for e in events] == [1, 2, 3, 4, 5, 6]
     assert json.loads(events[0]["executionStartedEventDetails"]["input"]) == {"photo": "x" * 1000}
+
+
+def test_a_closed_express_execution_keeps_no_history(
+    sfn: Any, state_machine: Callable[..., str], localstack: EmbeddedLocalStack
+) -> None:
+    # Given a finished EXPRESS execution (its history cannot be read, as on AWS: its events go to a log group)
+    machine = state_machine({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}, kind="EXPRESS")
+    started = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"photo": "x" * 1000}))["executionArn"]
+    history = localstack.files_dir / "photopipe-sfn-history"
+    closed_standard, _ = run(sfn, state_machine({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}), {})
+    spilled_standard = history / f"{hashlib.sha256(closed_standard['executionArn'].encode()).hexdigest()}.pickle"
+    deadline = time.monotonic() + 10
+    while not spilled_standard.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # Then no file was written for it (a STANDARD one that closed after it was)
+    assert spilled_standard.is_file()
+    assert not (history / f"{hashlib.sha256(started.encode()).hexdigest()}.pickle").exists()
+    with pytest.raises(ClientError):
+        sfn.get_execution_history(executionArn=started)
 
 
 def test_closed_executions_describe_the_revision_they_ran(

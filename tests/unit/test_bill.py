@@ -106,6 +106,8 @@ def test_the_report_gives_both_bills_the_counts_behind_them_and_the_requests_bes
     # 143 requests in all (68 by clients, 75 by the services); 40 of them are the invocations
     assert result["emulator_requests_per_photo"] == {"all": 14.3, "besides_the_execution": 10.3}
     assert result["prices"] == {"region": "test-1", "as_of": "2025-01-15", "architecture": "x86_64"}
+    assert result["measured_on"] == "STANDARD"
+    assert report(USAGE, prices, measured_on="EXPRESS")["measured_on"] == "EXPRESS"
 
 
 def test_a_region_without_prices_is_refused_naming_the_ones_there_are() -> None:

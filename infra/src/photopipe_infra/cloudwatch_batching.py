@@ -1,4 +1,5 @@
-"""Lambda and SQS metrics, and Lambda logs, sent to CloudWatch in batches instead of one request each.
+"""Lambda and SQS metrics, Lambda logs and Step Functions execution logs, sent to CloudWatch in batches instead of one
+request each.
 
 For every invocation LocalStack made two more requests through its own gateway: ``PutMetricData`` (the
 ``AWS/Lambda`` ``Invocations``/``Errors`` data point, from a new thread) and ``PutLogEvents`` (the invocation's log
@@ -15,6 +16,9 @@ data points and the same log events still reach CloudWatch, in order, a fraction
   Powertools' ``Metrics`` prints them) become data points, as CloudWatch Logs extracts them on AWS; LocalStack
   keeps them as log lines only, so the stack's own metrics (``processed``, ``rejected_<reason>``, the
   reconciler's actions…) and the dashboard built on them were empty locally;
+- a state machine that logs to a log group (every event of an EXPRESS run, at level ALL: about 24 per photo) made
+  one ``PutLogEvents`` per event, from the run's own thread; the events are collected per log stream and sent
+  every ``LOG_LINGER_SECONDS`` in one call, oldest first;
 - CloudWatch stores a ``PutMetricData`` call in one SQLite transaction. Upstream's
   ``CloudwatchDatabase.add_metric_data`` opened a connection and committed (a synced write) once per data point:
   1.6 ms a point, 1.6 s for a batch of 1,000 on this machine, about a sixth of LocalStack's busy time in a photo
@@ -48,6 +52,8 @@ from localstack.services.cloudwatch.cloudwatch_database_helper import Cloudwatch
 from localstack.services.lambda_.invocation import metrics
 from localstack.services.lambda_.invocation.logs import LogHandler, LogItem, ShutdownPill
 from localstack.services.sqs import provider as sqs_provider
+from localstack.services.stepfunctions.asl.eval.event.logging import CloudWatchLoggingSession, HistoryLog
+from localstack.services.stepfunctions.asl.utils.encoding import to_json_str
 from localstack.utils.aws.client_types import ServicePrincipal
 from localstack.utils.bootstrap import is_api_enabled
 from localstack.utils.cloudwatch.cloudwatch_util import dimension_lambda
@@ -55,7 +61,7 @@ from localstack.utils.cloudwatch.cloudwatch_util import dimension_lambda
 LOG = logging.getLogger(__name__)
 
 # sha256 of the upstream functions replaced here, in localstack-core 4.14.0 (see upstream_sha256).
-UPSTREAM_SHA256 = "4e3837e3e83b6a4bf188866cc8ac46e6f90cf24d0be5df9b66971894d24a4aaf"
+UPSTREAM_SHA256 = "3e46ce1b483fa6f59b451e02fa7bbd138b7bc727dd9ed7c99084f1ce07b3f044"
 
 METRIC_FLUSH_SECONDS = 1.0
 METRICS_PER_CALL = 1000  # PutMetricData's limit
@@ -192,26 +198,34 @@ def _batches(items: list[tuple[LogItem, int]]) -> Iterator[tuple[str, str, list[
         # Split by newline, keeping the newlines; empty lines are not accepted by CloudWatch.
         events += [{"timestamp": timestamp, "message": line + "\n"} for line in item.logs.split("\n") if line]
     for (group, stream), events in streams.items():
-        batch: list[dict[str, Any]] = []
-        size = 0
-        for event in events:
-            event_size = len(event["message"].encode()) + 26
-            if batch and (len(batch) == EVENTS_PER_CALL or size + event_size > BYTES_PER_CALL):
-                yield group, stream, batch
-                batch, size = [], 0
-            batch.append(event)
-            size += event_size
-        if batch:
+        for batch in _within_limits(events):
             yield group, stream, batch
 
 
-def _put_events(logs: Any, group: str, stream: str, events: list[dict[str, Any]]) -> None:
+def _within_limits(events: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """``events`` in lists that PutLogEvents accepts (its counts of events and bytes)."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for event in events:
+        event_size = len(event["message"].encode()) + 26
+        if batch and (len(batch) == EVENTS_PER_CALL or size + event_size > BYTES_PER_CALL):
+            yield batch
+            batch, size = [], 0
+        batch.append(event)
+        size += event_size
+    if batch:
+        yield batch
+
+
+def _put_events(logs: Any, group: str, stream: str, events: list[dict[str, Any]], create_group: bool = True) -> None:
     try:
         logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
     except logs.exceptions.ResourceNotFoundException:
+        if create_group:
+            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+                logs.create_log_group(logGroupName=group)
         with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
-            logs.create_log_group(logGroupName=group)
-        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
         logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
 
 
@@ -244,6 +258,50 @@ def _publish_embedded_metrics(handler: LogHandler, items: list[tuple[LogItem, in
         LOG.info("Unable to read embedded metrics from a function's logs: %s", error)
 
 
+class HistoryLogBatcher:
+    """Step Functions' execution log events, collected per account, region, group and stream and sent by one thread
+    every ``LOG_LINGER_SECONDS``, each batch in time order (the events of one run keep their order)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, session: CloudWatchLoggingSession, history_log: HistoryLog) -> None:
+        event = {
+            "timestamp": int(history_log["event_timestamp"].timestamp() * 1000),
+            "message": to_json_str(history_log),
+        }
+        configuration = session.configuration
+        stream = (
+            configuration.log_account_id,
+            configuration.log_region,
+            configuration.log_group_name,
+            configuration.log_stream_name,
+        )
+        with self._lock:
+            self._pending.setdefault(stream, []).append(event)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="stepfunctions-logs", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(LOG_LINGER_SECONDS)
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for (account_id, region, group, stream), events in pending.items():
+            logs = connect_to(aws_access_key_id=account_id, region_name=region).logs
+            for batch in _within_limits(sorted(events, key=lambda event: event["timestamp"])):
+                try:
+                    _put_events(logs, group, stream, batch, create_group=False)  # as upstream: the stream only
+                except Exception as error:  # noqa: BLE001 - logs must never break executions
+                    LOG.warning("State machine log events could not be sent to %s: %s", group, error)
+
+
 def upstream_sha256() -> str:
     """The sha256 of the upstream functions replaced here, to notice a LocalStack upgrade that changes them."""
     replaced = (
@@ -251,6 +309,7 @@ def upstream_sha256() -> str:
         sqs_provider.publish_sqs_metric,
         LogHandler.run_log_loop,
         CloudwatchDatabase.add_metric_data,
+        CloudWatchLoggingSession.publish_history_log,
     )
     return hashlib.sha256("".join(inspect.getsource(function) for function in replaced).encode()).hexdigest()
 
@@ -295,6 +354,7 @@ def add_metric_data_at_once(
 
 
 _metrics = MetricBatcher()
+_history_logs = HistoryLogBatcher()
 _UPSTREAM_AS_IMPORTED = upstream_sha256()  # before the hooks below replace what it hashes
 
 
@@ -318,3 +378,13 @@ def batch_sqs_metrics() -> None:
 @hooks.on_infra_start()
 def batch_lambda_logs() -> None:
     LogHandler.run_log_loop = run_batched_log_loop  # type: ignore[method-assign]
+
+
+def publish_history_log_batched(self: CloudWatchLoggingSession, history_log: HistoryLog) -> None:
+    """``CloudWatchLoggingSession.publish_history_log``: the same event, sent with others a moment later."""
+    _history_logs.add(self, history_log)
+
+
+@hooks.on_infra_start()
+def batch_stepfunctions_logs() -> None:
+    CloudWatchLoggingSession.publish_history_log = publish_history_log_batched  # type: ignore[method-assign]

@@ -14,6 +14,9 @@ running executions). ``describe-execution`` and ``list-executions`` read the exe
 memory. The files live beside the snapshot when the state is kept (``photopipe_infra.persistence``), else in
 LocalStack's temporary folder, which the launcher empties when LocalStack starts or stops.
 
+An EXPRESS execution's history is not kept at all: ``GetExecutionHistory`` refuses EXPRESS runs, as on AWS (their
+events are in the state machine's log group).
+
 A closed execution also lets go of its private copies of what it shares with others: ``StartExecution`` deep-copies
 the state machine (definition, tags, configuration) into every execution, and each keeps its own
 ``{"included": true}`` input and output details. Once closed, an execution's copy of the state machine is swapped for
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localstack.aws.api.stepfunctions import StateMachineType
 from localstack.runtime import hooks
 from localstack.services.stepfunctions.asl.eval.event import event_manager
 from localstack.services.stepfunctions.backend import execution, state_machine
@@ -148,6 +152,9 @@ def spill(closed: Any) -> Path | None:
     when there is nothing to move)."""
     worker = closed.exec_worker
     if worker is None or isinstance(worker, ClosedWorker) or getattr(worker, "env", None) is None:
+        return None
+    if closed.sm_type == StateMachineType.EXPRESS:  # no API reads an EXPRESS run's history: nothing to keep
+        closed.exec_worker = closed_stand_in(KeptHistory([]))
         return None
     path = spill_dir() / f"{hashlib.sha256(closed.exec_arn.encode()).hexdigest()}.pickle"
     path.write_bytes(pickle.dumps(worker.env.event_manager.get_event_history(), protocol=pickle.HIGHEST_PROTOCOL))
