@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from photopipe.runs import RunEvents, run_of
+from photopipe.runs import RUNNING, Run, RunEvents, run_of
 from photopipe.stack import Stack
 from photopipe_core.events import MediaEvents
 from photopipe_core.models import MediaItem, run_name
@@ -17,24 +16,9 @@ from photopipe_core.reconcile import run as reconcile_run
 from photopipe_core.repository import MediaRepository
 from photopipe_core.storage import MessageQueue, ObjectStore
 
-RUNNING = "RUNNING"
-
 
 class WaitTimeout(TimeoutError):
     pass
-
-
-@dataclass(frozen=True)
-class Execution:
-    name: str
-    arn: str
-    status: str
-    start: Any
-    stop: Any | None
-
-    @property
-    def seconds(self) -> float | None:
-        return (self.stop - self.start).total_seconds() if self.stop else None
 
 
 class MediaReader:
@@ -50,7 +34,7 @@ class MediaReader:
     def history(self, media_id: str) -> list[dict[str, Any]]:
         return self.repository.history(media_id)
 
-    def execution(self, name: str) -> Execution | None:
+    def execution(self, name: str) -> Run | None:
         """The run called ``name`` (``media_id``, or ``media_id-<attempt>``), if it started. An EXPRESS run cannot be
         described: it is found through its media item, which holds its ARN, and read from the state machine's log."""
         if self._stack.workflow_type != "EXPRESS":
@@ -59,13 +43,13 @@ class MediaReader:
                 described = self._sfn.describe_execution(executionArn=arn)
             except self._sfn.exceptions.ExecutionDoesNotExist:
                 return None
-            return Execution(name, arn, described["status"], described["startDate"], described.get("stopDate"))
+            return Run(arn, described["status"], described["startDate"], described.get("stopDate"))
         item = self.get(name.split("-", 1)[0])
         if item is None or not item.execution_arn or run_name(item.execution_arn) != name:
             return None
         since = datetime.fromisoformat(item.updated_at.replace("Z", "+00:00")) - timedelta(minutes=5)
         run = run_of(RunEvents(self._stack).of(item.execution_arn, since))
-        return Execution(name, item.execution_arn, run.status, run.start, run.stop) if run else None
+        return run
 
     def wait_for_terminal(
         self,
@@ -92,7 +76,7 @@ class MediaReader:
             done[media_id] = self.get(media_id)
         return done
 
-    def wait_for_execution(self, media_id: str, timeout: float = 60.0, interval: float = 0.25) -> Execution:
+    def wait_for_execution(self, media_id: str, timeout: float = 60.0, interval: float = 0.25) -> Run:
         """Wait until the media's execution exists and has finished, or raise WaitTimeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -70,22 +70,47 @@ EVENTS_PER_CALL = 10_000  # PutLogEvents' limits: events, and bytes (each event 
 BYTES_PER_CALL = 1_000_000
 
 
-class MetricBatcher:
+class Batcher:
+    """Items collected by a key and handed to ``send`` together, by one thread started with the first item, every
+    ``interval`` seconds."""
+
+    def __init__(self, name: str, interval: float) -> None:
+        self._name, self._interval = name, interval
+        self._lock = threading.Lock()
+        self._pending: dict[Any, list[dict[str, Any]]] = {}
+        self._thread: threading.Thread | None = None
+
+    def collect(self, key: Any, item: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending.setdefault(key, []).append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._interval)
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for key, items in pending.items():
+            self.send(key, items)
+
+    def send(self, key: Any, items: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+
+class MetricBatcher(Batcher):
     """CloudWatch data points collected per account, region and namespace, sent in batches by one thread."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: dict[tuple[str | None, str | None, str], list[dict[str, Any]]] = {}
-        self._thread: threading.Thread | None = None
+        super().__init__("cloudwatch-metrics", METRIC_FLUSH_SECONDS)
 
     def add(self, account_id: str | None, region_name: str | None, namespace: str, datum: dict[str, Any]) -> None:
-        if not is_api_enabled("cloudwatch"):
-            return
-        with self._lock:
-            self._pending.setdefault((account_id, region_name, namespace), []).append(datum)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="cloudwatch-metrics", daemon=True)
-                self._thread.start()
+        if is_api_enabled("cloudwatch"):
+            self.collect((account_id, region_name, namespace), datum)
 
     def publish_lambda_metric(
         self,
@@ -107,22 +132,15 @@ class MetricBatcher:
         datum = {"MetricName": metric, "Dimensions": dimensions, "Unit": unit, "Timestamp": datetime.now(UTC)}
         self.add(account_id, region, "AWS/SQS", {**datum, "Value": value})
 
-    def _run(self) -> None:
-        while True:
-            time.sleep(METRIC_FLUSH_SECONDS)
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for (account_id, region_name, namespace), data in pending.items():
-            cloudwatch = connect_to(aws_access_key_id=account_id, region_name=region_name).cloudwatch
-            for start in range(0, len(data), METRICS_PER_CALL):
-                chunk = data[start : start + METRICS_PER_CALL]
-                try:
-                    cloudwatch.put_metric_data(Namespace=namespace, MetricData=chunk)
-                except Exception as error:  # noqa: BLE001 - metrics must never break the calls they count
-                    LOG.info("Unable to put %s metric data to CloudWatch: %s", namespace, error)
+    def send(self, key: tuple[str | None, str | None, str], data: list[dict[str, Any]]) -> None:
+        account_id, region_name, namespace = key
+        cloudwatch = connect_to(aws_access_key_id=account_id, region_name=region_name).cloudwatch
+        for start in range(0, len(data), METRICS_PER_CALL):
+            chunk = data[start : start + METRICS_PER_CALL]
+            try:
+                cloudwatch.put_metric_data(Namespace=namespace, MetricData=chunk)
+            except Exception as error:  # noqa: BLE001 - metrics must never break the calls they count
+                LOG.info("Unable to put %s metric data to CloudWatch: %s", namespace, error)
 
 
 def embedded_metrics(logs: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -258,14 +276,12 @@ def _publish_embedded_metrics(handler: LogHandler, items: list[tuple[LogItem, in
         LOG.info("Unable to read embedded metrics from a function's logs: %s", error)
 
 
-class HistoryLogBatcher:
+class HistoryLogBatcher(Batcher):
     """Step Functions' execution log events, collected per account, region, group and stream and sent by one thread
     every ``LOG_LINGER_SECONDS``, each batch in time order (the events of one run keep their order)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
-        self._thread: threading.Thread | None = None
+        super().__init__("stepfunctions-logs", LOG_LINGER_SECONDS)
 
     def add(self, session: CloudWatchLoggingSession, history_log: HistoryLog) -> None:
         event = {
@@ -279,27 +295,16 @@ class HistoryLogBatcher:
             configuration.log_group_name,
             configuration.log_stream_name,
         )
-        with self._lock:
-            self._pending.setdefault(stream, []).append(event)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="stepfunctions-logs", daemon=True)
-                self._thread.start()
+        self.collect(stream, event)
 
-    def _run(self) -> None:
-        while True:
-            time.sleep(LOG_LINGER_SECONDS)
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for (account_id, region, group, stream), events in pending.items():
-            logs = connect_to(aws_access_key_id=account_id, region_name=region).logs
-            for batch in _within_limits(sorted(events, key=lambda event: event["timestamp"])):
-                try:
-                    _put_events(logs, group, stream, batch, create_group=False)  # as upstream: the stream only
-                except Exception as error:  # noqa: BLE001 - logs must never break executions
-                    LOG.warning("State machine log events could not be sent to %s: %s", group, error)
+    def send(self, key: tuple[str, str, str, str], events: list[dict[str, Any]]) -> None:
+        account_id, region, group, stream = key
+        logs = connect_to(aws_access_key_id=account_id, region_name=region).logs
+        for batch in _within_limits(sorted(events, key=lambda event: event["timestamp"])):
+            try:
+                _put_events(logs, group, stream, batch, create_group=False)  # as upstream: the stream only
+            except Exception as error:  # noqa: BLE001 - logs must never break executions
+                LOG.warning("State machine log events could not be sent to %s: %s", group, error)
 
 
 def upstream_sha256() -> str:
