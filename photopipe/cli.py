@@ -1025,6 +1025,12 @@ def demo(ctx: Context, timeout: float, out_dir: Path) -> None:
     out.print(table)
     sheet = contact_sheet(folder / "contact-sheet", outcomes, f"photopipe demo {run}")
     endpoint = ctx.settings.endpoint_url
+    runs = (  # an EXPRESS pipeline keeps no run list: its runs' events are in its log group
+        f"  aws --endpoint-url {endpoint} logs filter-log-events --log-group-name {outputs.PipelineLogGroupName}\n"
+        if ctx.stack.workflow_type == "EXPRESS"
+        else f"  aws --endpoint-url {endpoint} stepfunctions list-executions "
+        f"--state-machine-arn {outputs.PipelineStateMachineArn}\n"
+    )
     console.print(
         f"Contact sheet: {sheet.resolve()}\n"
         f"Upload page: {page_url(outputs.ApiUrl)} (open it in a browser; `photopipe keys show` prints the key)\n"
@@ -1033,8 +1039,7 @@ def demo(ctx: Context, timeout: float, out_dir: Path) -> None:
         "  photopipe ls                     # every media of this key's owner, with its status\n"
         "  photopipe status <media_id>      # one photo: variants and history\n"
         f"  aws --endpoint-url {endpoint} s3 ls s3://{bucket}/media/ --recursive\n"
-        f"  aws --endpoint-url {endpoint} stepfunctions list-executions "
-        f"--state-machine-arn {outputs.PipelineStateMachineArn}\n"
+        f"{runs}"
         "The stack keeps running; stop it with: make down",
         soft_wrap=True,
     )
