@@ -59,8 +59,9 @@ def from_log_line(message: str) -> dict[str, Any]:
 
 
 def _timestamp(value: str | int | float) -> datetime:
-    if isinstance(value, int | float):  # epoch milliseconds
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    """AWS logs epoch milliseconds, as a string of digits; LocalStack an ISO 8601 time."""
+    if isinstance(value, int | float) or value.isdigit():
+        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from photopipe import samples
 from photopipe_core import errors, reconcile
@@ -118,14 +119,19 @@ def test_a_second_express_run_of_a_finished_photo_changes_nothing(stack: dict[st
 def test_a_second_express_run_while_the_first_processes_changes_nothing(
     stack: dict[str, Any], context: FakeContext
 ) -> None:
+    # Given a run processing the photo, holding the slot of its name
     media = put_original(upload_key(MEDIA_ID), photo())
+    slots().try_acquire(MEDIA_ID, time.time())
     first = {"media": media, "execution_arn": express_arn(MEDIA_ID, "first")}
     load_function("validate").lambda_handler(first, context)
+    # When a second run of the same name (one start made twice, e.g. a retried request) reaches Validate
     with pytest.raises(errors.Superseded):
         load_function("validate").lambda_handler({**first, "execution_arn": express_arn(MEDIA_ID, "second")}, context)
+    # Then it changed nothing, and the slot stays the first run's
     item = media_repository().get(MEDIA_ID)
     assert item is not None and item.status is Status.PROCESSING and item.execution_arn == first["execution_arn"]
     assert history_statuses(MEDIA_ID) == ["PROCESSING"]
+    assert [h.run for h in slots().holders()] == [MEDIA_ID]
 
 
 def test_ingest_does_not_start_a_second_express_run_while_the_first_holds_the_slot(
@@ -145,9 +151,14 @@ def test_ingest_does_not_start_a_second_express_run_while_the_first_holds_the_sl
     # When the same event is delivered twice while its run is in flight
     ingest.lambda_handler(sqs_batch(body), context)
     ingest.lambda_handler(sqs_batch(body), context)
-    # Then one run started, holding one slot
+    # Then one run started, holding one slot, and the repeat waits in the queue (it starts nothing while that run
+    # holds the slot; after it, the media is finished)
     assert started == [MEDIA_ID]
     assert [h.run for h in slots().holders()] == [MEDIA_ID]
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=stack["ingest_queue_url"], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
 
 
 def test_an_express_redrive_run_is_known_by_its_name(stack: dict[str, Any], context: FakeContext) -> None:
@@ -169,6 +180,58 @@ def test_an_express_redrive_run_is_known_by_its_name(stack: dict[str, Any], cont
     item = repo.get(MEDIA_ID)
     assert item is not None and item.status is Status.READY and item.execution_arn == retry
     assert history_statuses(MEDIA_ID) == ["PROCESSING", "FAILED", "PROCESSING", "READY"]
+
+
+def test_of_two_express_runs_of_one_retry_only_the_first_processes(stack: dict[str, Any], context: FakeContext) -> None:
+    # Given a FAILED media and a retry bound to the run named <media_id>-1, which holds its slot
+    media = put_original(upload_key(MEDIA_ID), photo())
+    first = {"media": media, "execution_arn": express_arn(MEDIA_ID, "first")}
+    load_function("validate").lambda_handler(first, context)
+    load_function("outcome").fail_handler(
+        {**first, "error": {"Error": "States.Timeout", "Cause": ""}, "failed_step": "resize"}, context
+    )
+    repo = media_repository()
+    repo.begin_retry(MEDIA_ID, lambda n: f"{MACHINE.replace(':stateMachine:', ':execution:')}:{MEDIA_ID}-{n}", 0)
+    slots().try_acquire(f"{MEDIA_ID}-1", time.time())
+    # When that one start became two runs of the name
+    one, other = express_arn(f"{MEDIA_ID}-1", "one"), express_arn(f"{MEDIA_ID}-1", "other")
+    load_function("validate").lambda_handler({**first, "execution_arn": one}, context)
+    with pytest.raises(errors.Superseded):
+        load_function("validate").lambda_handler({**first, "execution_arn": other}, context)
+    # Then the first processes it, keeping its slot until it ends
+    item = repo.get(MEDIA_ID)
+    assert item is not None and item.status is Status.PROCESSING and item.execution_arn == one
+    assert [h.run for h in slots().holders()] == [f"{MEDIA_ID}-1"]
+    assert run_pipeline(media, context, one)["status"] == "READY"
+    assert slots().held() == 0
+
+
+def test_a_stray_express_run_does_not_redo_a_failed_photo(stack: dict[str, Any], context: FakeContext) -> None:
+    # Given a photo whose run FAILED (its message is in FailedQueue: a retry is how it runs again)
+    media = put_original(upload_key(MEDIA_ID), photo())
+    first = {"media": media, "execution_arn": express_arn(MEDIA_ID, "first")}
+    load_function("validate").lambda_handler(first, context)
+    load_function("outcome").fail_handler(
+        {**first, "error": {"Error": "States.Timeout", "Cause": ""}, "failed_step": "resize"}, context
+    )
+    # When a second run of its first start comes late
+    with pytest.raises(errors.Superseded):
+        load_function("validate").lambda_handler({**first, "execution_arn": express_arn(MEDIA_ID, "late")}, context)
+    # Then it is still FAILED, as it was
+    item = media_repository().get(MEDIA_ID)
+    assert item is not None and item.status is Status.FAILED and item.attempts == 0
+    assert history_statuses(MEDIA_ID) == ["PROCESSING", "FAILED"]
+
+
+def test_a_step_whose_slot_cannot_be_given_back_still_succeeds(
+    stack: dict[str, Any], context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(self: InFlightSlots, run: str) -> bool:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+
+    monkeypatch.setattr(InFlightSlots, "release", unavailable)
+    media = put_original(upload_key(MEDIA_ID), photo())
+    assert run_pipeline(media, context, express_arn(MEDIA_ID, "r"))["status"] == "READY"
 
 
 def test_the_sweep_frees_an_express_holder_only_once_its_run_must_have_ended(

@@ -32,7 +32,7 @@ def test_a_logged_line_reads_as_the_history_event_it_records() -> None:
         "executionArn": ARN,
         "stateEnteredEventDetails": {"name": "Validate"},
     }
-    exited = from_log_line(line(5, "TaskStateExited", 1796219065725, name="Validate"))  # AWS: epoch milliseconds
+    exited = from_log_line(line(5, "TaskStateExited", "1796219065725", name="Validate"))  # AWS: epoch milliseconds
     assert exited["stateExitedEventDetails"] == {"name": "Validate"}
     assert exited["timestamp"] == datetime(2026, 12, 2, 13, 44, 25, 725000, tzinfo=UTC)
 

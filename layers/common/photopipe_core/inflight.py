@@ -1,11 +1,12 @@
 """How many photos are in the pipeline at once: a counting semaphore in one DynamoDB item.
 
 The item ``INFLIGHT`` / ``SLOTS`` (in the media table) holds ``held``, the number of slots taken, and ``runs``, a map
-from each holding execution's name to when it took its slot (epoch seconds). A slot is taken by ingest before it
-starts an execution and given back once that execution has closed, whatever way it closed (Step Functions' own
-status-change event, so a run that was stopped, timed out or lost its last step still frees it), and by the sweeper
-for a holder whose execution is not running (a lost event, an ingest that died between taking the slot and starting
-the run). Taking and giving back are each one conditional update of that item — the counter moves together with the
+from each holding execution's name to when it took its slot (epoch seconds). A slot is taken by ingest (or a retry)
+before it starts an execution and given back by the step that writes the photo's final status (``steps``); a run
+that closes without such a step (stopped, timed out) gives it back on Step Functions' status-change event
+(STANDARD), and the sweeper gives back the slot of a holder whose execution is not running (a lost event, an ingest
+that died between taking the slot and starting the run; an EXPRESS run, which cannot be asked about, once it must
+have ended). Taking and giving back are each one conditional update of that item — the counter moves together with the
 run's entry, only if the entry is absent (take, and only below the limit) or present (give back) — so repeats are
 harmless and the counter always equals the number of holders: a slot cannot leak or be freed twice.
 
@@ -23,12 +24,14 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from botocore.exceptions import ClientError
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from photopipe_core import aws
 from photopipe_core.settings import get_settings
 
 KEY = {"pk": "INFLIGHT", "sk": "SLOTS"}
+logger = Logger(child=True)
 
 
 class Take(StrEnum):
@@ -93,6 +96,15 @@ class InFlightSlots:
                 return False
             raise
         return True
+
+    def give_back(self, run: str) -> bool:
+        """``release`` by a step that has done its work: a failure to give the slot back is logged, not raised, so
+        it never fails the step (the sweeper, or a STANDARD run's status-change event, gives it back)."""
+        try:
+            return self.release(run)
+        except (ClientError, BotoCoreError) as error:
+            logger.warning("in-flight slot not given back", extra={"run": run, "error": str(error)})
+            return False
 
     def held(self) -> int:
         return int(self._item().get("held", 0))

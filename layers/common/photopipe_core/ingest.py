@@ -39,6 +39,10 @@ class NoCapacity(Exception):
     """Every in-flight slot stayed taken until the deadline; the event has to wait longer in the queue."""
 
 
+class RunInFlight(NoCapacity):
+    """The media's run holds its slot (EXPRESS, whose starts are not idempotent): the event waits in the queue."""
+
+
 def wait_for_slot(
     slots: InFlightSlots,
     run: str,
@@ -63,7 +67,7 @@ def wait_for_slot(
 def ingest_object_created(bucket: str, key: str, etag: str, size: int, deadline: float) -> IngestOutcome:
     """Start the pipeline for a new object once a slot is free; repeats of the same event collapse onto the same
     execution (and give back a slot they took for it), and an object whose media has a final status starts
-    nothing. Raises ``NoCapacity`` when no slot freed up in time."""
+    nothing. Raises ``NoCapacity`` when no slot freed up in time (``RunInFlight``: EXPRESS, its run holds it)."""
     try:
         media_id = media_id_for_object(bucket, key, etag)
     except NotAnIngestKey as reason:
@@ -79,10 +83,11 @@ def ingest_object_created(bucket: str, key: str, etag: str, size: int, deadline:
     taken = wait_for_slot(slots, media_id, deadline)
     starter = pipeline_starter()
     if taken is Take.HELD and starter.express:
-        # Its run holds the slot: started, or being started by the delivery that took it. STANDARD would collapse
-        # a second start onto that run; EXPRESS would run it twice.
-        logger.info("pipeline start", extra={"key": key, "outcome": "already_started", "slot": taken.value})
-        return IngestOutcome.ALREADY_STARTED
+        # Its run holds the slot: started, or being started by the delivery that took it (STANDARD would collapse a
+        # second start onto that run; EXPRESS would run it twice). The event waits: once that run has ended it finds
+        # the media finished, and if the delivery that took the slot died before starting the run, it starts it
+        # once the sweeper has given that slot back.
+        raise RunInFlight(f"the run of {media_id} holds its in-flight slot")
     try:
         outcome = starter.start(PipelineInput(media_id=media_id, bucket=bucket, key=key, etag=etag, size=size))
     except Exception:

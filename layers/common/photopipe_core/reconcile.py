@@ -161,8 +161,8 @@ def run(
             return False  # reconcile() asks only once it must have ended
         try:
             return bool(sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING")
-        except sfn.exceptions.ExecutionDoesNotExist:
-            return False
+        except (sfn.exceptions.ExecutionDoesNotExist, sfn.exceptions.InvalidArn):
+            return False  # never started (an EXPRESS retry's ARN is a placeholder until its run reaches Validate)
 
     def fail(item: MediaItem, reason: str) -> None:
         assert item.execution_arn is not None

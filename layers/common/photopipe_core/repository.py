@@ -60,8 +60,9 @@ PHASH_BANDS = SIMILAR_MAX_DISTANCE + 1
 SIMILAR_READ_PER_BAND = 100
 SIMILAR_LIMIT = 20
 BATCH_GET = 100  # DynamoDB BatchGetItem takes at most 100 keys
-# A run may take over a media that waits for its first run or failed; any other run needs to be the one bound to it.
-REDRIVABLE_FROM = (Status.PENDING_UPLOAD, Status.FAILED)
+# A run may take over a media that waits for its first run; any other run needs to be the one bound to it (a FAILED
+# media is run again only by the retry begin_retry binds to it: an EXPRESS run that starts twice must not redo it).
+REDRIVABLE_FROM = (Status.PENDING_UPLOAD,)
 
 
 def media_pk(media_id: str) -> str:
@@ -78,7 +79,12 @@ class AlreadyExists(Exception):
 
 
 class InvalidTransition(Exception):
-    """The media is not in a status this change may leave (e.g. another run already finished it)."""
+    """The media is not in a status this change may leave (e.g. another run already finished it); ``current`` is the
+    media as the refused write found it, when the write said."""
+
+    def __init__(self, message: str, current: MediaItem | None = None) -> None:
+        super().__init__(message)
+        self.current = current
 
 
 def _conditional_failed(error: ClientError) -> bool:
@@ -132,10 +138,11 @@ class MediaRepository:
                     f"SET {sets}, #status = :status, execution_arn = :execution, "
                     "created_at = if_not_exists(created_at, :now), updated_at = :now, #owner = if_not_exists(#owner, "
                     ":owner), gsi1pk = :gsi1pk, gsi1sk = if_not_exists(gsi1sk, :gsi1sk), gsi2pk = :gsi2pk "
-                    "REMOVE reason, reason_detail, #error, expires_at"
+                    "REMOVE reason, reason_detail, #error, expires_at, #run"
                 ),
+                # a retry's name binds one run only: the first of that name to get here (then its ARN binds it)
                 ConditionExpression=(
-                    "attribute_not_exists(pk) OR #status IN (:s0, :s1) OR execution_arn = :execution "
+                    "attribute_not_exists(pk) OR #status IN (:s0) OR execution_arn = :execution "
                     "OR (#status = :status AND #run = :run)"
                 ),
                 ExpressionAttributeNames={
@@ -158,10 +165,17 @@ class MediaRepository:
                     **{f":{k}": v for k, v in values.items()},
                 },
                 ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if _conditional_failed(error):
-                raise InvalidTransition(f"media {media.media_id} is already finished") from error
+                found: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
+                holder = to_media_item(from_wire(found)) if found else None
+                if holder is not None and holder.status.is_terminal:
+                    why = f"is already finished ({holder.status})"
+                else:
+                    why = "is being processed by another run"
+                raise InvalidTransition(f"media {media.media_id} {why}", holder) from error
             raise
         old = response.get("Attributes", {})
         same_run = old.get("execution_arn") == execution_arn or old.get("run") == run_name(execution_arn)

@@ -31,7 +31,16 @@ from photopipe_core.errors import (
 )
 from photopipe_core.inflight import InFlightSlots
 from photopipe_core.keys import media_prefix, variant_key
-from photopipe_core.models import MediaItem, OutcomeInput, SourceFacts, Status, StepInput, Variant, VariantRef
+from photopipe_core.models import (
+    MediaItem,
+    OutcomeInput,
+    SourceFacts,
+    Status,
+    StepInput,
+    Variant,
+    VariantRef,
+    run_name,
+)
 from photopipe_core.repository import InvalidTransition, MediaRepository
 from photopipe_core.settings import CACHE_CONTROL, Settings
 from photopipe_core.storage import MessageQueue, ObjectHead, ObjectStore
@@ -51,13 +60,16 @@ def validate(
 ) -> StepInput:
     """Check the original by content and limits (a RejectedInput ends the run as REJECTED); mark it PROCESSING.
 
-    A run that may not process the media (finished meanwhile, or processed by another run) gives back its slot and
-    raises Superseded: the state machine ends it with nothing changed."""
+    A run that may not process the media (finished meanwhile, or processed by another run) raises Superseded: the
+    state machine ends it with nothing changed. It gives back the slot of its name, unless the run processing the
+    media has that name (a second EXPRESS run of one start: the slot is the first one's)."""
     media = step.media
     try:
         recorded, owner = repo.mark_processing(media, step.execution_arn)
     except InvalidTransition as error:
-        slots.release(step.run)
+        holder = error.current
+        if not (holder and holder.status is Status.PROCESSING and _run_of(holder) == step.run):
+            slots.give_back(step.run)
         raise Superseded(str(error)) from error
     head = store.head(media.key)
     if head.size > settings.limits.max_bytes:  # refused before a byte is downloaded
@@ -82,6 +94,10 @@ def validate(
     )
     repo.record_source(media.media_id, step.execution_arn, source)
     return step.model_copy(update={"source": source})
+
+
+def _run_of(item: MediaItem) -> str | None:
+    return run_name(item.execution_arn) if item.execution_arn else None
 
 
 def _inspect_original(store: ObjectStore, key: str, head: ObjectHead, settings: Settings) -> imaging.SourceInfo:
@@ -242,8 +258,8 @@ def finalize(step: StepInput, store: ObjectStore, repo: MediaRepository, slots: 
         width=step.facts.width if step.facts else step.source.width,
         height=step.facts.height if step.facts else step.source.height,
     )
-    slots.release(step.run)
     repo.index_ready(step.source.owner, media_id, step.phash, album_photo_of(item))
+    slots.give_back(step.run)
     return item
 
 
@@ -287,7 +303,7 @@ def reject(outcome: OutcomeInput, store: ObjectStore, repo: MediaRepository, slo
         reason_detail=detail,
         sha256=outcome.source.sha256 if outcome.source else None,
     )
-    slots.release(outcome.run)
+    slots.give_back(outcome.run)
     return item
 
 
@@ -297,7 +313,7 @@ def mark_duplicate(outcome: OutcomeInput, repo: MediaRepository, slots: InFlight
     item = repo.finish(
         outcome.media.media_id, outcome.execution_arn, Status.DUPLICATE, "dedupe", duplicate_of=outcome.duplicate_of
     )
-    slots.release(outcome.run)
+    slots.give_back(outcome.run)
     return item
 
 
@@ -319,5 +335,5 @@ def fail(outcome: OutcomeInput, repo: MediaRepository, queue: MessageQueue, slot
             "cause": message,
         }
     )
-    slots.release(outcome.run)
+    slots.give_back(outcome.run)
     return item
