@@ -46,6 +46,24 @@ def history_statuses(media_id: str) -> list[str]:
     return [entry["status"] for entry in media_repository().history(media_id)]
 
 
+def failed_express_media(context: FakeContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A media whose EXPRESS run failed in Resize; its input and that run's step input."""
+    media = put_original(upload_key(MEDIA_ID), photo())
+    first = {"media": media, "execution_arn": express_arn(MEDIA_ID, "first")}
+    load_function("validate").lambda_handler(first, context)
+    load_function("outcome").fail_handler(
+        {**first, "error": {"Error": "States.Timeout", "Cause": ""}, "failed_step": "resize"}, context
+    )
+    return media, first
+
+
+def begin_retry() -> None:
+    """What a retry does first: bind the media to the run named <media_id>-1 (by the ARN a STANDARD run would have)."""
+    media_repository().begin_retry(
+        MEDIA_ID, lambda n: f"{MACHINE.replace(':stateMachine:', ':execution:')}:{MEDIA_ID}-{n}", 0
+    )
+
+
 def test_run_names_of_both_workflow_types() -> None:
     assert run_name(EXECUTION) == "M1"
     assert run_name(express_arn("M1-2", "0c9f3b2e")) == "M1-2"
@@ -163,14 +181,9 @@ def test_ingest_does_not_start_a_second_express_run_while_the_first_holds_the_sl
 
 def test_an_express_redrive_run_is_known_by_its_name(stack: dict[str, Any], context: FakeContext) -> None:
     # Given a media whose EXPRESS run failed, and a retry bound to the run named <media_id>-1
-    media = put_original(upload_key(MEDIA_ID), photo())
-    first = {"media": media, "execution_arn": express_arn(MEDIA_ID, "first")}
-    load_function("validate").lambda_handler(first, context)
-    load_function("outcome").fail_handler(
-        {**first, "error": {"Error": "States.Timeout", "Cause": ""}, "failed_step": "resize"}, context
-    )
+    media, first = failed_express_media(context)
     repo = media_repository()
-    repo.begin_retry(MEDIA_ID, lambda n: f"{MACHINE.replace(':stateMachine:', ':execution:')}:{MEDIA_ID}-{n}", 0)
+    begin_retry()
     # When that run starts as EXPRESS (its ARN has a suffix nobody could predict), and a stray run of the first name
     retry = express_arn(f"{MEDIA_ID}-1", "retry")
     with pytest.raises(errors.Superseded):
@@ -184,14 +197,9 @@ def test_an_express_redrive_run_is_known_by_its_name(stack: dict[str, Any], cont
 
 def test_of_two_express_runs_of_one_retry_only_the_first_processes(stack: dict[str, Any], context: FakeContext) -> None:
     # Given a FAILED media and a retry bound to the run named <media_id>-1, which holds its slot
-    media = put_original(upload_key(MEDIA_ID), photo())
-    first = {"media": media, "execution_arn": express_arn(MEDIA_ID, "first")}
-    load_function("validate").lambda_handler(first, context)
-    load_function("outcome").fail_handler(
-        {**first, "error": {"Error": "States.Timeout", "Cause": ""}, "failed_step": "resize"}, context
-    )
+    media, first = failed_express_media(context)
     repo = media_repository()
-    repo.begin_retry(MEDIA_ID, lambda n: f"{MACHINE.replace(':stateMachine:', ':execution:')}:{MEDIA_ID}-{n}", 0)
+    begin_retry()
     slots().try_acquire(f"{MEDIA_ID}-1", time.time())
     # When that one start became two runs of the name
     one, other = express_arn(f"{MEDIA_ID}-1", "one"), express_arn(f"{MEDIA_ID}-1", "other")
@@ -208,12 +216,7 @@ def test_of_two_express_runs_of_one_retry_only_the_first_processes(stack: dict[s
 
 def test_a_stray_express_run_does_not_redo_a_failed_photo(stack: dict[str, Any], context: FakeContext) -> None:
     # Given a photo whose run FAILED (its message is in FailedQueue: a retry is how it runs again)
-    media = put_original(upload_key(MEDIA_ID), photo())
-    first = {"media": media, "execution_arn": express_arn(MEDIA_ID, "first")}
-    load_function("validate").lambda_handler(first, context)
-    load_function("outcome").fail_handler(
-        {**first, "error": {"Error": "States.Timeout", "Cause": ""}, "failed_step": "resize"}, context
-    )
+    media, first = failed_express_media(context)
     # When a second run of its first start comes late
     with pytest.raises(errors.Superseded):
         load_function("validate").lambda_handler({**first, "execution_arn": express_arn(MEDIA_ID, "late")}, context)
