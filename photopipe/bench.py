@@ -45,7 +45,7 @@ from photopipe.upload import ApiClient, Uploader
 from photopipe_core import imaging
 from photopipe_core.errors import TooManyPixels
 from photopipe_core.placeholder import placeholder
-from photopipe_core.repository import MediaRepository
+from photopipe_core.repository import BATCH_GET, MediaRepository
 from photopipe_core.rules import Limits, VariantSpec, WebpSettings
 
 VARIANTS = [VariantSpec("large", 2048), VariantSpec("medium", 1024), VariantSpec("thumb", 256)]
@@ -411,10 +411,14 @@ def step_durations(stack: Stack, media_ids: list[str]) -> dict[str, float]:
 def runs_of(stack: Stack, media_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """The events of each photo's last run (from its media item: an EXPRESS run's ARN is known only there)."""
     repository = MediaRepository(stack.resource("dynamodb").Table(stack.outputs.MediaTableName))
-    items = [repository.get(media_id) for media_id in media_ids]
-    arns = [item.execution_arn for item in items if item is not None and item.execution_arn]
+    items = [
+        item
+        for start in range(0, len(media_ids), BATCH_GET)
+        for item in repository.get_many(media_ids[start : start + BATCH_GET]).values()
+    ]
+    arns = [item.execution_arn for item in items if item.execution_arn]
     # a drop-folder media's item is made by its run's first step; an EXPRESS run lasts five minutes at most
-    made = [datetime.fromisoformat(item.created_at.replace("Z", "+00:00")) for item in items if item is not None]
+    made = [datetime.fromisoformat(item.created_at.replace("Z", "+00:00")) for item in items]
     return RunEvents(stack).of_many(arns, since=min(made) - timedelta(minutes=5) if made else None)
 
 
