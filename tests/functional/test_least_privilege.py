@@ -144,6 +144,19 @@ def test_every_permission_a_function_has_is_used_by_its_code(
     assert unused == {}
 
 
+# What a state machine's logging configuration needs (CloudWatch Logs' log delivery, as Step Functions documents it).
+LOG_DELIVERY = {
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+
+
 def test_the_state_machine_may_invoke_its_functions_and_write_only_what_its_last_resort_states_write(
     template: dict[str, Any],
 ) -> None:
@@ -159,13 +172,17 @@ def test_the_state_machine_may_invoke_its_functions_and_write_only_what_its_last
     statements = template["Resources"]["PipelineRole"]["Properties"]["Policies"]
     others = set()
     invoked = set()
+    delivery: set[str] = set()
     for policy in statements:
         for statement in policy["PolicyDocument"]["Statement"]:
             if statement["Action"] in ("lambda:InvokeFunction", ["lambda:InvokeFunction"]):
                 invoked.add(json.dumps(statement["Resource"], sort_keys=True))
+            elif statement["Resource"] == "*":  # only the log delivery, whose actions take no resource
+                delivery |= set(statement["Action"])
             else:
                 others |= grants(statement)
     assert others == used
+    assert delivery == LOG_DELIVERY
     substituted = template["Resources"]["Pipeline"]["Properties"]["DefinitionSubstitutions"]
     assert len(invoked) == sum(1 for key in substituted if key.endswith("FunctionArn"))
 
