@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml
 	@test -n "$(BOOT_PYTHON)" || { echo "error: no python3 on PATH to look for Python >= 3.12 with" >&2; exit 1; }
 	@py=$$($(BOOT_PYTHON) infra/src/photopipe_infra/pythons.py) && echo "Creating $(VENV) with $$py" && \
 		rm -rf $(VENV) && "$$py" -m venv $(VENV)
-	@# uv installs in seconds what pip takes minutes for; photopipe makes its tool venvs with it too
+	@# uv installs in seconds what pip takes minutes for; photopipe makes its tool venvs with it too.
+	@# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set, every `photopipe` command compiled boto3 and the rest
+	@# from source again (2.8 s for `photopipe --help`, 1.3 s compiled).
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.5'
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	@touch $@
 
 .PHONY: venv

@@ -130,8 +130,8 @@ def deploy_fingerprint(sources: str, parameters: dict[str, str]) -> str:
 
 
 def local_environment(endpoint: str) -> dict[str, str]:
-    """The environment for the SAM CLI and boto3 against LocalStack (aws cloudformation package needs the variable)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    """The environment for the SAM CLI against LocalStack (aws cloudformation package needs the variable)."""
+    env = {k: v for k, v in venvs.tool_environment().items() if not k.startswith("AWS_")}
     return {**env, **LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "SAM_CLI_TELEMETRY": "0"}
 
 

@@ -136,8 +136,8 @@ class EmbeddedLocalStack:
             path.mkdir(parents=True, exist_ok=True)
         inherited = {
             key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV", "LOCALSTACK_", "LAMBDA_"))
+            for key, value in venvs.tool_environment().items()
+            if not key.startswith(("AWS_", "VIRTUAL_ENV", "LOCALSTACK_", "LAMBDA_"))
         }
         return {
             **inherited,
