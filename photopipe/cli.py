@@ -179,7 +179,9 @@ def _bring_up(
     deployed = result.deployed
     phases = [f"LocalStack {started.seconds:.1f} s"] if started and not started.reused else []
     if deployed.changed:
-        phases += [f"sam build {deployed.build_seconds:.1f} s", f"sam deploy {deployed.deploy_seconds:.1f} s"]
+        alongside = " while LocalStack started" if result.built_alongside and phases else ""
+        built = f"sam build {deployed.build_seconds:.1f} s{alongside}" if deployed.build_seconds else "sam build reused"
+        phases += [built, f"sam deploy {deployed.deploy_seconds:.1f} s"]
     console.print(
         f"LocalStack {result.runtime} {how}{pid}; stack "
         f"{'deployed' if deployed.changed else 'already up to date'} in {result.seconds:.1f} s"

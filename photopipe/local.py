@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ from photopipe.config import ClientSettings
 from photopipe.media import reconcile_stack
 from photopipe.stack import Stack, StackOutputs
 from photopipe_core.reconcile import PROCESSING_MAX_AGE, Reconciled
-from photopipe_infra.deploy import Deployed, deploy
+from photopipe_infra.deploy import Deployed, build, deploy, is_built
 from photopipe_infra.launcher import DEFAULT_PORT, EmbeddedLocalStack, LauncherError, Started
 from photopipe_infra.paths import INFRA_DIR
 
@@ -34,6 +35,7 @@ class UpResult:
     seconds: float
     set_aside: Path | None = None  # where `--fresh` moved the saved state
     reconciled: Reconciled | None = None  # what the reconciler did after an unclean stop
+    built_alongside: bool = False  # `sam build` ran while LocalStack started
 
 
 def launcher(settings: ClientSettings) -> EmbeddedLocalStack:
@@ -63,26 +65,42 @@ def up(
     began = time.monotonic()
     started: Started | None = None
     set_aside: Path | None = None
-    if docker:
-        reason = docker_engine_error()
-        if reason is not None:
-            raise DockerUnavailable(f"--docker needs a Docker engine, and none can be used: {reason}")
-        subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), "up", "-d", "--wait"], check=True)  # noqa: S607
-        runtime = "docker"
-    else:
-        embedded = launcher(settings)
-        if fresh:
-            set_aside = embedded.set_saved_state_aside()
-        started = embedded.start()
-        runtime = "embedded"
+    # `sam build` needs no LocalStack: when the sources changed since the last build, it runs while LocalStack
+    # starts (a fresh clone's first `up` waited for one, then the other), and the deploy finds it done.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam-build") as pool:
+        building = None if is_built() else pool.submit(build, settings.endpoint_url)
+        if docker:
+            reason = docker_engine_error()
+            if reason is not None:
+                raise DockerUnavailable(f"--docker needs a Docker engine, and none can be used: {reason}")
+            subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), "up", "-d", "--wait"], check=True)  # noqa: S607
+            runtime = "docker"
+        else:
+            embedded = launcher(settings)
+            if fresh:
+                set_aside = embedded.set_saved_state_aside()
+            started = embedded.start()
+            runtime = "embedded"
+        build_seconds = building.result() if building is not None else 0.0
     deployed = deploy(settings.endpoint_url, settings.stack_name, parameters=parameters)
+    if building is not None and deployed.changed:
+        deployed = replace(deployed, build_seconds=build_seconds)
     stack = Stack(settings)
     reconciled = None
     if started is not None and started.recovered:
         # LocalStack was killed: what its last snapshot missed is found from the originals, which S3's journal kept
         # (runs it had going were started again as it loaded).
         reconciled = reconcile_stack(stack, grace=timedelta(0), stuck_after=PROCESSING_MAX_AGE)
-    return UpResult(runtime, started, deployed, stack.outputs, time.monotonic() - began, set_aside, reconciled)
+    return UpResult(
+        runtime,
+        started,
+        deployed,
+        stack.outputs,
+        time.monotonic() - began,
+        set_aside,
+        reconciled,
+        built_alongside=building is not None,
+    )
 
 
 def down(settings: ClientSettings, docker: bool = False) -> list[int]:

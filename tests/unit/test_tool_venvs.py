@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +40,47 @@ def test_the_sam_cli_runs_without_the_callers_python_settings(monkeypatch: pytes
     env = deploy.local_environment("http://localhost:4566")
     assert not [name for name in env if name.startswith("PYTHON")]
     assert env["AWS_ENDPOINT_URL"] == "http://localhost:4566"
+
+
+def test_threads_that_ensure_one_venv_at_once_make_it_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHOTOPIPE_STATE_DIR", str(tmp_path))
+    spec = venvs.VenvSpec(name="tool-venv", requirements=("some-tool==1.0",), inputs=())
+    made: list[str] = []
+
+    def make(spec: venvs.VenvSpec) -> None:
+        made.append(spec.name)
+        time.sleep(0.3)  # long enough for the other threads to find the venv missing
+        spec.python.parent.mkdir(parents=True)
+        spec.python.write_text("")
+        (spec.path / venvs.STAMP).write_text(spec.fingerprint())
+
+    monkeypatch.setattr(venvs, "_make", make)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        done = list(pool.map(lambda _: venvs.ensure(spec), range(4)))
+    assert made == ["tool-venv"]
+    assert all(venvs.is_current(result) for result in done)
+
+
+def test_a_venv_is_installed_from_uvs_cache_and_from_the_index_only_when_the_cache_lacks_something(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHOTOPIPE_STATE_DIR", str(tmp_path))
+    spec = venvs.VenvSpec(name="tool-venv", requirements=("some-tool==1.0",), inputs=())
+    calls: list[list[str]] = []
+    cached = {"some-tool==1.0"}
+
+    def run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        missing = "--offline" in argv and not set(argv) & cached
+        return subprocess.CompletedProcess(argv, 2 if missing else 0)
+
+    monkeypatch.setattr(venvs, "uv", lambda: "/usr/bin/uv")
+    monkeypatch.setattr(venvs.subprocess, "run", run)
+    venvs._install(spec, "some-tool==1.0")
+    assert [call[-2:] for call in calls] == [["--offline", "some-tool==1.0"]]
+    calls.clear()
+    venvs._install(spec, "another-tool==2.0")
+    assert [call[-2:] for call in calls] == [
+        ["--offline", "another-tool==2.0"],
+        [str(spec.python), "another-tool==2.0"],
+    ]

@@ -51,6 +51,9 @@ DEPLOY_TIMEOUT_SECONDS = 900
 # Where `sam deploy` uploads the built code. samconfig's `resolve_s3` would have the SAM CLI create its managed stack
 # for a bucket first, and it waits for that stack in steps of 15 s: 15 s of every first deploy to a fresh LocalStack.
 ARTIFACTS_BUCKET = "photopipe-deploy-artifacts"
+# Where `sam build` puts its output (samconfig's default), and the file that says which sources it is of.
+BUILD_DIR = Path(".aws-sam") / "build"
+BUILD_MARKER = ".photopipe-build"
 
 
 class DeployError(RuntimeError):
@@ -188,6 +191,55 @@ def page_origins(endpoint: str) -> list[str]:
     return origins
 
 
+def sam_environment(endpoint: str) -> dict[str, str]:
+    """The SAM CLI's environment: LocalStack's, its own venv first on PATH, and uv for the layer's packages."""
+    env = local_environment(endpoint)
+    # SAM's Python builder looks for `python3.13` on PATH; the SAM venv's own interpreter is one.
+    env["PATH"] = f"{venvs.SAM.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    fast = venvs.uv()
+    if fast is not None:
+        env["UV"] = fast  # layers/common/Makefile installs the layer's packages with it
+    return env
+
+
+def build_fingerprint(root: Path = PROJECT_ROOT) -> str:
+    """What `sam build`'s output is made from: the sources, and the SAM CLI that built them."""
+    return f"{source_fingerprint(root)}-{hashlib.sha256(venvs.SAM.fingerprint().encode()).hexdigest()[:12]}"
+
+
+def is_built(root: Path = PROJECT_ROOT) -> bool:
+    """``.aws-sam/build`` holds a complete `sam build` of these very sources."""
+    marker = root / BUILD_DIR / BUILD_MARKER
+    return marker.exists() and marker.read_text() == build_fingerprint(root)
+
+
+def build(endpoint: str, root: Path = PROJECT_ROOT) -> float:
+    """``sam build`` unless ``.aws-sam/build`` already holds a build of these sources; returns the seconds it took.
+
+    The build needs no LocalStack, so ``photopipe up`` runs it while LocalStack starts. A stack deployed afresh
+    from unchanged sources (``up --fresh``, a second stack) deploys the build that is there."""
+    if is_built(root):
+        return 0.0
+    sam = venvs.ensure(venvs.SAM)
+    began = time.monotonic()
+    marker = root / BUILD_DIR / BUILD_MARKER
+    marker.unlink(missing_ok=True)  # a build that fails half-way is not one of anything
+    fingerprint = build_fingerprint(root)
+    result = subprocess.run(  # noqa: S603
+        [str(sam.bin("sam")), "build", "--config-env", SAM_CONFIG_ENV],
+        check=False,
+        cwd=root,
+        env=sam_environment(endpoint),
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_SECONDS,
+    )
+    if result.returncode != 0:
+        raise DeployError(f"`sam build` failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    marker.write_text(fingerprint)
+    return time.monotonic() - began
+
+
 def deploy(
     endpoint: str, stack_name: str = "photopipe", force: bool = False, parameters: dict[str, str] | None = None
 ) -> Deployed:
@@ -203,26 +255,10 @@ def deploy(
     fingerprint = deploy_fingerprint(source_fingerprint(), given)
     if not force and deployed_fingerprint(endpoint, stack_name) == fingerprint:
         return Deployed(stack_name=stack_name, changed=False)
+    build_seconds = build(endpoint)
     sam = venvs.ensure(venvs.SAM)
+    env = sam_environment(endpoint)
     began = time.monotonic()
-    env = local_environment(endpoint)
-    # SAM's Python builder looks for `python3.13` on PATH; the SAM venv's own interpreter is one.
-    env["PATH"] = f"{sam.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    fast = venvs.uv()
-    if fast is not None:
-        env["UV"] = fast  # layers/common/Makefile installs the layer's packages with it
-    build = subprocess.run(  # noqa: S603
-        [str(sam.bin("sam")), "build", "--config-env", SAM_CONFIG_ENV],
-        check=False,
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT_SECONDS,
-    )
-    if build.returncode != 0:
-        raise DeployError(f"`sam build` failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}")
-    built = time.monotonic()
     command = [
         str(sam.bin("sam")),
         "deploy",
@@ -255,7 +291,7 @@ def deploy(
         failure = _sam_deploy(command, env, cfn, stack_name)
     if failure:
         raise DeployError(failure)
-    return Deployed(stack_name, True, built - began, time.monotonic() - built)
+    return Deployed(stack_name, True, build_seconds, time.monotonic() - began)
 
 
 def _sam_deploy(command: list[str], env: dict[str, str], cfn: Any, stack_name: str) -> str | None:

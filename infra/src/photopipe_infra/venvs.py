@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,11 +119,21 @@ def uv() -> str | None:
     return str(beside) if beside.exists() else shutil.which("uv")
 
 
-def _installer(spec: VenvSpec) -> list[str]:
+def _install(spec: VenvSpec, *arguments: str) -> None:
+    """Install into the venv with uv, from its cache when that holds everything asked for, else with pip.
+
+    uv asks the index whether each cached package is still current: for LocalStack's 113 packages that took
+    5 of the 6.6 s of an install whose every wheel was in the cache (1.4 s offline). A first install, or one
+    that needs a package the cache lacks, fails offline at once and goes to the index."""
     fast = uv()
-    if fast is not None:
-        return [fast, "pip", "install", "--quiet", "--python", str(spec.python)]
-    return [str(spec.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if fast is None:
+        pip = [str(spec.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, *arguments], check=True)  # noqa: S603
+        return
+    install = [fast, "pip", "install", "--quiet", "--python", str(spec.python)]
+    if subprocess.run([*install, "--offline", *arguments], check=False, capture_output=True).returncode == 0:  # noqa: S603
+        return
+    subprocess.run([*install, *arguments], check=True)  # noqa: S603
 
 
 def _create(spec: VenvSpec) -> None:
@@ -133,14 +144,28 @@ def _create(spec: VenvSpec) -> None:
         subprocess.run([find_python(), "-m", "venv", str(spec.path)], check=True)  # noqa: S603
 
 
+# One lock per venv: `photopipe up` builds with the SAM venv while LocalStack's start ensures it too.
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
 def ensure(spec: VenvSpec) -> VenvSpec:
     """Create or refresh the venv when its requirements changed; a no-op (a file read) when it is current.
+    Threads that ensure the same venv at once wait for the first, which makes it.
 
     When only the editable package's own metadata changed (a new plugin entry point in its pyproject.toml), it is
     installed again on its own: the pinned requirements stay as they are (a fresh LocalStack venv takes minutes)."""
     if is_current(spec):
         return spec
-    install = _installer(spec)
+    with _LOCKS_LOCK:
+        lock = _LOCKS.setdefault(spec.name, threading.Lock())
+    with lock:
+        if not is_current(spec):
+            _make(spec)
+    return spec
+
+
+def _make(spec: VenvSpec) -> None:
     stamp = _stamp(spec)
     if (
         spec.editable is not None
@@ -148,18 +173,17 @@ def ensure(spec: VenvSpec) -> VenvSpec:
         and stamp.partition("+")[0] == spec.fingerprint().partition("+")[0]
     ):
         LOG.info("Installing %s again into %s ...", spec.editable.name, spec.path)
-        subprocess.run([*install, "--no-deps", "-e", str(spec.editable)], check=True)  # noqa: S603
+        _install(spec, "--no-deps", "-e", str(spec.editable))
         (spec.path / STAMP).write_text(spec.fingerprint())
-        return spec
+        return
     LOG.info("Preparing %s (one-time set-up) ...", spec.path)
     if spec.path.exists():
         shutil.rmtree(spec.path)
     _create(spec)
-    subprocess.run([*install, *spec.requirements], check=True)  # noqa: S603
+    _install(spec, *spec.requirements)
     if spec.editable is not None:
-        subprocess.run([*install, "--no-deps", "-e", str(spec.editable)], check=True)  # noqa: S603
+        _install(spec, "--no-deps", "-e", str(spec.editable))
     (spec.path / STAMP).write_text(spec.fingerprint())
-    return spec
 
 
 def ensure_all(*specs: VenvSpec) -> None:
