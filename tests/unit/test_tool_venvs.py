@@ -84,3 +84,9 @@ def test_a_venv_is_installed_from_uvs_cache_and_from_the_index_only_when_the_cac
         ["--offline", "another-tool==2.0"],
         [str(spec.python), "another-tool==2.0"],
     ]
+
+
+def test_sam_deploy_asks_localstack_about_the_stack_every_half_second() -> None:
+    env = deploy.sam_environment("http://localhost:4566")
+    assert float(env["SAM_CLI_POLL_DELAY"]) <= 0.5  # noqa: PLR2004 - its default is 5 s, for AWS's API limits
+    assert env["PATH"].startswith(str(venvs.SAM.path / "bin"))

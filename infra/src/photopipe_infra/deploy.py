@@ -54,6 +54,7 @@ ARTIFACTS_BUCKET = "photopipe-deploy-artifacts"
 # Where `sam build` puts its output (samconfig's default), and the file that says which sources it is of.
 BUILD_DIR = Path(".aws-sam") / "build"
 BUILD_MARKER = ".photopipe-build"
+SAM_POLL_SECONDS = 0.5
 
 
 class DeployError(RuntimeError):
@@ -199,6 +200,9 @@ def sam_environment(endpoint: str) -> dict[str, str]:
     fast = venvs.uv()
     if fast is not None:
         env["UV"] = fast  # layers/common/Makefile installs the layer's packages with it
+    # `sam deploy` asks about the change set and the stack every 5 s by default (AWS's API limits); LocalStack
+    # creates this stack in about 8 s, so a deploy waited up to 5 s for each answer it was already given.
+    env["SAM_CLI_POLL_DELAY"] = str(SAM_POLL_SECONDS)
     return env
 
 
