@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +14,7 @@ from photopipe.config import ClientSettings
 from photopipe.media import reconcile_stack
 from photopipe.stack import Stack, StackOutputs
 from photopipe_core.reconcile import PROCESSING_MAX_AGE, Reconciled
-from photopipe_infra.deploy import Deployed, build, deploy, is_built
+from photopipe_infra.deploy import Deployed, building_meanwhile, deploy
 from photopipe_infra.launcher import DEFAULT_PORT, EmbeddedLocalStack, LauncherError, Started
 from photopipe_infra.paths import INFRA_DIR
 
@@ -67,8 +66,7 @@ def up(
     set_aside: Path | None = None
     # `sam build` needs no LocalStack: when the sources changed since the last build, it runs while LocalStack
     # starts (a fresh clone's first `up` waited for one, then the other), and the deploy finds it done.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam-build") as pool:
-        building = None if is_built() else pool.submit(build, settings.endpoint_url)
+    with building_meanwhile(settings.endpoint_url) as built:
         if docker:
             reason = docker_engine_error()
             if reason is not None:
@@ -81,9 +79,9 @@ def up(
                 set_aside = embedded.set_saved_state_aside()
             started = embedded.start()
             runtime = "embedded"
-        build_seconds = building.result() if building is not None else 0.0
+        build_seconds = built()
     deployed = deploy(settings.endpoint_url, settings.stack_name, parameters=parameters)
-    if building is not None and deployed.changed:
+    if build_seconds and deployed.changed:
         deployed = replace(deployed, build_seconds=build_seconds)
     stack = Stack(settings)
     reconciled = None
@@ -99,7 +97,7 @@ def up(
         time.monotonic() - began,
         set_aside,
         reconciled,
-        built_alongside=building is not None,
+        built_alongside=build_seconds > 0,
     )
 
 

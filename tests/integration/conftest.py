@@ -25,7 +25,7 @@ from photopipe.stack import Stack
 from photopipe.upload import ApiClient
 from photopipe_core.keys import media_id_for_object
 from photopipe_core.owners import OPERATOR
-from photopipe_infra.deploy import cloudformation, deploy
+from photopipe_infra.deploy import building_meanwhile, cloudformation, deploy
 from photopipe_infra.launcher import EmbeddedLocalStack
 from photopipe_infra.paths import state_dir
 
@@ -45,8 +45,10 @@ def localstack() -> Iterator[EmbeddedLocalStack]:
     instance = EmbeddedLocalStack(port=TEST_PORT, folder=state_dir() / "test-localstack", request_log=True)
     instance.stop()  # one a killed session left running
     shutil.rmtree(instance.saved_dir, ignore_errors=True)  # every session starts from an empty stack
-    instance.start()
     try:
+        with building_meanwhile(instance.endpoint) as built:  # the stack's `sam build`, if due, while it starts
+            instance.start()
+            built()
         yield instance
     finally:
         instance.stop()

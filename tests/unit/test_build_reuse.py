@@ -4,6 +4,7 @@ deploys the build that is there, a change to any source builds again, and a buil
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,30 @@ def test_a_failed_build_is_not_reused(project: tuple[Path, FakeSam]) -> None:
     sam.fail = False
     deploy.build("http://localhost:4566", root)
     assert sam.builds == 3
+
+
+def test_the_build_runs_while_the_body_does_and_its_failure_is_raised_where_it_is_awaited(
+    project: tuple[Path, FakeSam], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, sam = project
+    started = threading.Event()
+    release = threading.Event()
+    run = sam.run
+
+    def slow_build(argv: list[str], cwd: Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        started.set()
+        assert release.wait(5)
+        return run(argv, cwd, **kwargs)
+
+    monkeypatch.setattr(deploy.subprocess, "run", slow_build)
+    with deploy.building_meanwhile("http://localhost:4566", root) as built:
+        assert started.wait(5)  # building while the body (LocalStack's start) has not finished
+        release.set()
+        assert built() > 0
+    assert deploy.is_built(root) and sam.builds == 1
+    with deploy.building_meanwhile("http://localhost:4566", root) as built:
+        assert built() == 0.0  # nothing to build
+    (root / "template.yaml").write_text("Resources: {Broken: {}}\n")
+    sam.fail = True
+    with pytest.raises(deploy.DeployError), deploy.building_meanwhile("http://localhost:4566", root) as built:
+        built()

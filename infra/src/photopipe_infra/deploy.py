@@ -9,6 +9,8 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,6 +244,16 @@ def build(endpoint: str, root: Path = PROJECT_ROOT) -> float:
         raise DeployError(f"`sam build` failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     marker.write_text(fingerprint)
     return time.monotonic() - began
+
+
+@contextlib.contextmanager
+def building_meanwhile(endpoint: str, root: Path = PROJECT_ROOT) -> Iterator[Callable[[], float]]:
+    """Run ``build`` on a thread of its own while the body runs (LocalStack's start: the build needs no LocalStack).
+    The body calls what this yields to wait for the build; it returns the seconds the build took, 0.0 when the
+    sources were built already. A failed build raises there."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam-build") as pool:
+        building = None if is_built(root) else pool.submit(build, endpoint, root)
+        yield lambda: building.result() if building is not None else 0.0
 
 
 def deploy(
