@@ -49,3 +49,31 @@ def test_no_suitable_python_names_what_was_searched(isolated: Path) -> None:
     assert "3.12" in message
     assert "python3.13" in message
     assert str(isolated / "pyenv") in message
+
+
+def test_the_search_stops_at_the_first_preferred_interpreter(isolated: Path) -> None:
+    preferred = fake_python(isolated / "bin", "python3.13", "3.13")
+    version_bin = isolated / "pyenv" / "versions" / "3.9.18" / "bin"
+    version_bin.mkdir(parents=True)
+    asked = isolated / "asked"
+    later = version_bin / "python3"
+    later.write_text(f"#!/bin/sh\n: > {asked}\necho 3 9\n")  # a builtin: PATH holds only the fakes
+    later.chmod(later.stat().st_mode | stat.S_IEXEC)
+    assert pythons.find_python() == os.path.realpath(preferred)
+    assert not asked.exists()  # each interpreter asked costs a start (a pyenv shim's, a tenth of a second)
+
+
+def test_pyenv_versions_are_asked_newest_first_and_its_shims_not_at_all(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shims = isolated / "pyenv" / "shims"
+    shims.mkdir(parents=True)
+    fake_python(shims, "python3.13", "3.13")
+    for release in ("3.9.18", "3.12.1", "3.13.0", "3.10.13"):
+        folder = isolated / "pyenv" / "versions" / release / "bin"
+        folder.mkdir(parents=True)
+        fake_python(folder, "python3", release.rsplit(".", 1)[0])
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    order = [Path(path).parent.parent.name for path in pythons.candidates()]
+    assert order == ["3.13.0", "3.12.1", "3.10.13", "3.9.18"]
+    assert pythons.find_python() == os.path.realpath(isolated / "pyenv" / "versions" / "3.13.0" / "bin" / "python3")
