@@ -90,3 +90,26 @@ def test_sam_deploy_asks_localstack_about_the_stack_every_half_second() -> None:
     env = deploy.sam_environment("http://localhost:4566")
     assert float(env["SAM_CLI_POLL_DELAY"]) <= 0.5  # noqa: PLR2004 - its default is 5 s, for AWS's API limits
     assert env["PATH"].startswith(str(venvs.SAM.path / "bin"))
+
+
+def test_a_venv_is_made_with_pip_from_uvs_cache_and_made_again_online_when_that_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHOTOPIPE_STATE_DIR", str(tmp_path))
+    spec = venvs.VenvSpec(name="tool-venv", requirements=(), inputs=())
+    calls: list[list[str]] = []
+
+    def run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        spec.path.mkdir(exist_ok=True)
+        if "--offline" in argv:
+            (spec.path / "half-made").write_text("")
+            return subprocess.CompletedProcess(argv, 2)
+        assert not (spec.path / "half-made").exists()  # what the offline try left was removed first
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(venvs, "uv", lambda: "/usr/bin/uv")
+    monkeypatch.setattr(venvs, "find_python", lambda: "/usr/bin/python3.13")
+    monkeypatch.setattr(venvs.subprocess, "run", run)
+    venvs._create(spec)
+    assert [("--offline" in call, "--seed" in call) for call in calls] == [(True, True), (False, True)]

@@ -139,7 +139,11 @@ def _install(spec: VenvSpec, *arguments: str) -> None:
 def _create(spec: VenvSpec) -> None:
     fast = uv()
     if fast is not None:
-        subprocess.run([fast, "venv", "--quiet", "--seed", "--python", find_python(), str(spec.path)], check=True)  # noqa: S603
+        make = [fast, "venv", "--quiet", "--seed", "--python", find_python(), str(spec.path)]
+        # pip, the seed, from uv's cache as the packages are (0.06 s instead of 0.5 s)
+        if subprocess.run([*make, "--offline"], check=False, capture_output=True).returncode != 0:  # noqa: S603
+            shutil.rmtree(spec.path, ignore_errors=True)
+            subprocess.run(make, check=True)  # noqa: S603
     else:
         subprocess.run([find_python(), "-m", "venv", str(spec.path)], check=True)  # noqa: S603
 
